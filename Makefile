@@ -1,0 +1,31 @@
+# Two commands on a fresh machine with Python 3.11+ and make:
+#   make demo   sets up .venv, then runs the main job on embedded defaults
+#   make test   sets up .venv, then runs the test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEMO   := demo-output
+
+.PHONY: demo test bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed, found " + sys.version' 
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/recommender simulate --out $(DEMO)/province --staff 20000 --days 7 --seed 7
+	$(BIN)/recommender validate --staff $(DEMO)/province/staff.csv --banners $(DEMO)/province/banners.json --impressions $(DEMO)/province/impressions.jsonl
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_load.py
+	$(BIN)/python benchmarks/bench_simulate.py
+
+clean:
+	rm -rf $(VENV) $(DEMO)

@@ -1,0 +1,1 @@
+"""One feature definition shared by training and serving (see features.definition)."""

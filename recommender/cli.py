@@ -1,0 +1,40 @@
+"""The `recommender` command: one subcommand per job (simulate, validate, train, rank,
+evaluate, serve, export, models). Each subcommand lives in a module of its own under
+recommender/commands/ and registers itself here."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import ContractError
+
+COMMAND_MODULES = (
+    "recommender.commands.simulate",
+    "recommender.commands.validate",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recommender", description="Personalized banner ranking engine")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ContractError as e:
+        print(f"error: input breaks its contract:\n{e}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, IsADirectoryError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

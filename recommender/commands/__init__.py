@@ -1,0 +1,1 @@
+"""Subcommands of the `recommender` CLI, one module each."""

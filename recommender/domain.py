@@ -1,0 +1,103 @@
+"""Domain types shared by every part of the engine."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator, Mapping
+
+CATEGORIES: tuple[str, ...] = ("policy", "info", "custom", "survey", "event")
+STAFF_BASE_ATTRIBUTES: tuple[str, ...] = ("role", "school_level", "region")
+UNKNOWN = "__unknown__"
+
+
+@dataclass(frozen=True)
+class Staff:
+    """One staff member. ``attributes`` holds role, school_level, region and any extras."""
+
+    staff_id: str
+    attributes: Mapping[str, str]
+
+    def get(self, name: str) -> str:
+        return self.attributes.get(name, "") or ""
+
+
+@dataclass(frozen=True)
+class Banner:
+    banner_id: str
+    category: str
+    title: str = ""
+    start: float | None = None  # epoch seconds UTC, None = open
+    end: float | None = None
+    target: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    pinned: bool = False
+    priority: int = 0
+    tags: tuple[str, ...] = ()
+
+    def is_targeted(self) -> bool:
+        return any(len(v) > 0 for v in self.target.values())
+
+
+@dataclass(frozen=True)
+class Request:
+    """One load of the banner space, for batch ranking."""
+
+    request_id: str
+    ts: float
+    staff_id: str
+    candidates: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Ranking:
+    request_id: str
+    ranking: tuple[str, ...]
+
+
+class Catalog:
+    """The banners, in the catalog's own order, with lookup by id."""
+
+    def __init__(self, banners: Iterable[Banner]):
+        self.banners: list[Banner] = list(banners)
+        self.index: dict[str, int] = {}
+        for i, b in enumerate(self.banners):
+            if b.banner_id in self.index:
+                raise ValueError(f"duplicate banner_id {b.banner_id!r}")
+            self.index[b.banner_id] = i
+
+    def __len__(self) -> int:
+        return len(self.banners)
+
+    def __iter__(self) -> Iterator[Banner]:
+        return iter(self.banners)
+
+    def __contains__(self, banner_id: object) -> bool:
+        return banner_id in self.index
+
+    def get(self, banner_id: str) -> Banner | None:
+        i = self.index.get(banner_id)
+        return None if i is None else self.banners[i]
+
+    @property
+    def ids(self) -> list[str]:
+        return [b.banner_id for b in self.banners]
+
+
+class StaffDirectory:
+    """Staff members by id; an unknown id gets an empty profile (every attribute unknown)."""
+
+    def __init__(self, staff: Iterable[Staff], attribute_names: Iterable[str] = STAFF_BASE_ATTRIBUTES):
+        self.attribute_names: tuple[str, ...] = tuple(attribute_names)
+        self.by_id: dict[str, Staff] = {}
+        for s in staff:
+            if s.staff_id in self.by_id:
+                raise ValueError(f"duplicate staff_id {s.staff_id!r}")
+            self.by_id[s.staff_id] = s
+
+    def __len__(self) -> int:
+        return len(self.by_id)
+
+    def __contains__(self, staff_id: object) -> bool:
+        return staff_id in self.by_id
+
+    def get(self, staff_id: str) -> Staff:
+        s = self.by_id.get(staff_id)
+        return s if s is not None else Staff(staff_id, {})

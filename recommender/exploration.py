@@ -1,0 +1,88 @@
+"""Ordering rules and epsilon-greedy exploration, shared by the simulator's logging policy
+and the ranking service, so that both log propensities computed the same way.
+
+The operators' rule is fixed: pinned banners come first (higher priority first), then the
+rest. Epsilon-greedy shows the greedy order with probability 1 - epsilon and a uniformly
+random order of the unpinned candidates otherwise. So the marginal probability that an
+unpinned banner sits at position k is (1 - eps) * [it is greedy's k-th] + eps / n_free, and a
+pinned banner sits at its place with probability 1.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+PIN_OFFSET = 1e9
+
+
+def greedy_keys(score: np.ndarray, pinned: np.ndarray, priority: np.ndarray) -> np.ndarray:
+    """A sort key per banner (ascending = shown first): pinned first by priority, then by
+    score, ties broken by priority and then by catalog order."""
+    score = np.asarray(score, dtype=np.float64)
+    n = len(score)
+    idx = np.arange(n)
+    rank_score = np.empty(n)
+    rank_score[np.lexsort((idx, -np.asarray(priority), -score))] = idx
+    pin_rank = np.empty(n)
+    pin_rank[np.lexsort((idx, -np.asarray(priority)))] = idx
+    return np.where(np.asarray(pinned, dtype=bool), pin_rank - PIN_OFFSET, rank_score)
+
+
+def epsilon_greedy(
+    eligible: np.ndarray,
+    keys: np.ndarray,
+    pinned: np.ndarray,
+    epsilon: float,
+    slots: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sample epsilon-greedy rankings for a batch of requests.
+
+    eligible: (m, n) bool, candidates of each request; keys: (n,) or (m, n) sort keys
+    (ascending = better, from greedy_keys); pinned: (n,) bool.
+    Returns shown (m, slots) banner indices (-1 past the candidates), propensity (m, slots)
+    of each shown banner at its position, and explored (m,) bool.
+    """
+    eligible = np.asarray(eligible, dtype=bool)
+    m, n = eligible.shape
+    keys = np.broadcast_to(np.asarray(keys, dtype=np.float64), (m, n))
+    pinned = np.asarray(pinned, dtype=bool)
+    greedy = np.argsort(np.where(eligible, keys, np.inf), axis=1, kind="stable")[:, :slots]
+    rand = np.where(pinned[None, :], keys, rng.random((m, n)) - 0.5)
+    uniform = np.argsort(np.where(eligible, rand, np.inf), axis=1, kind="stable")[:, :slots]
+    explored = rng.random(m) < epsilon
+    shown = np.where(explored[:, None], uniform, greedy)
+    P = position_propensities(eligible, keys, pinned, epsilon, slots)
+    k = shown.shape[1]
+    prop = P[np.arange(m)[:, None], shown, np.arange(k)[None, :]]
+    valid = np.arange(k)[None, :] < eligible.sum(axis=1)[:, None]
+    return np.where(valid, shown, -1), np.where(valid, prop, 0.0), explored
+
+
+def position_propensities(eligible: np.ndarray, keys: np.ndarray, pinned: np.ndarray, epsilon: float, slots: int) -> np.ndarray:
+    """P[i, b, k]: probability that epsilon-greedy puts banner b at position k+1 in request i.
+
+    Over the candidates of a request, each shown position sums to 1 (and so does each
+    candidate over all positions when every candidate is shown).
+    """
+    eligible = np.asarray(eligible, dtype=bool)
+    m, n = eligible.shape
+    keys = np.broadcast_to(np.asarray(keys, dtype=np.float64), (m, n))
+    pinned = np.asarray(pinned, dtype=bool)
+    order = np.argsort(np.where(eligible, keys, np.inf), axis=1, kind="stable")
+    k = min(slots, n)
+    n_cand = eligible.sum(axis=1)
+    n_pin = (eligible & pinned[None, :]).sum(axis=1)
+    n_free = np.maximum(n_cand - n_pin, 1)
+    pos_of = np.empty((m, n), dtype=np.int64)
+    pos_of[np.arange(m)[:, None], order] = np.arange(n)[None, :]
+    positions = np.arange(k)[None, None, :]
+    at_greedy = (pos_of[:, :, None] == positions).astype(np.float64)
+    free = eligible & ~pinned[None, :]
+    free_pos = positions >= n_pin[:, None, None]  # positions after the pinned block
+    P = np.where(
+        free[:, :, None],
+        np.where(free_pos, (1 - epsilon) * at_greedy + epsilon / n_free[:, None, None], 0.0),
+        np.where((eligible & pinned[None, :])[:, :, None], at_greedy, 0.0),
+    )
+    P = np.where(positions < n_cand[:, None, None], P, 0.0)
+    return P

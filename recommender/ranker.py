@@ -1,0 +1,138 @@
+"""The Ranker: a scorer (a trained model, or none) + the operators' rules + exploration.
+
+It answers one request at a time for the service and many at a time for batch ranking.
+Rules: pinned candidates come first (higher priority first); the rest follow the
+scorer's order, ties broken by priority then catalog order. With no scorer, or when the
+scorer fails, the answer is the operators' order (pinned, priority, catalog order) with
+``model_version == "fallback"``. With epsilon > 0 the unpinned part is a uniformly random
+order with probability epsilon, and every position's exact marginal propensity is given.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Mapping, Protocol, Sequence
+
+import numpy as np
+
+from features.history import History
+
+from .domain import Banner
+
+FALLBACK_VERSION = "fallback"
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CandidateRows:
+    """One row per (request, candidate banner): what a scorer needs."""
+
+    request: np.ndarray  # request index per row
+    staff_id: Sequence[str]
+    attributes: Sequence[Mapping[str, str]]  # the person's profile per row
+    banner: Sequence[Banner]
+    ts: np.ndarray  # request time per row, epoch seconds UTC
+
+    def __len__(self) -> int:
+        return len(self.banner)
+
+
+class Scorer(Protocol):
+    """Anything that scores candidates: higher is better. ``version`` names the model."""
+
+    version: str
+
+    def score(self, rows: CandidateRows, history: History) -> np.ndarray: ...
+
+
+@dataclass
+class RankedItem:
+    banner_id: str
+    position: int
+    score: float
+    propensity: float
+
+
+@dataclass
+class RankResult:
+    model_version: str
+    explored: bool
+    items: list[RankedItem]
+
+    @property
+    def banner_ids(self) -> list[str]:
+        return [i.banner_id for i in self.items]
+
+
+def operator_order(candidates: Sequence[Banner]) -> list[int]:
+    """Indices of the candidates in the operators' order: pinned, then priority, then as given."""
+    return sorted(range(len(candidates)), key=lambda i: (not candidates[i].pinned, -candidates[i].priority, i))
+
+
+def greedy_order(candidates: Sequence[Banner], scores: np.ndarray) -> list[int]:
+    """Pinned first (by priority), then by score descending; ties by priority, then as given."""
+    return sorted(
+        range(len(candidates)),
+        key=lambda i: (not candidates[i].pinned, -candidates[i].priority if candidates[i].pinned else 0,
+                       -scores[i], -candidates[i].priority, i),
+    )
+
+
+def explore_order(greedy: list[int], candidates: Sequence[Banner], rng: np.random.Generator) -> list[int]:
+    n_pin = sum(1 for i in greedy if candidates[i].pinned)
+    free = list(greedy[n_pin:])
+    perm = rng.permutation(len(free))
+    return greedy[:n_pin] + [free[j] for j in perm]
+
+
+def propensities(shown: list[int], greedy: list[int], candidates: Sequence[Banner], epsilon: float) -> list[float]:
+    """Marginal probability that epsilon-greedy puts each shown banner at its position."""
+    n_pin = sum(1 for i in greedy if candidates[i].pinned)
+    n_free = max(len(greedy) - n_pin, 1)
+    out = []
+    for pos, i in enumerate(shown):
+        if candidates[i].pinned:
+            out.append(1.0)
+        else:
+            out.append((1.0 - epsilon) * (greedy[pos] == i) + epsilon / n_free)
+    return out
+
+
+class Ranker:
+    """Ranks candidates for one person. ``scorer`` may be None (operators' order)."""
+
+    def __init__(self, scorer: Scorer | None = None, epsilon: float = 0.0, rng: np.random.Generator | None = None):
+        if not 0.0 <= epsilon <= 1.0:
+            raise ValueError("epsilon must be in [0, 1]")
+        self.scorer = scorer
+        self.epsilon = float(epsilon)
+        self.rng = rng if rng is not None else np.random.default_rng()
+
+    def scores(self, staff_id: str, attributes: Mapping[str, str], ts: float, candidates: Sequence[Banner],
+               history: History) -> tuple[np.ndarray | None, str]:
+        if self.scorer is None or not candidates:
+            return None, FALLBACK_VERSION
+        rows = CandidateRows(np.zeros(len(candidates), dtype=np.int64), [staff_id] * len(candidates),
+                             [attributes] * len(candidates), list(candidates), np.full(len(candidates), float(ts)))
+        try:
+            s = np.asarray(self.scorer.score(rows, history), dtype=np.float64)
+            if s.shape != (len(candidates),) or not np.all(np.isfinite(s)):
+                raise ValueError(f"scorer returned {s.shape} values, some not finite")
+            return s, self.scorer.version
+        except Exception:  # the banner server must get an answer even when the model breaks
+            log.exception("scorer %s failed; answering with the operators' order", getattr(self.scorer, "version", "?"))
+            return None, FALLBACK_VERSION
+
+    def rank(self, staff_id: str, attributes: Mapping[str, str], ts: float, candidates: Sequence[Banner],
+             history: History) -> RankResult:
+        scores, version = self.scores(staff_id, attributes, ts, candidates, history)
+        if scores is None:
+            order = operator_order(candidates)
+            return RankResult(version, False, [RankedItem(candidates[i].banner_id, p + 1, 0.0, 1.0)
+                                               for p, i in enumerate(order)])
+        greedy = greedy_order(candidates, scores)
+        explored = self.epsilon > 0 and self.rng.random() < self.epsilon
+        shown = explore_order(greedy, candidates, self.rng) if explored else greedy
+        props = propensities(shown, greedy, candidates, self.epsilon)
+        return RankResult(version, explored, [RankedItem(candidates[i].banner_id, p + 1, float(scores[i]), props[p])
+                                              for p, i in enumerate(shown)])

@@ -1,0 +1,38 @@
+"""The CLI as data staff use it: simulate, then validate good and bad files."""
+import json
+import subprocess
+import sys
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "recommender.cli", *args], capture_output=True, text=True)
+
+
+def test_validate_good_files(small_province):
+    p = small_province
+    r = run("validate", "--staff", str(p / "staff.csv"), "--banners", str(p / "banners.json"),
+            "--impressions", str(p / "impressions.jsonl"))
+    assert r.returncode == 0, r.stderr
+    assert "5,000 staff" in r.stdout and "click rate" in r.stdout
+
+
+def test_validate_reports_every_error_and_exits_non_zero(tmp_path, small_province):
+    lines = (small_province / "impressions.jsonl").read_text(encoding="utf-8").splitlines()[:20]
+    rows = [json.loads(x) for x in lines]
+    rows[3]["propensity"] = 0
+    rows[7]["clicked"] = 3
+    rows[9]["banner_id"] = "b-nope"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    r = run("validate", "--banners", str(small_province / "banners.json"), "--impressions", str(bad))
+    assert r.returncode == 1
+    assert f"{bad}:4: field 'propensity'" in r.stderr
+    assert f"{bad}:8: field 'clicked'" in r.stderr
+    assert f"{bad}:10: field 'banner_id'" in r.stderr
+
+
+def test_simulate_prints_a_summary(tmp_path):
+    r = run("simulate", "--out", str(tmp_path / "p"), "--staff", "300", "--days", "1")
+    assert r.returncode == 0, r.stderr
+    for words in ("staff", "impressions", "position 1", "survey", "click rate"):
+        assert words in r.stdout

@@ -1,0 +1,110 @@
+"""The simulator: reproducible, exact propensities, sane clicks, contract-valid files."""
+import filecmp
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from recommender.contracts import load_banners, load_impressions, load_staff
+from recommender.eligibility import eligible_banners
+from recommender.exploration import epsilon_greedy, greedy_keys, position_propensities
+from recommender.simulator import GroundTruth, SimulationConfig, simulate
+
+
+def test_same_seed_same_files(tmp_path):
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    cfg = SimulationConfig(staff=500, days=2, seed=3)
+    simulate(a, cfg)
+    simulate(b, cfg)
+    simulate(c, SimulationConfig(staff=500, days=2, seed=4))
+    for name in ("staff.csv", "banners.json", "impressions.jsonl"):
+        assert filecmp.cmp(a / name, b / name, shallow=False)
+    assert not filecmp.cmp(a / "impressions.jsonl", c / "impressions.jsonl", shallow=False)
+
+
+def test_files_meet_the_contracts_and_clicks_never_exceed_impressions(small_province):
+    staff = load_staff(small_province / "staff.csv")
+    catalog = load_banners(small_province / "banners.json")
+    log = load_impressions(small_province / "impressions.jsonl", catalog=catalog)
+    assert len(staff) == 5000 and len(catalog) == 30
+    assert set(log.clicked.tolist()) <= {0, 1}
+    assert log.clicked.sum() <= len(log)
+    # a request shows each banner once, position 1 first, contiguous positions
+    counts = np.bincount(log.request)
+    assert counts.max() <= 3
+    assert np.array_equal(np.bincount(log.request, weights=log.position), counts * (counts + 1) / 2)
+    # Korean titles survive
+    assert any("교" in b.title for b in catalog)
+    # every shown banner was eligible for that person at that time
+    rng = np.random.default_rng(0)
+    for i in rng.choice(len(log), 300, replace=False):
+        person = staff.get(log.staff_ids[log.staff[i]])
+        ids = {b.banner_id for b in eligible_banners(catalog, person.attributes, log.ts[i])}
+        assert log.banner_ids[log.banner[i]] in ids
+
+
+def test_logged_propensities_match_the_policy(small_province):
+    """Recompute each logged request's full propensity matrix from the public rules
+    (eligibility, pinning) and check the logged values for pinned banners and for the
+    epsilon share: a free banner's propensity is eps/n_free or (1-eps)+eps/n_free."""
+    staff = load_staff(small_province / "staff.csv")
+    catalog = load_banners(small_province / "banners.json")
+    log = load_impressions(small_province / "impressions.jsonl", catalog=catalog)
+    eps = 0.2
+    rng = np.random.default_rng(1)
+    for i in rng.choice(len(log), 300, replace=False):
+        person = staff.get(log.staff_ids[log.staff[i]])
+        elig = eligible_banners(catalog, person.attributes, log.ts[i])
+        n_pin = sum(b.pinned for b in elig)
+        b = catalog.get(log.banner_ids[log.banner[i]])
+        if b.pinned:
+            assert log.propensity[i] == 1.0
+        else:
+            n_free = len(elig) - n_pin
+            assert np.isclose(log.propensity[i], eps / n_free) or np.isclose(log.propensity[i], 1 - eps + eps / n_free)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 12), st.integers(1, 4), st.floats(0, 1), st.integers(0, 2**31 - 1))
+def test_position_propensities_sum_to_one_over_candidates(n, slots, eps, seed):
+    rng = np.random.default_rng(seed)
+    m = 20
+    eligible = rng.random((m, n)) < 0.7
+    pinned = rng.random(n) < 0.2
+    keys = greedy_keys(rng.random(n), pinned, rng.integers(0, 3, n))
+    P = position_propensities(eligible, keys, pinned, eps, slots)
+    n_cand = eligible.sum(axis=1)
+    for i in range(m):
+        for k in range(min(slots, n)):
+            expected = 1.0 if k < n_cand[i] else 0.0
+            assert np.isclose(P[i, :, k].sum(), expected)
+        assert np.all(P[i, ~eligible[i]] == 0)
+
+
+def test_sampled_positions_follow_the_propensities():
+    rng = np.random.default_rng(5)
+    n, slots, eps, m = 6, 3, 0.3, 60000
+    eligible = np.ones((m, n), dtype=bool)
+    pinned = np.array([False, True, False, False, False, False])
+    keys = greedy_keys(np.arange(n)[::-1].astype(float), pinned, np.zeros(n))
+    shown, prop, _ = epsilon_greedy(eligible, keys, pinned, eps, slots, rng)
+    P = position_propensities(eligible[:1], keys, pinned, eps, slots)[0]
+    for k in range(slots):
+        freq = np.bincount(shown[:, k], minlength=n) / m
+        assert np.allclose(freq, P[:, k], atol=0.01)
+        assert np.allclose(prop[:, k], P[shown[:, k], k])
+
+
+def test_ground_truth_scores_rankings_and_hidden_share(small_province):
+    truth = GroundTruth.load(small_province)
+    assert 1 / 3 <= truth.hidden_variance_share() <= 1
+    u = np.array([0, 1])
+    ranked = np.array([[0, 1, 2], [3, -1, -1]])
+    zeros = np.zeros((2, 3))
+    ec = truth.expected_clicks(u, ranked, zeros, zeros)
+    assert ec.shape == (2,) and np.all(ec > 0) and np.all(ec < 3)
+    # the first position is examined more than the third
+    assert truth.examination(1) > truth.examination(3)
+    # completion: having clicked a survey makes it much less attractive
+    survey = truth.banner_index["b-survey-01"]
+    assert truth.attractiveness(0, survey, 1, 1) < truth.attractiveness(0, survey, 1, 0) / 5
