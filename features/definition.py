@@ -234,7 +234,9 @@ class FeatureEncoder:
         tag_counts = np.array([len(t) for t in banners.tag_codes], dtype=np.int64)[banner_idx]
         per_row = k + 1 + nn + tag_counts
         indptr = np.concatenate([[0], np.cumsum(per_row)])
-        indices = np.empty(indptr[-1], dtype=np.int64)
+        idx_type = np.int32 if self.n_features_ < 2**31 and indptr[-1] < 2**31 else np.int64
+        indptr = indptr.astype(idx_type)
+        indices = np.empty(indptr[-1], dtype=idx_type)
         data = np.empty(indptr[-1], dtype=np.float64)
         # fixed part laid out row-major at the start of each row
         base = indptr[:-1]

@@ -17,9 +17,9 @@ from .pointintime import EventIndex, TimeRanks
 class Events:
     """Impression events: one row per banner shown, with its click outcome."""
 
-    staff: list[str] | np.ndarray  # staff id per event
-    banner: list[str] | np.ndarray  # banner id per event
-    category: list[str] | np.ndarray  # the banner's category per event
+    staff: "list[str] | np.ndarray | Coded"  # staff id per event
+    banner: "list[str] | np.ndarray | Coded"  # banner id per event
+    category: "list[str] | np.ndarray | Coded"  # the banner's category per event
     ts: np.ndarray  # epoch seconds UTC
     clicked: np.ndarray  # 0/1
 
@@ -27,7 +27,26 @@ class Events:
         return len(self.ts)
 
 
+@dataclass
+class Coded:
+    """Ids given as a vocabulary and an index per event (how logs hold them): building a
+    History from millions of events then needs no per-event dictionary lookup."""
+
+    vocab: list[str]
+    codes: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+
 def _codes(values, vocab: dict[str, int]) -> np.ndarray:
+    if isinstance(values, Coded):
+        if vocab:
+            raise ValueError("a Coded column needs an empty vocabulary")
+        vocab.update((v, i) for i, v in enumerate(values.vocab))
+        if len(vocab) != len(values.vocab):
+            raise ValueError("a Coded vocabulary lists an id twice")
+        return np.asarray(values.codes, dtype=np.int64)
     out = np.empty(len(values), dtype=np.int64)
     for i, v in enumerate(values):
         c = vocab.get(v)

@@ -18,13 +18,25 @@ class LogContext:
     staff: StaffArrays  # aligned with log.staff_ids
     banners: BannerArrays  # aligned with log.banner_ids
     history: object
+    _hist_rows: np.ndarray | None = None
     _hist: dict | None = None
 
+    def prepare(self, rows: np.ndarray) -> None:
+        """Query the history of these rows once (what costs); later calls reuse them."""
+        rows = np.unique(rows)
+        log = self.log
+        self._hist_rows = rows
+        self._hist = history_features(self.history, log.staff_ids, log.staff[rows], self.banners, log.banner[rows], log.ts[rows])
+
     def history_rows(self, rows: np.ndarray) -> dict:
-        if self._hist is None:
-            log = self.log
-            self._hist = history_features(self.history, log.staff_ids, log.staff, self.banners, log.banner, log.ts)
-        return {k: v[rows] for k, v in self._hist.items()}
+        rows = np.asarray(rows)
+        if self._hist_rows is not None:
+            at = np.searchsorted(self._hist_rows, rows)
+            at = np.minimum(at, len(self._hist_rows) - 1)
+            if len(rows) and np.array_equal(self._hist_rows[at], rows):
+                return {k: v[at] for k, v in self._hist.items()}
+        log = self.log
+        return history_features(self.history, log.staff_ids, log.staff[rows], self.banners, log.banner[rows], log.ts[rows])
 
     def features(self, encoder: FeatureEncoder, rows: np.ndarray, position=None, dense=False):
         log = self.log

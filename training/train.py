@@ -92,13 +92,14 @@ def fit_click_model(directory, catalog, log, history_logs=(), kind: str = "logis
     cfg = config or TrainConfig()
     encoder = FeatureEncoder(cfg.features).fit(_attribute_values(directory, cfg.features), catalog.banners, log.click_rate())
     ctx = log_context(encoder, directory, catalog, log, history_logs)
-    _fit_scale(encoder, ctx, np.random.default_rng(cfg.seed))
     rows, w = downsample_negatives(np.arange(len(log)), log.clicked, cfg.max_train_rows, np.random.default_rng(cfg.seed))
+    ctx.prepare(rows)
+    _fit_scale(encoder, ctx, np.random.default_rng(cfg.seed), rows)
     return _fit(kind, encoder, ctx, rows, w, cfg)
 
 
-def _fit_scale(encoder: FeatureEncoder, ctx, rng: np.random.Generator, sample: int = 200_000) -> None:
-    rows = np.sort(rng.choice(len(ctx.log), min(sample, len(ctx.log)), replace=False))
+def _fit_scale(encoder: FeatureEncoder, ctx, rng: np.random.Generator, among: np.ndarray, sample: int = 200_000) -> None:
+    rows = np.sort(rng.choice(among, min(sample, len(among)), replace=False))
     X = ctx.features(encoder, rows, dense=True)
     encoder.fit_scale(X[:, encoder.dense_column(NUMERIC_FEATURES[0]):])
 
@@ -186,11 +187,12 @@ def train(directory, catalog, log, out_dir: str | Path | None, config: TrainConf
     step("features")
     encoder = FeatureEncoder(cfg.features).fit(_attribute_values(directory, cfg.features), catalog.banners, log.click_rate())
     ctx = log_context(encoder, directory, catalog, log, history_logs)
-    _fit_scale(encoder, ctx, rng)
     train_rows, valid_rows, cut = time_split(log, cfg.holdout_days)
     if len(train_rows) == 0 or len(valid_rows) == 0:
         raise ValueError(f"the log spans too little time to hold out {cfg.holdout_days:g} day(s) for validation")
     fit_rows, weights = downsample_negatives(train_rows, log.clicked, cfg.max_train_rows, rng)
+    ctx.prepare(np.concatenate([fit_rows, valid_rows]))
+    _fit_scale(encoder, ctx, rng, fit_rows)
     timings["prepare_s"] = time.perf_counter() - t
 
     def model_scores(artifact):
@@ -225,6 +227,7 @@ def train(directory, catalog, log, out_dir: str | Path | None, config: TrainConf
         step(f"refit {chosen}")
         t = time.perf_counter()
         all_rows, w = downsample_negatives(np.arange(len(log)), log.clicked, cfg.max_train_rows, rng)
+        ctx.prepare(all_rows)
         if chosen == "gbm" and len(all_rows) > cfg.gbm_max_rows:
             sub = np.sort(rng.choice(len(all_rows), cfg.gbm_max_rows, replace=False))
             all_rows, w = all_rows[sub], w[sub]
