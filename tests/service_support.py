@@ -47,6 +47,15 @@ class FakeScorer:
         return np.array([self.table.get(b, 0.0) for b in ids]) - 10.0 * h["ever_clicked_banner"]
 
 
+def load_model(folder):
+    """A model loader for `[service] model_loader = "service_support:load_model"` (the
+    integration tests run a real server on fake models)."""
+    meta = json.loads((Path(folder) / "metadata.json").read_text())
+    if meta.get("broken"):
+        raise ValueError(meta["broken"])
+    return FakeScorer(meta["version"], meta.get("table"), fail=meta.get("fail", False))
+
+
 class FakeRegistry(ModelRegistry):
     """A real registry (registry.json, promote, rollback) whose folders hold fake models:
     metadata.json {"table": {...}} or {"broken": "reason"}."""

@@ -15,6 +15,7 @@ slots = 3
 seed = 0                           # optional: seeds exploration (tests)
 log_salt = "change-me"             # salt of the staff id hashes written to logs
 sync_interval = 0.5                # seconds between polls of the store for other workers' events
+model_loader = "training.artifact:load_model"   # module:function that loads a model folder
 
 [keys]                             # or RECOMMENDER_CLIENT_KEYS / RECOMMENDER_ADMIN_KEYS (comma-separated)
 client = ["..."]
@@ -71,6 +72,7 @@ class ServiceConfig:
     admin_keys: frozenset[str] = frozenset()
     arms: list[Arm] = field(default_factory=lambda: [Arm("A", 1.0)])
     arm_salt: str = "arms"
+    model_loader: str = "training.artifact:load_model"
     source: Path | None = None
 
     def with_env_keys(self, environ=os.environ) -> "ServiceConfig":
@@ -114,7 +116,7 @@ def parse_config(data: dict, base: Path = Path("."), source: Path | None = None)
     s = dict(data.get("service", {}))
     cfg = ServiceConfig(source=source)
     try:
-        for name in ("host", "log_salt"):
+        for name in ("host", "log_salt", "model_loader"):
             if name in s:
                 setattr(cfg, name, str(s.pop(name)))
         for name in ("port", "workers", "slots", "max_candidates", "max_body_bytes", "max_events"):

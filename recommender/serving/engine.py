@@ -73,7 +73,7 @@ class RankingEngine:
                  clock=time.time, start_threads: bool = True):
         self.config = config
         self.store = store
-        self.registry = registry or ModelRegistry(config.models)
+        self.registry = registry or ModelRegistry(config.models, config.model_loader)
         self.clock = clock
         self.writer_id = uuid.uuid4().hex[:12]
         self.assigner = ArmAssigner(config.arms, config.arm_salt)

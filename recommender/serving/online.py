@@ -23,6 +23,10 @@ class OnlineHistory:
         self._rows: dict[str, list[list]] = {}  # staff -> [[banner, category, ts, clicked], ...]
         self._requests: dict[str, tuple[str, dict[str, int]]] = {}  # request -> (staff, banner -> row index)
         self._cache: dict[str, History] = {}
+        # clicks that arrived before their ranking (another worker's ranking not yet
+        # synced): applied when the ranking arrives; bounded, oldest dropped first
+        self._early: dict[str, set[str]] = {}
+        self.max_early = 100_000
 
     def add_ranking(self, staff_id: str, request_id: str, ts: float, shown: list[tuple[str, str]]) -> None:
         """``shown``: (banner_id, category) of the impressions, in position order."""
@@ -35,13 +39,21 @@ class OnlineHistory:
                 index[banner_id] = len(rows)
                 rows.append([banner_id, category, float(ts), 0])
             self._requests[request_id] = (staff_id, index)
+            for banner_id in self._early.pop(request_id, ()):
+                if banner_id in index:
+                    rows[index[banner_id]][3] = 1
             self._cache.pop(staff_id, None)
 
     def add_click(self, request_id: str, banner_id: str) -> bool:
         """Mark a shown banner clicked; False when the request or banner is not known here."""
         with self._lock:
             hit = self._requests.get(request_id)
-            if hit is None or banner_id not in hit[1]:
+            if hit is None:
+                if len(self._early) >= self.max_early:
+                    self._early.pop(next(iter(self._early)))
+                self._early.setdefault(request_id, set()).add(banner_id)
+                return False
+            if banner_id not in hit[1]:
                 return False
             staff_id, index = hit
             row = self._rows[staff_id][index[banner_id]]

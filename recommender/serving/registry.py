@@ -35,21 +35,24 @@ class ModelInfo:
     error: str | None = None
 
 
-def _load_model(folder: Path):
-    from training.artifact import load_model  # lazily: the service starts (fallback) without training/
-
-    return load_model(folder)
+DEFAULT_LOADER = "training.artifact:load_model"
 
 
-def _verify(folder: Path) -> dict:
-    from training.artifact import verify
+def resolve_loader(spec: str):
+    """``module:function`` -> the function (imported lazily: the service starts, in
+    fallback, even when training/ cannot be imported)."""
+    import importlib
 
-    return verify(folder)
+    module, _, name = spec.partition(":")
+    if not module or not name:
+        raise RegistryError(f"model loader must be 'module:function', got {spec!r}")
+    return getattr(importlib.import_module(module), name)
 
 
 class ModelRegistry:
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, loader: str = DEFAULT_LOADER):
         self.root = Path(root)
+        self.loader = loader
 
     @property
     def state_path(self) -> Path:
@@ -128,7 +131,7 @@ class ModelRegistry:
             raise RegistryError(f"no model {version!r} in {self.root} (see `recommender models list`)")
         if verify:
             try:
-                _verify(folder)
+                self.verify(folder)
             except Exception as e:
                 raise RegistryError(f"model {version!r} fails its checks: {e}") from None
         state = self.state()
@@ -158,9 +161,20 @@ class ModelRegistry:
                 return current, previous
         raise RegistryError(f"nothing to roll back for arm {arm!r}")
 
+    def verify(self, folder: Path) -> None:
+        """The loader module's ``verify(folder)`` (checksums) when it has one, else a load."""
+        import importlib
+
+        module = importlib.import_module(self.loader.partition(":")[0])
+        check = getattr(module, "verify", None)
+        if check is not None:
+            check(folder)
+        else:
+            resolve_loader(self.loader)(folder)
+
     def load(self, version: str):
         """Load a model folder of this registry (checksums verified by the loader)."""
         folder = self.folder(version)
         if not folder.is_dir():
             raise RegistryError(f"model {version!r} is not in the registry {self.root}")
-        return _load_model(folder)
+        return resolve_loader(self.loader)(folder)
