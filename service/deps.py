@@ -13,11 +13,11 @@ api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
                               description="a client key (rank, events) or an admin key (everything)")
 
 
-def get_engine(request: Request) -> RankingEngine:
+async def get_engine(request: Request) -> RankingEngine:
     return request.app.state.engine
 
 
-def get_settings(request: Request) -> ServiceConfig:
+async def get_settings(request: Request) -> ServiceConfig:
     return request.app.state.engine.config
 
 
@@ -43,14 +43,14 @@ _UNAUTHORIZED = HTTPException(401, "missing or unknown API key: send it in the X
                               headers={"WWW-Authenticate": "X-API-Key"})
 
 
-def require_client(key: str | None = Security(api_key_header), settings: ServiceConfig = Depends(get_settings)) -> str:
+async def require_client(key: str | None = Security(api_key_header), settings: ServiceConfig = Depends(get_settings)) -> str:
     kind = key_kind(key, settings)
     if kind is None:
         raise _UNAUTHORIZED
     return kind
 
 
-def require_admin(key: str | None = Security(api_key_header), settings: ServiceConfig = Depends(get_settings)) -> str:
+async def require_admin(key: str | None = Security(api_key_header), settings: ServiceConfig = Depends(get_settings)) -> str:
     kind = key_kind(key, settings)
     if kind is None:
         raise _UNAUTHORIZED

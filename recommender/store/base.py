@@ -12,6 +12,8 @@ schema and the same semantics; the shared logic (joining, tailing) lives here.
 from __future__ import annotations
 
 import json
+
+import orjson
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
@@ -45,16 +47,16 @@ class RankingRecord:
         return self.items[: self.slots]
 
     def items_json(self) -> str:
-        return json.dumps(self.items, ensure_ascii=False, separators=(",", ":"))
+        return orjson.dumps(self.items).decode("utf-8")
 
     def candidates_json(self) -> str:
-        return json.dumps(self.candidates, ensure_ascii=False, separators=(",", ":"))
+        return orjson.dumps(self.candidates).decode("utf-8")
 
     @classmethod
     def from_row(cls, row) -> "RankingRecord":
         (seq, request_id, ts, staff_id, arm, model_version, explored, slots, items, candidates, writer) = row
         return cls(request_id, float(ts), staff_id, arm, model_version, bool(explored), int(slots),
-                   [tuple(x) for x in json.loads(items)], json.loads(candidates), writer, int(seq))
+                   [tuple(x) for x in orjson.loads(items)], orjson.loads(candidates), writer, int(seq))
 
 
 RANKING_COLUMNS = "seq, request_id, ts, staff_id, arm, model_version, explored, slots, items, candidates, writer"
