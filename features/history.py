@@ -97,6 +97,8 @@ class History:
             "ever_clicked_banner": (self.click_sb.count_before(sb, ts) > 0).astype(np.float64),
             "ever_views_banner": self.view_sb.count_before(sb, ts).astype(np.float64),
             "views_category": self.view_sc.sum_before(sc, ts) * decay,
+            "ever_views_category": self.view_sc.count_before(sc, ts).astype(np.float64),
+            "ever_clicks_category": self.click_sc.count_before(sc, ts).astype(np.float64),
             "clicks_category": self.click_sc.sum_before(sc, ts) * decay,
             "views_person": self.view_s.sum_before(s, ts) * decay,
             "clicks_person": self.click_s.sum_before(s, ts) * decay,
@@ -107,6 +109,7 @@ class History:
 
 
 _SUMMED = ("views_banner", "clicks_banner", "ever_views_banner", "views_category", "clicks_category",
+           "ever_views_category", "ever_clicks_category",
            "views_person", "clicks_person", "global_views", "global_clicks")
 
 
