@@ -49,8 +49,13 @@ class FakeScorer:
 
 def load_model(folder):
     """A model loader for `[service] model_loader = "service_support:load_model"` (the
-    integration tests run a real server on fake models)."""
+    integration tests run a real server on fake models); a trained model folder (with
+    checksums) goes to the real loader."""
     meta = json.loads((Path(folder) / "metadata.json").read_text())
+    if "files" in meta:
+        from training.artifact import load_model as load_trained
+
+        return load_trained(folder)
     if meta.get("broken"):
         raise ValueError(meta["broken"])
     return FakeScorer(meta["version"], meta.get("table"), fail=meta.get("fail", False))
