@@ -19,6 +19,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/recommender simulate --out $(DEMO)/province --staff 20000 --days 7 --seed 7
 	$(BIN)/recommender validate --staff $(DEMO)/province/staff.csv --banners $(DEMO)/province/banners.json --impressions $(DEMO)/province/impressions.jsonl
+	$(BIN)/recommender train --staff $(DEMO)/province/staff.csv --banners $(DEMO)/province/banners.json --impressions $(DEMO)/province/impressions.jsonl --out $(DEMO)/models --models logistic
+	$(BIN)/recommender models --config service.example.toml promote latest
+	@echo
+	@echo "Serving on http://127.0.0.1:8000 (Ctrl-C stops). In another shell:"
+	@echo "  curl -s http://127.0.0.1:8000/v1/rank -H 'X-API-Key: demo-client-key' -H 'Content-Type: application/json' -d '{\"staff_id\": \"s-000017\"}'"
+	@echo
+	$(BIN)/recommender serve --config service.example.toml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -177,9 +177,12 @@ def prepare(tmp: Path, args) -> tuple[Path, list[str], dict]:
     extra = {}
     if args.province:
         prov = Path(args.province)
-        catalog = load_banners(prov / "banners.json")
-        banners = list(catalog)
-        shutil.copy(prov / "banners.json", tmp / "banners.json")
+        # the province's banners with their windows and targets opened, so that all 30 are
+        # candidates for everyone now (the history features still see the same banner ids)
+        from dataclasses import replace
+
+        banners = [replace(b, start=None, end=None, target={}) for b in load_banners(prov / "banners.json")]
+        write_banners(tmp / "banners.json", banners)
         extra["staff"] = str((prov / "staff.csv").resolve())
         extra["history"] = str((prov / "impressions.jsonl").resolve())
         extra["history_days"] = 3650

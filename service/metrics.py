@@ -48,10 +48,18 @@ def observe_events(outcome, arms_of_stored: dict[str, str]) -> None:
         FLAGGED.labels(status).inc()
 
 
+_shown_versions: set[tuple[str, str]] = set()
+
+
 def set_model_versions(arms: dict) -> None:
-    MODEL_INFO.clear()
-    for name, st in arms.items():
-        MODEL_INFO.labels(name, st.version).set(1)
+    """1 for each arm's current version, 0 for versions it served before (clearing labels
+    is not possible in multi-process mode)."""
+    now = {(name, st.version) for name, st in arms.items()}
+    for labels in _shown_versions - now:
+        MODEL_INFO.labels(*labels).set(0)
+    for labels in now:
+        MODEL_INFO.labels(*labels).set(1)
+    _shown_versions.update(now)
 
 
 def render() -> tuple[bytes, str]:
