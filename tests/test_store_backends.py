@@ -129,3 +129,22 @@ def test_sqlite_runs_in_wal_mode(tmp_path):
         assert s.journal_mode() == "wal"
     finally:
         s.close()
+
+
+def test_tail_returns_other_writers_rows_once(store):
+    mine = _ranking("r-mine")
+    theirs = _ranking("r-theirs", staff="s-2")
+    mine.writer, theirs.writer = "me", "them"
+    store.log_rankings([mine, theirs])
+    e_mine = ClickEvent("e-mine", "r-mine", "b-1", 1.7e9, writer="me")
+    e_theirs = ClickEvent("e-theirs", "r-theirs", "b-1", 1.7e9, writer="them")
+    store.add_events([e_mine, e_theirs])
+    rankings, events, sr, se = store.tail(0, 0, "me")
+    assert [r.request_id for r in rankings] == ["r-theirs"] and [e.event_id for e in events] == ["e-theirs"]
+    assert (sr, se) == store.max_seq()
+    assert store.tail(sr, se, "me")[:2] == ([], [])  # nothing new: nothing read again
+    later = _ranking("r-later")
+    later.writer = "them"
+    store.log_rankings([later])
+    rankings, events, sr2, _ = store.tail(sr, se, "me")
+    assert [r.request_id for r in rankings] == ["r-later"] and sr2 > sr

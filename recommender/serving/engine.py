@@ -368,21 +368,13 @@ class RankingEngine:
     def sync(self) -> None:
         """Pick up what other processes wrote: rankings and clicks (into the online
         history), a new catalog or staff directory, a changed registry (reload)."""
-        rankings = self.store.rankings_after(self._seq_rankings)
-        while rankings:
-            for r in rankings:
-                if r.writer != self.writer_id:
-                    self.online.add_ranking(r.staff_id, r.request_id, r.ts,
-                                            [(b, self._category(b)) for b, *_ in r.shown()])
-            self._seq_rankings = rankings[-1].seq
-            rankings = self.store.rankings_after(self._seq_rankings)
-        events = self.store.events_after(self._seq_events)
-        while events:
-            for e in events:
-                if e.writer != self.writer_id and e.type == "click":
-                    self.online.add_click(e.request_id, e.banner_id)
-            self._seq_events = events[-1].seq
-            events = self.store.events_after(self._seq_events)
+        rankings, events, self._seq_rankings, self._seq_events = self.store.tail(
+            self._seq_rankings, self._seq_events, self.writer_id)
+        for r in rankings:  # before the clicks, which may refer to them
+            self.online.add_ranking(r.staff_id, r.request_id, r.ts, [(b, self._category(b)) for b, *_ in r.shown()])
+        for e in events:
+            if e.type == "click":
+                self.online.add_click(e.request_id, e.banner_id)
         doc = self.store.get_document(CATALOG_DOC)
         if doc is not None and doc[0] != self._catalog_version:
             self.catalog = Catalog(banner_from_dict(o) for o in json.loads(doc[1]))

@@ -126,11 +126,39 @@ class EventStore(ABC):
 
     # -- reads ------------------------------------------------------------------------
     @abstractmethod
-    def rankings_after(self, seq: int, limit: int = 10000, since_ts: float | None = None) -> list[RankingRecord]:
-        """Rankings with seq > seq in seq order (and ts >= since_ts when given)."""
+    def rankings_after(self, seq: int, limit: int = 10000, since_ts: float | None = None,
+                       exclude_writer: str | None = None, upto: int | None = None) -> list[RankingRecord]:
+        """Rankings with seq > seq (and <= upto) in seq order, with ts >= since_ts and a
+        writer other than exclude_writer when given."""
 
     @abstractmethod
-    def events_after(self, seq: int, limit: int = 10000) -> list[ClickEvent]: ...
+    def events_after(self, seq: int, limit: int = 10000, exclude_writer: str | None = None,
+                     upto: int | None = None) -> list[ClickEvent]: ...
+
+    @abstractmethod
+    def max_seq(self) -> tuple[int, int]:
+        """The last seq of rankings and of events (0 when empty)."""
+
+    def tail(self, seq_rankings: int, seq_events: int, exclude_writer: str
+             ) -> tuple[list[RankingRecord], list[ClickEvent], int, int]:
+        """What other writers added after the cursors, and the new cursors. The cursors
+        move to the current ends first, so a writer's own rows are never read back."""
+        end_r, end_e = self.max_seq()
+        rankings: list[RankingRecord] = []
+        while True:
+            part = self.rankings_after(seq_rankings, 10000, None, exclude_writer, end_r)
+            rankings += part
+            if len(part) < 10000:
+                break
+            seq_rankings = part[-1].seq
+        events: list[ClickEvent] = []
+        while True:
+            part = self.events_after(seq_events, 10000, exclude_writer, end_e)
+            events += part
+            if len(part) < 10000:
+                break
+            seq_events = part[-1].seq
+        return rankings, events, max(end_r, seq_rankings), max(end_e, seq_events)
 
     @abstractmethod
     def counts(self) -> dict[str, int]:

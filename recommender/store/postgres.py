@@ -167,19 +167,42 @@ class PostgresStore(EventStore):
         return [(sid, json.loads(a)) for sid, a in self._read("SELECT staff_id, attributes FROM staff ORDER BY staff_id")]
 
     # -- reads ------------------------------------------------------------------------
-    def rankings_after(self, seq: int, limit: int = 10000, since_ts: float | None = None) -> list[RankingRecord]:
+    def rankings_after(self, seq: int, limit: int = 10000, since_ts: float | None = None,
+                       exclude_writer: str | None = None, upto: int | None = None) -> list[RankingRecord]:
         sql = f"SELECT {RANKING_COLUMNS} FROM rankings WHERE seq > %s"
         args: list = [seq]
         if since_ts is not None:
             sql += " AND ts >= %s"
             args.append(since_ts)
+        if exclude_writer is not None:
+            sql += " AND writer <> %s"
+            args.append(exclude_writer)
+        if upto is not None:
+            sql += " AND seq <= %s"
+            args.append(upto)
         sql += " ORDER BY seq LIMIT %s"
         args.append(limit)
-        return [RankingRecord.from_row(r) for r in self._read(sql, args)]
+        rows = self._read(sql, args)
+        return [RankingRecord.from_row(r) for r in rows]
 
-    def events_after(self, seq: int, limit: int = 10000) -> list[ClickEvent]:
-        return [ClickEvent.from_row(r) for r in
-                self._read(f"SELECT {EVENT_COLUMNS} FROM events WHERE seq > %s ORDER BY seq LIMIT %s", (seq, limit))]
+    def events_after(self, seq: int, limit: int = 10000, exclude_writer: str | None = None,
+                     upto: int | None = None) -> list[ClickEvent]:
+        sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE seq > %s"
+        args: list = [seq]
+        if exclude_writer is not None:
+            sql += " AND writer <> %s"
+            args.append(exclude_writer)
+        if upto is not None:
+            sql += " AND seq <= %s"
+            args.append(upto)
+        sql += " ORDER BY seq LIMIT %s"
+        args.append(limit)
+        rows = self._read(sql, args)
+        return [ClickEvent.from_row(r) for r in rows]
+
+    def max_seq(self) -> tuple[int, int]:
+        rows = self._read("SELECT (SELECT coalesce(max(seq), 0) FROM rankings), (SELECT coalesce(max(seq), 0) FROM events)")
+        return int(rows[0][0]), int(rows[0][1])
 
     def counts(self) -> dict[str, int]:
         out = {"rankings": self._read("SELECT count(*) FROM rankings")[0][0],

@@ -156,23 +156,45 @@ class SQLiteStore(EventStore):
         return [(sid, json.loads(a)) for sid, a in rows]
 
     # -- reads ------------------------------------------------------------------------
-    def rankings_after(self, seq: int, limit: int = 10000, since_ts: float | None = None) -> list[RankingRecord]:
+    def rankings_after(self, seq: int, limit: int = 10000, since_ts: float | None = None,
+                       exclude_writer: str | None = None, upto: int | None = None) -> list[RankingRecord]:
         sql = f"SELECT {RANKING_COLUMNS} FROM rankings WHERE seq > ?"
         args: list = [seq]
         if since_ts is not None:
             sql += " AND ts >= ?"
             args.append(since_ts)
+        if exclude_writer is not None:
+            sql += " AND writer <> ?"
+            args.append(exclude_writer)
+        if upto is not None:
+            sql += " AND seq <= ?"
+            args.append(upto)
         sql += " ORDER BY seq LIMIT ?"
         args.append(limit)
         with self._lock:
             rows = self._db.execute(sql, args).fetchall()
         return [RankingRecord.from_row(r) for r in rows]
 
-    def events_after(self, seq: int, limit: int = 10000) -> list[ClickEvent]:
+    def events_after(self, seq: int, limit: int = 10000, exclude_writer: str | None = None,
+                     upto: int | None = None) -> list[ClickEvent]:
+        sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?"
+        args: list = [seq]
+        if exclude_writer is not None:
+            sql += " AND writer <> ?"
+            args.append(exclude_writer)
+        if upto is not None:
+            sql += " AND seq <= ?"
+            args.append(upto)
+        sql += " ORDER BY seq LIMIT ?"
+        args.append(limit)
         with self._lock:
-            rows = self._db.execute(f"SELECT {EVENT_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-                                    (seq, limit)).fetchall()
+            rows = self._db.execute(sql, args).fetchall()
         return [ClickEvent.from_row(r) for r in rows]
+
+    def max_seq(self) -> tuple[int, int]:
+        with self._lock:
+            rows = self._db.execute("SELECT (SELECT coalesce(max(seq), 0) FROM rankings), (SELECT coalesce(max(seq), 0) FROM events)").fetchall()
+        return int(rows[0][0]), int(rows[0][1])
 
     def counts(self) -> dict[str, int]:
         with self._lock:
