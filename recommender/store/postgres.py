@@ -4,6 +4,10 @@ for a deployment that runs several service replicas against one database.
 URL: ``postgresql://user@host:port/db[?schema=NAME]``; with ``schema`` the tables live in
 that schema (created when missing), which is also how the tests isolate each run.
 A commit returns after the WAL is flushed (PostgreSQL's default synchronous_commit).
+
+Known limit: ``tail`` follows BIGSERIAL order, and PostgreSQL may make a lower seq visible
+after a higher one (concurrent transactions), so a replica's online history can miss a
+row another replica committed at the same instant; the row is still stored and exported.
 """
 from __future__ import annotations
 
