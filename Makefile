@@ -16,10 +16,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 
+P := $(DEMO)/province
+LAST_DAY := 2026-03-09T00:00:00+09:00
+
 demo: $(STAMP)
-	$(BIN)/recommender simulate --out $(DEMO)/province --staff 20000 --days 7 --seed 7
-	$(BIN)/recommender validate --staff $(DEMO)/province/staff.csv --banners $(DEMO)/province/banners.json --impressions $(DEMO)/province/impressions.jsonl
-	$(BIN)/recommender train --staff $(DEMO)/province/staff.csv --banners $(DEMO)/province/banners.json --impressions $(DEMO)/province/impressions.jsonl --out $(DEMO)/models --models logistic
+	rm -rf $(DEMO)
+	$(BIN)/recommender simulate --out $(P) --staff 30000 --days 8 --start 2026-03-02 --seed 7
+	$(BIN)/recommender validate --staff $(P)/staff.csv --banners $(P)/banners.json --impressions $(P)/impressions.jsonl
+	$(BIN)/recommender train --staff $(P)/staff.csv --banners $(P)/banners.json --impressions $(P)/impressions.jsonl --until $(LAST_DAY) --out $(DEMO)/models
+	$(BIN)/recommender quality --province $(P) --since $(LAST_DAY) --model "$$(ls -d $(DEMO)/models/*/ | tail -1)"
 	$(BIN)/recommender models --config service.example.toml promote latest
 	@echo
 	@echo "Serving on http://127.0.0.1:8000 (Ctrl-C stops). In another shell:"

@@ -10,7 +10,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .definition import BannerArrays, FeatureEncoder, StaffArrays
-from .history import Events, History
+from .history import Events, History, LayeredHistory
 
 
 def candidate_features(
@@ -31,11 +31,25 @@ def candidate_features(
     ``banners`` the banners; ``history`` is a History or LayeredHistory of events strictly
     before each row's time is what the features see.
     """
+    hist = history_features(history, staff_ids, staff_idx, banners, banner_idx, ts)
+    return encoder.transform(staff, staff_idx, banners, banner_idx, np.asarray(ts, dtype=np.float64), position, hist, dense)
+
+
+def history_features(history, staff_ids: Sequence[str], staff_idx: np.ndarray, banners: BannerArrays,
+                     banner_idx: np.ndarray, ts: np.ndarray) -> dict[str, np.ndarray]:
+    """The history counters of each row (strictly before its time): the input of the
+    numeric features. Split out so that training can query every row once and reuse it."""
+    ts = np.asarray(ts, dtype=np.float64)
+    layers = history.layers if isinstance(history, LayeredHistory) else [history]
+    if len(layers) == 1 and hasattr(layers[0], "codes"):
+        # look the distinct ids up once, then index: training queries millions of rows
+        h = layers[0]
+        s_codes, b_codes, c_codes = h.codes(list(staff_ids), list(banners.ids), list(banners.categories))
+        return h.query_codes(s_codes[staff_idx], b_codes[banner_idx], c_codes[banner_idx], ts)
     ids = np.asarray(staff_ids, dtype=object)[staff_idx]
     bids = np.asarray(banners.ids, dtype=object)[banner_idx]
     cats = np.asarray(banners.categories, dtype=object)[banner_idx]
-    hist = history.query(ids, bids, cats, np.asarray(ts, dtype=np.float64))
-    return encoder.transform(staff, staff_idx, banners, banner_idx, np.asarray(ts, dtype=np.float64), position, hist, dense)
+    return history.query(ids, bids, cats, ts)
 
 
 def events_from_log(log, catalog) -> Events:

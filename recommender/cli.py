@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "recommender.commands.validate",
     "recommender.commands.train",
     "recommender.commands.rank",
+    "recommender.commands.quality",
     "recommender.commands.serve",
     "recommender.commands.export",
     "recommender.commands.models",

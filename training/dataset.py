@@ -6,23 +6,30 @@ from dataclasses import dataclass
 import numpy as np
 
 from features.definition import BannerArrays, FeatureEncoder, StaffArrays
-from features.pipeline import candidate_features, history_from_logs, profiles_for
+from features.pipeline import history_features, history_from_logs, profiles_for
 
 
 @dataclass
 class LogContext:
-    """Everything the features need about one ImpressionLog, encoded once."""
+    """Everything the features need about one ImpressionLog, encoded once. The history of
+    every row is queried once (it is what costs) and reused by every fit and metric."""
 
     log: object
     staff: StaffArrays  # aligned with log.staff_ids
     banners: BannerArrays  # aligned with log.banner_ids
     history: object
+    _hist: dict | None = None
+
+    def history_rows(self, rows: np.ndarray) -> dict:
+        if self._hist is None:
+            log = self.log
+            self._hist = history_features(self.history, log.staff_ids, log.staff, self.banners, log.banner, log.ts)
+        return {k: v[rows] for k, v in self._hist.items()}
 
     def features(self, encoder: FeatureEncoder, rows: np.ndarray, position=None, dense=False):
         log = self.log
-        pos = None if position is None else position
-        return candidate_features(encoder, self.history, log.staff_ids, self.staff, log.staff[rows], self.banners,
-                                  log.banner[rows], log.ts[rows], pos, dense)
+        return encoder.transform(self.staff, log.staff[rows], self.banners, log.banner[rows], log.ts[rows], position,
+                                 self.history_rows(rows), dense)
 
 
 def log_context(encoder: FeatureEncoder, directory, catalog, log, history_logs=()) -> LogContext:
