@@ -139,16 +139,11 @@ epsilon = 0.3
             served = load_impressions(exported, catalog=catalog)
             assert served.n_requests == 3000 and int(served.clicked.sum()) == n_clicks
             span_days = float(served.ts.max() - served.ts.min()) / 86400
-            # `recommender train` does the same with a search over C; one C keeps the test short
-            from recommender.contracts import load_staff
-            from training.train import TrainConfig, train
-
-            result = train(load_staff(prov / "staff.csv"), catalog, served, models,
-                           TrainConfig(models=("logistic",), logistic_c=(0.1,), refit=False,
-                                       holdout_days=span_days / 4, seed=0),
-                           history_logs=[past])
+            out = cli("train", "--staff", str(prov / "staff.csv"), "--banners", str(prov / "banners.json"),
+                      "--impressions", str(exported), "--history", str(prov / "impressions.jsonl"),
+                      "--out", str(models), "--models", "logistic", "--holdout-days", f"{span_days / 4:.8f}")
             mark("exported, retrained")
-            second = result.path.name
+            second = Path(out.strip().splitlines()[-1].split("model: ", 1)[1].rstrip("/")).name
             assert second != first
             cli("models", "--models", str(models), "promote", second)  # verifies the checksums
             reload = http.post("/v1/admin/reload", headers=A)
