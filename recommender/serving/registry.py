@@ -113,8 +113,11 @@ class ModelRegistry:
         for v in self.versions():
             try:
                 meta = json.loads((self.root / v / "metadata.json").read_text(encoding="utf-8"))
-                out.append(ModelInfo(v, str(meta.get("created", "")), meta.get("metrics", meta.get("validation", {})) or {},
-                                     arms_of.get(v, [])))
+                validation = meta.get("validation") or {}
+                # the chosen kind's validation metrics when the trainer compared several
+                metrics = validation.get(meta.get("kind"), validation) if isinstance(validation, dict) else {}
+                metrics = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
+                out.append(ModelInfo(v, str(meta.get("created", "")), metrics, arms_of.get(v, [])))
             except (OSError, json.JSONDecodeError) as e:
                 out.append(ModelInfo(v, "", {}, arms_of.get(v, []), f"unreadable metadata: {e}"))
         return out
