@@ -42,6 +42,7 @@ def main() -> None:
     ap.add_argument("--data", help="reuse a simulated folder (15 days) instead of simulating")
     ap.add_argument("--eval-requests", type=int, default=30_000)
     ap.add_argument("--skip-speed", action="store_true")
+    ap.add_argument("--skip-quality", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     day_list = [int(d) for d in args.days.split(",")]
@@ -64,7 +65,10 @@ def main() -> None:
     start0 = t0 - (t0 + 9 * 3600) % DAY  # midnight KST of the first day
     eval_start = start0 + (total_days - 1) * DAY
 
-    print("\nquality on the last day (true expected clicks@3 per request, from the ground truth):")
+    if args.skip_quality:
+        day_list = []
+    else:
+        print("\nquality on the last day (true expected clicks@3 per request, from the ground truth):")
     header = f"{'days':>5} {'random':>8} {'popular':>8} {'attr-orc':>8} {'model':>8} {'oracle':>8} {'captured':>9} {'beats attr-oracle':>18}"
     lines = []
     for d in day_list:
@@ -80,8 +84,9 @@ def main() -> None:
                      f"{v['oracle']:8.4f} {rep.captured_share('model'):9.1%} {str(v['model'] > v['attribute_oracle']):>18}")
         print(f"  {d} days: {len(train_log):,} rows, trained {res.chosen} in {took:.0f} s; "
               f"validation {res.metrics[res.chosen]}; timings {res.timings}")
-    print(header)
-    print("\n".join(lines))
+    if lines:
+        print(header)
+        print("\n".join(lines))
 
     if args.skip_speed:
         return
