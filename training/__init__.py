@@ -1,0 +1,1 @@
+"""Training: datasets from logs, model fitting, metrics, artifacts, offline evaluation."""

@@ -1,0 +1,191 @@
+"""Offline A/B evaluation of several target policies on one set of logged requests:
+every estimator's value and interval per policy, the estimate per position and per banner
+category, the paired differences against the first policy, diagnostics and warnings."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .data import EvaluationInputError, LoggedBandit
+from .diagnostics import Diagnostics, diagnose
+from .estimators import ESTIMATORS, Contributions, bootstrap, interval
+from .policies import TargetPolicy, logged_policy, model_policy, popularity_policy, uniform_policy
+
+NAMED_POLICIES = ("popularity", "random", "logged")
+
+
+@dataclass
+class EvaluationResult:
+    n_requests: int
+    slots: int
+    policies: dict[str, dict[str, dict]]
+    differences: dict[str, dict[str, dict]]
+    warnings: list[str]
+    by_position: dict[str, dict[str, list[dict]]] = field(default_factory=dict)
+    by_category: dict[str, dict[str, dict[str, dict]]] = field(default_factory=dict)
+    diagnostics: dict[str, dict] = field(default_factory=dict)
+    exclusions: dict[str, int] = field(default_factory=dict)
+    n_logged_requests: int = 0
+    n_boot: int = 0
+    click_model: str = ""
+
+    def to_json(self) -> dict:
+        return {
+            "n_requests": self.n_requests, "slots": self.slots, "policies": self.policies,
+            "differences": self.differences, "warnings": self.warnings,
+            "details": {"n_logged_requests": self.n_logged_requests, "exclusions": self.exclusions,
+                        "bootstrap_replicates": self.n_boot, "click_model": self.click_model,
+                        "by_position": self.by_position, "by_category": self.by_category,
+                        "diagnostics": self.diagnostics},
+        }
+
+
+def resolve_policy(spec: str, bandit: LoggedBandit, epsilon: float = 0.0) -> TargetPolicy:
+    """A policy named on the command line: popularity, random, logged, or a model folder."""
+    if spec == "popularity":
+        return popularity_policy(bandit)
+    if spec == "random":
+        return uniform_policy(bandit)
+    if spec == "logged":
+        return logged_policy(bandit)
+    path = Path(spec)
+    if not path.exists():
+        raise EvaluationInputError(f"--policy {spec!r}: no such model folder (or give one of {', '.join(NAMED_POLICIES)})")
+    try:
+        from training.artifact import load_model
+    except ImportError as e:  # training not installed in this build
+        raise EvaluationInputError(f"--policy {spec!r}: model artifacts cannot be loaded here ({e})") from None
+    model = load_model(path)  # raises ArtifactError on a checksum mismatch
+    name = str(model.version) + (f"+eps{epsilon:g}" if epsilon > 0 else "")
+    return model_policy(bandit, model, epsilon, name)
+
+
+def _unique_names(policies: Sequence[TargetPolicy]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for p in policies:
+        n = seen.get(p.name, 0) + 1
+        seen[p.name] = n
+        out.append(p.name if n == 1 else f"{p.name}#{n}")
+    return out
+
+
+def common_requests(bandit: LoggedBandit, policies: Sequence[TargetPolicy], q: np.ndarray | None):
+    """Restrict the bandit, the policies and q to the requests every policy can rank."""
+    usable = np.ones(bandit.n, dtype=bool)
+    for p in policies:
+        if p.usable is not None:
+            usable &= p.usable
+    if usable.all():
+        return bandit, list(policies), q, {}
+    if not usable.any():
+        raise EvaluationInputError("no logged request can be ranked by every policy")
+    rows = np.flatnonzero(usable[bandit.cand_request])
+    req = np.flatnonzero(usable)
+    sub = bandit.subset(usable)
+    excl = {"requests some policy cannot rank (its candidates could not be scored)": int((~usable).sum())}
+    sub.exclusions.update(excl)
+    return sub, [p.restrict(rows, req) for p in policies], (None if q is None else q[rows]), excl
+
+
+def evaluate(bandit: LoggedBandit, policies: Sequence[TargetPolicy], q: np.ndarray | None = None,
+             n_boot: int = 200, seed: int = 0, click_model: str = "", breakdowns: bool = True) -> EvaluationResult:
+    """Evaluate ``policies`` on ``bandit``; q (N, K) are the click model's probabilities
+    (None: the direct method and doubly robust are not computed). Differences are each
+    policy minus the first one, paired on the same requests and resamples."""
+    if not policies:
+        raise EvaluationInputError("give at least one policy")
+    bandit, policies, q, _ = common_requests(bandit, policies, q)
+    names = _unique_names(policies)
+    K = bandit.slots
+    ests = [e for e in ESTIMATORS if q is not None or not e.needs_model]
+    cats = bandit.categories()
+    cand_cat = bandit.cand_category() if breakdowns else None
+    # every (policy, estimator, slice) as contributions, bootstrapped together
+    keys: list[tuple[str, str, str]] = []
+    contribs: list[Contributions] = []
+    for name, pol in zip(names, policies):
+        for e in ests:
+            keys.append((name, e.name, "all"))
+            contribs.append(e.contributions(bandit, pol, q))
+        if not breakdowns:
+            continue
+        for k in range(K):
+            cell = np.zeros((len(bandit.cand_banner), K))
+            cell[:, k] = 1.0
+            for e in ests:
+                keys.append((name, e.name, f"pos{k + 1}"))
+                contribs.append(e.contributions(bandit, pol, q, cell))
+        for ci, c in enumerate(cats):
+            cell = np.repeat((cand_cat == ci).astype(np.float64)[:, None], K, axis=1)
+            for e in ests:
+                keys.append((name, e.name, f"cat:{c}"))
+                contribs.append(e.contributions(bandit, pol, q, cell))
+    reps = bootstrap(contribs, n_boot, seed)
+    values = {key: c.value() for key, c in zip(keys, contribs)}
+    rep_of = dict(zip(keys, reps))
+
+    res_pol: dict[str, dict[str, dict]] = {}
+    by_pos: dict[str, dict[str, list[dict]]] = {}
+    by_cat: dict[str, dict[str, dict[str, dict]]] = {}
+    for name in names:
+        res_pol[name] = {e.name: interval(values[(name, e.name, "all")], rep_of[(name, e.name, "all")]).to_dict() for e in ests}
+        if breakdowns:
+            by_pos[name] = {e.name: [interval(values[(name, e.name, f"pos{k + 1}")], rep_of[(name, e.name, f"pos{k + 1}")]).to_dict()
+                                     for k in range(K)] for e in ests}
+            by_cat[name] = {e.name: {c: interval(values[(name, e.name, f"cat:{c}")], rep_of[(name, e.name, f"cat:{c}")]).to_dict()
+                                     for c in cats} for e in ests}
+    diffs: dict[str, dict[str, dict]] = {}
+    base = names[0]
+    for name in names[1:]:
+        diffs[f"{name}-{base}"] = {
+            e.name: interval(values[(name, e.name, "all")] - values[(base, e.name, "all")],
+                             rep_of[(name, e.name, "all")] - rep_of[(base, e.name, "all")]).to_dict() for e in ests}
+
+    warnings: list[str] = []
+    diags: dict[str, Diagnostics] = {}
+    for name, pol in zip(names, policies):
+        d = diagnose(bandit, pol)
+        diags[name] = d
+        if not d.ips_reliable:
+            warnings.append(f"{name}: IPS and SNIPS are unreliable (effective sample size {d.min_ess:,.0f} of "
+                            f"{bandit.n:,} requests at the worst position): " + "; ".join(d.reasons))
+        warnings.extend(f"{name}: {note}" for note in pol.notes)
+    for reason, count in bandit.exclusions.items():
+        warnings.append(f"excluded {count:,} {reason}")
+    if bandit.unknown_staff:
+        warnings.append(f"{bandit.unknown_staff:,} requests come from staff not in the staff file (ranked as unknown staff)")
+    if q is None:
+        warnings.append("no click model: the direct method and doubly robust were not computed")
+    return EvaluationResult(bandit.n, K, res_pol, diffs, warnings, by_pos, by_cat,
+                            {n: d.to_dict() for n, d in diags.items()}, dict(bandit.exclusions),
+                            bandit.n_logged_requests, n_boot, click_model)
+
+
+def format_table(result: EvaluationResult) -> str:
+    """The plain-text table the command prints."""
+    def cell(e: dict, reliable: bool = True) -> str:
+        s = f"{e['value']:.4f} [{e['ci_low']:.4f}, {e['ci_high']:.4f}]"
+        return s if reliable else "unreliable " + s
+    est = list(next(iter(result.policies.values())).keys())
+    width = max([len(n) for n in result.policies] + [len(n) for n in result.differences] + [10])
+    lines = [f"{result.n_requests:,} requests evaluated (of {result.n_logged_requests:,} logged), first {result.slots} "
+             f"positions; expected clicks per request, 95% bootstrap intervals ({result.n_boot} resamples of requests)",
+             "", f"{'policy':<{width}}  " + "  ".join(f"{e.upper():<36}" for e in est)]
+    for name, vals in result.policies.items():
+        ok = result.diagnostics.get(name, {}).get("ips_reliable", True)
+        lines.append(f"{name:<{width}}  " + "  ".join(f"{cell(vals[e], ok or e not in ('ips', 'snips')):<36}" for e in est))
+    if result.differences:
+        lines += ["", "paired differences (same requests, same resamples):"]
+        for name, vals in result.differences.items():
+            lines.append(f"{name:<{width}}  " + "  ".join(f"{cell(vals[e]):<36}" for e in est))
+    lines += ["", "effective sample size per position (importance weights of IPS/SNIPS/DR):"]
+    for name, d in result.diagnostics.items():
+        ess = ", ".join(f"{p['ess']:,.0f} ({p['ess_share']:.1%})" for p in d["positions"])
+        lines.append(f"{name:<{width}}  {ess}")
+    if result.warnings:
+        lines += ["", "warnings:"] + [f"  - {w}" for w in result.warnings]
+    return "\n".join(lines)

@@ -1,0 +1,173 @@
+"""Target policies: for each logged request, the probability of each candidate at each
+position, as a flat (n_candidates_total, K) array aligned with LoggedBandit's rows.
+
+Builders:
+- ``ranking_policy``: the Ranker's greedy order from scores (pinned first by priority,
+  then score descending, ties by priority then catalog order, as recommender/ranker.py),
+  optionally epsilon-greedy exactly as served (recommender.exploration's propensities).
+- ``uniform_policy``: pinned first (the operators' rule), the rest in uniformly random order.
+- ``popularity_policy``: greedy by smoothed click rate from the history strictly before
+  each request.
+- ``logged_policy``: the logging policy itself, from its logged propensities (on-policy).
+- ``model_policy``: a Scorer (a model artifact) ranking the candidates.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from recommender.exploration import position_propensities
+from recommender.ranker import CandidateRows
+
+from .data import LoggedBandit
+
+CHUNK = 50_000  # requests per block when expanding to (requests, banners, K)
+
+
+@dataclass
+class TargetPolicy:
+    """``pi[j, k]``: probability that the policy puts candidate row j at position k+1.
+
+    ``pi_shown[i, k]`` is pi of the logged banner at position k+1 of request i (what the
+    importance weights use); it defaults to a gather of ``pi``. ``usable`` marks the
+    requests the policy can rank; the others are excluded (and counted) by the evaluation.
+    """
+
+    name: str
+    pi: np.ndarray
+    pi_shown: np.ndarray | None = None
+    usable: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def shown_probability(self, bandit: LoggedBandit) -> np.ndarray:
+        if self.pi_shown is not None:
+            return self.pi_shown
+        K = bandit.slots
+        filled = bandit.filled
+        out = self.pi[np.maximum(bandit.shown, 0), np.arange(K)[None, :]]
+        return np.where(filled, out, 0.0)
+
+    def weights(self, bandit: LoggedBandit) -> np.ndarray:
+        """(n, K) importance weights pi(shown_k, k) / p_k (0 where nothing was shown)."""
+        p = bandit.propensity
+        return np.where(bandit.filled, self.shown_probability(bandit) / np.where(p > 0, p, 1.0), 0.0)
+
+    def restrict(self, bandit_rows: np.ndarray, requests: np.ndarray) -> "TargetPolicy":
+        return TargetPolicy(self.name, self.pi[bandit_rows],
+                            None if self.pi_shown is None else self.pi_shown[requests],
+                            None if self.usable is None else self.usable[requests], list(self.notes))
+
+
+def greedy_rank(bandit: LoggedBandit, scores: np.ndarray) -> np.ndarray:
+    """0-based place of each candidate row in its request's greedy order (the Ranker's rule)."""
+    banners = bandit.catalog.banners
+    pinned = np.array([b.pinned for b in banners], dtype=bool)[bandit.cand_banner]
+    prio = np.array([b.priority for b in banners], dtype=np.float64)[bandit.cand_banner]
+    order = np.lexsort((bandit.cand_banner, -prio, -np.asarray(scores, dtype=np.float64),
+                        np.where(pinned, -prio, 0.0), ~pinned, bandit.cand_request))
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order)) - bandit.offsets[bandit.cand_request[order]]
+    return rank
+
+
+def ranking_policy(bandit: LoggedBandit, scores: np.ndarray, epsilon: float = 0.0, name: str = "ranking") -> TargetPolicy:
+    """Greedy ranking by ``scores`` (higher first) under the operators' rules, epsilon-greedy
+    with ``epsilon`` > 0 exactly as served. Requests with a non-finite score are not usable."""
+    if not 0.0 <= epsilon <= 1.0:
+        raise ValueError("epsilon must be in [0, 1]")
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.shape != bandit.cand_banner.shape:
+        raise ValueError(f"expected {bandit.cand_banner.shape[0]} scores, got {scores.shape}")
+    finite = np.isfinite(scores)
+    usable = np.bincount(bandit.cand_request[~finite], minlength=bandit.n) == 0
+    rank = greedy_rank(bandit, np.where(finite, scores, 0.0))
+    K = bandit.slots
+    nb = len(bandit.catalog)
+    pinned = np.array([b.pinned for b in bandit.catalog.banners], dtype=bool)
+    pi = np.zeros((len(scores), K))
+    kk = min(K, nb)
+    for lo in range(0, bandit.n, CHUNK):
+        hi = min(lo + CHUNK, bandit.n)
+        rows = slice(bandit.offsets[lo], bandit.offsets[hi])
+        req = bandit.cand_request[rows] - lo
+        ban = bandit.cand_banner[rows]
+        eligible = np.zeros((hi - lo, nb), dtype=bool)
+        eligible[req, ban] = True
+        keys = np.full((hi - lo, nb), np.inf)
+        keys[req, ban] = rank[rows]
+        P = position_propensities(eligible, keys, pinned, epsilon, K)
+        pi[rows, :kk] = P[req, ban, :]
+    notes = []
+    if not usable.all():
+        notes.append(f"{int((~usable).sum()):,} requests have candidates the policy cannot score")
+    return TargetPolicy(name, pi, usable=usable, notes=notes)
+
+
+def uniform_policy(bandit: LoggedBandit, name: str = "random") -> TargetPolicy:
+    """Pinned candidates first (the operators' rule), the others in uniformly random order."""
+    return ranking_policy(bandit, np.zeros(len(bandit.cand_banner)), epsilon=1.0, name=name)
+
+
+def popularity_scores(bandit: LoggedBandit, prior_strength: float = 20.0) -> np.ndarray:
+    """Smoothed click rate of each candidate banner from the history strictly before each
+    request: (clicks + s * p0) / (views + s), p0 the pooled click rate of the request's
+    candidates before that time, s = ``prior_strength`` pseudo-impressions."""
+    h = bandit.history
+    ids = bandit.catalog.ids
+    banner = [ids[b] for b in bandit.cand_banner]
+    ts = bandit.ts[bandit.cand_request]
+    q = h.query([""] * len(banner), banner, [""] * len(banner), ts)
+    views, clicks = q["global_views"], q["global_clicks"]
+    # pooled rate before each request, over its candidates
+    n = bandit.n
+    pv = np.bincount(bandit.cand_request, weights=views, minlength=n)
+    pc = np.bincount(bandit.cand_request, weights=clicks, minlength=n)
+    p0 = ((pc + 1.0) / (pv + 2.0))[bandit.cand_request]
+    return (clicks + prior_strength * p0) / (views + prior_strength)
+
+
+def popularity_policy(bandit: LoggedBandit, name: str = "popularity") -> TargetPolicy:
+    return ranking_policy(bandit, popularity_scores(bandit), 0.0, name)
+
+
+def logged_policy(bandit: LoggedBandit, name: str = "logged") -> TargetPolicy:
+    """The logging policy itself. Its full distribution over candidates is not in the logs,
+    only the propensity of what was shown: importance weights are exactly 1, and the direct
+    method averages the click model over the logged rankings (an unbiased sample of the
+    logging policy's rankings)."""
+    K = bandit.slots
+    pi = np.zeros((len(bandit.cand_banner), K))
+    filled = bandit.filled
+    r, k = np.nonzero(filled)
+    pi[bandit.shown[r, k], k] = 1.0
+    return TargetPolicy(name, pi, pi_shown=np.where(filled, bandit.propensity, 0.0))
+
+
+def candidate_rows(bandit: LoggedBandit, rows: np.ndarray | slice | None = None) -> CandidateRows:
+    """CandidateRows (recommender.ranker) for candidate rows of the bandit (all by default)."""
+    idx = np.arange(len(bandit.cand_banner))[rows] if rows is not None else np.arange(len(bandit.cand_banner))
+    req = bandit.cand_request[idx]
+    staff = bandit.staff[req]
+    banners = bandit.catalog.banners
+    ids = bandit.staff_ids
+    return CandidateRows(request=req, staff_id=[ids[s] for s in staff], attributes=[bandit.profiles[s] for s in staff],
+                         banner=[banners[b] for b in bandit.cand_banner[idx]], ts=bandit.ts[req])
+
+
+def model_scores(bandit: LoggedBandit, scorer, chunk_rows: int = 500_000) -> np.ndarray:
+    """scorer.score over every candidate row, in blocks; a failing or malformed block is an error."""
+    N = len(bandit.cand_banner)
+    out = np.empty(N)
+    for lo in range(0, N, chunk_rows):
+        hi = min(lo + chunk_rows, N)
+        s = np.asarray(scorer.score(candidate_rows(bandit, slice(lo, hi)), bandit.history), dtype=np.float64)
+        if s.shape != (hi - lo,):
+            raise ValueError(f"model {getattr(scorer, 'version', '?')} returned {s.shape} scores for {hi - lo} candidates")
+        out[lo:hi] = s
+    return out
+
+
+def model_policy(bandit: LoggedBandit, scorer, epsilon: float = 0.0, name: str | None = None) -> TargetPolicy:
+    name = name or str(getattr(scorer, "version", "model"))
+    return ranking_policy(bandit, model_scores(bandit, scorer), epsilon, name)
