@@ -12,6 +12,7 @@ from .errors import ContractError
 COMMAND_MODULES = (
     "recommender.commands.simulate",
     "recommender.commands.validate",
+    "recommender.commands.evaluate",
 )
 
 

@@ -174,3 +174,19 @@ def fit_logistic(bandit: LoggedBandit, rows_mask: np.ndarray | None = None, **kw
     flat = bandit.shown[r, k]
     rows = candidate_rows(bandit, flat)
     return LogisticClickModel(**kw).fit(rows, bandit.history, k + 1, bandit.click[r, k])
+
+
+def fit_click_model(bandit: LoggedBandit, staff=None, catalog=None, log=None, history_logs=()) -> tuple[RewardModel, str]:
+    """The click model behind DM and DR, fitted on the evaluated logs (never on any truth).
+
+    Uses the project's ``training.train.fit_click_model`` when this build has it, else
+    LogisticClickModel. Returns the model and a description for the report."""
+    try:
+        from training.train import fit_click_model as project_fit  # type: ignore[attr-defined]
+    except ImportError:
+        project_fit = None
+    if project_fit is not None and staff is not None and log is not None:
+        history = list(history_logs)
+        model = project_fit(staff, catalog, log, history=history or None)
+        return model, f"training.train.fit_click_model ({getattr(model, 'version', 'unsaved')})"
+    return fit_logistic(bandit), "LogisticClickModel (training/ope/reward.py)"
