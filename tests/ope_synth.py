@@ -42,6 +42,8 @@ def synth_bandit(n: int, nb: int = 8, K: int = 3, eps: float = 0.3, seed: int = 
         staff=np.zeros(n, dtype=np.int64), ts=np.arange(n, dtype=float), offsets=offsets,
         cand_request=cand_request, cand_banner=cand_banner, shown=shown, propensity=np.where(valid, prop, 0.0),
         click=click, history=History.empty(), n_logged_requests=n)
+    bandit.logging_scores = -keys[cand_request, cand_banner]  # the logging policy's greedy scores
+    bandit.logging_epsilon = eps
     logging_pi = position_propensities(M, keys, pinned, eps, K)[cand_request, cand_banner, :]
     return bandit, q, logging_pi
 

@@ -76,6 +76,17 @@ def test_policy_probabilities_are_distributions_and_match_the_ranker(b, eps):
         assert np.allclose(got, expected)
 
 
+@settings(max_examples=40, deadline=None)
+@given(bandits)
+def test_epsilon_greedy_policy_is_exactly_the_logging_policy_rebuilt(b):
+    """Rebuilding the logging policy from its scores and epsilon gives the propensities of
+    recommender.exploration for every candidate, and weights 1 on the logs."""
+    bandit, _, logging_pi = b
+    pol = ranking_policy(bandit, bandit.logging_scores, bandit.logging_epsilon)
+    assert np.allclose(pol.pi, logging_pi)
+    assert np.allclose(pol.weights(bandit)[bandit.filled], 1.0)
+
+
 @settings(max_examples=30, deadline=None)
 @given(bandits)
 def test_positions_and_categories_add_up_to_the_value(b):

@@ -102,6 +102,8 @@ def evaluate(bandit: LoggedBandit, policies: Sequence[TargetPolicy], q: np.ndarr
     names = _unique_names(policies)
     K = bandit.slots
     ests = [e for e in ESTIMATORS if q is not None or not e.needs_model]
+    # breakdowns by position and category: the doubly robust estimate (SNIPS without a click model)
+    split_ests = [e for e in ests if e.name == ("dr" if q is not None else "snips")]
     cats = bandit.categories()
     cand_cat = bandit.cand_category() if breakdowns else None
     # every (policy, estimator, slice) as contributions, bootstrapped together
@@ -116,12 +118,12 @@ def evaluate(bandit: LoggedBandit, policies: Sequence[TargetPolicy], q: np.ndarr
         for k in range(K):
             cell = np.zeros((len(bandit.cand_banner), K))
             cell[:, k] = 1.0
-            for e in ests:
+            for e in split_ests:
                 keys.append((name, e.name, f"pos{k + 1}"))
                 contribs.append(e.contributions(bandit, pol, q, cell))
         for ci, c in enumerate(cats):
             cell = np.repeat((cand_cat == ci).astype(np.float64)[:, None], K, axis=1)
-            for e in ests:
+            for e in split_ests:
                 keys.append((name, e.name, f"cat:{c}"))
                 contribs.append(e.contributions(bandit, pol, q, cell))
     reps = bootstrap(contribs, n_boot, seed)
@@ -135,9 +137,9 @@ def evaluate(bandit: LoggedBandit, policies: Sequence[TargetPolicy], q: np.ndarr
         res_pol[name] = {e.name: interval(values[(name, e.name, "all")], rep_of[(name, e.name, "all")]).to_dict() for e in ests}
         if breakdowns:
             by_pos[name] = {e.name: [interval(values[(name, e.name, f"pos{k + 1}")], rep_of[(name, e.name, f"pos{k + 1}")]).to_dict()
-                                     for k in range(K)] for e in ests}
+                                     for k in range(K)] for e in split_ests}
             by_cat[name] = {e.name: {c: interval(values[(name, e.name, f"cat:{c}")], rep_of[(name, e.name, f"cat:{c}")]).to_dict()
-                                     for c in cats} for e in ests}
+                                     for c in cats} for e in split_ests}
     diffs: dict[str, dict[str, dict]] = {}
     base = names[0]
     for name in names[1:]:

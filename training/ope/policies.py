@@ -17,12 +17,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from recommender.exploration import position_propensities
 from recommender.ranker import CandidateRows
 
 from .data import LoggedBandit
-
-CHUNK = 50_000  # requests per block when expanding to (requests, banners, K)
 
 
 @dataclass
@@ -82,26 +79,31 @@ def ranking_policy(bandit: LoggedBandit, scores: np.ndarray, epsilon: float = 0.
     finite = np.isfinite(scores)
     usable = np.bincount(bandit.cand_request[~finite], minlength=bandit.n) == 0
     rank = greedy_rank(bandit, np.where(finite, scores, 0.0))
-    K = bandit.slots
-    nb = len(bandit.catalog)
-    pinned = np.array([b.pinned for b in bandit.catalog.banners], dtype=bool)
-    pi = np.zeros((len(scores), K))
-    kk = min(K, nb)
-    for lo in range(0, bandit.n, CHUNK):
-        hi = min(lo + CHUNK, bandit.n)
-        rows = slice(bandit.offsets[lo], bandit.offsets[hi])
-        req = bandit.cand_request[rows] - lo
-        ban = bandit.cand_banner[rows]
-        eligible = np.zeros((hi - lo, nb), dtype=bool)
-        eligible[req, ban] = True
-        keys = np.full((hi - lo, nb), np.inf)
-        keys[req, ban] = rank[rows]
-        P = position_propensities(eligible, keys, pinned, epsilon, K)
-        pi[rows, :kk] = P[req, ban, :]
+    pi = _epsilon_greedy_pi(bandit, rank, epsilon)
     notes = []
     if not usable.all():
         notes.append(f"{int((~usable).sum()):,} requests have candidates the policy cannot score")
     return TargetPolicy(name, pi, usable=usable, notes=notes)
+
+
+def _epsilon_greedy_pi(bandit: LoggedBandit, rank: np.ndarray, epsilon: float) -> np.ndarray:
+    """pi (N, K) of epsilon-greedy around the greedy places ``rank``: the formula of
+    recommender.exploration.position_propensities (and of the Ranker's logged
+    propensities), on the flat candidate rows. A pinned banner sits at its greedy place;
+    an unpinned one at k (past the pinned block) with (1 - eps) [greedy puts it at k] +
+    eps / n_free."""
+    K = bandit.slots
+    pinned_b = np.array([b.pinned for b in bandit.catalog.banners], dtype=bool)
+    pinned = pinned_b[bandit.cand_banner]
+    n_cand = bandit.n_candidates
+    n_pin = np.bincount(bandit.cand_request, weights=pinned, minlength=bandit.n).astype(np.int64)
+    n_free = np.maximum(n_cand - n_pin, 1)
+    r = bandit.cand_request
+    k = np.arange(K)[None, :]
+    at_greedy = (rank[:, None] == k).astype(np.float64)
+    free_pos = (k >= n_pin[r][:, None]) & (k < n_cand[r][:, None])
+    free_p = np.where(free_pos, (1.0 - epsilon) * at_greedy + epsilon / n_free[r][:, None], 0.0)
+    return np.where(pinned[:, None], at_greedy, free_p)
 
 
 def uniform_policy(bandit: LoggedBandit, name: str = "random") -> TargetPolicy:
@@ -115,9 +117,15 @@ def popularity_scores(bandit: LoggedBandit, prior_strength: float = 20.0) -> np.
     candidates before that time, s = ``prior_strength`` pseudo-impressions."""
     h = bandit.history
     ids = bandit.catalog.ids
-    banner = [ids[b] for b in bandit.cand_banner]
     ts = bandit.ts[bandit.cand_request]
-    q = h.query([""] * len(banner), banner, [""] * len(banner), ts)
+    if hasattr(h, "query_codes"):
+        _, hb, _ = h.codes([], ids, [])
+        b = hb[bandit.cand_banner]
+        q = h.query_codes(np.zeros(len(b), dtype=np.int64), b, np.zeros(len(b), dtype=np.int64), ts,
+                          fields=("global_views", "global_clicks"))
+    else:
+        banner = [ids[x] for x in bandit.cand_banner]
+        q = h.query([""] * len(banner), banner, [""] * len(banner), ts)
     views, clicks = q["global_views"], q["global_clicks"]
     # pooled rate before each request, over its candidates
     n = bandit.n
@@ -157,6 +165,9 @@ def candidate_rows(bandit: LoggedBandit, rows: np.ndarray | slice | None = None)
 
 def model_scores(bandit: LoggedBandit, scorer, chunk_rows: int = 500_000) -> np.ndarray:
     """scorer.score over every candidate row, in blocks; a failing or malformed block is an error."""
+    fast = getattr(scorer, "bandit_scores", None)
+    if fast is not None:
+        return np.asarray(fast(bandit), dtype=np.float64)
     N = len(bandit.cand_banner)
     out = np.empty(N)
     for lo in range(0, N, chunk_rows):
