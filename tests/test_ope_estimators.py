@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ope_synth import synth_bandit, true_value
+from recommender.domain import Banner, Catalog
 from recommender.ranker import greedy_order, propensities
 from training.ope.estimators import (IPS, SNIPS, DirectMethod, DoublyRobust, bootstrap, interval, paired_difference,
                                      resample_counts)
@@ -53,11 +54,15 @@ def test_dr_equals_dm_when_clicks_equal_the_model(b, eps):
     assert DoublyRobust().contributions(bandit, pol, q).value() == pytest.approx(dm, rel=1e-10, abs=1e-12)
 
 
-@settings(max_examples=40, deadline=None)
-@given(bandits, st.floats(0, 1))
-def test_policy_probabilities_are_distributions_and_match_the_ranker(b, eps):
+@settings(max_examples=60, deadline=None)
+@given(bandits, st.floats(0, 1), st.integers(0, 2**31 - 1))
+def test_policy_probabilities_are_distributions_and_match_the_ranker(b, eps, seed):
     bandit, q, _ = b
     K = bandit.slots
+    # operators' rules in play: several pinned banners, priorities with ties
+    rng = np.random.default_rng(seed)
+    bandit.catalog = Catalog(Banner(x.banner_id, x.category, pinned=bool(rng.random() < 0.3), priority=int(rng.integers(0, 3)))
+                             for x in bandit.catalog)
     scores = np.random.default_rng(2).normal(size=len(bandit.cand_banner))
     pol = ranking_policy(bandit, scores, eps)
     ncand = bandit.n_candidates
@@ -66,7 +71,7 @@ def test_policy_probabilities_are_distributions_and_match_the_ranker(b, eps):
         assert np.allclose(mass, (ncand > k).astype(float))
     assert np.all(pol.pi.sum(axis=1) <= 1 + 1e-9)
     # the greedy ranking's own propensities are those the Ranker logs when it serves it
-    for i in range(min(bandit.n, 10)):
+    for i in range(min(bandit.n, 25)):
         rows = np.arange(bandit.offsets[i], bandit.offsets[i + 1])
         cands = [bandit.catalog.banners[j] for j in bandit.cand_banner[rows]]
         greedy = greedy_order(cands, scores[rows])

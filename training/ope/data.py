@@ -48,6 +48,7 @@ class LoggedBandit:
     exclusions: dict[str, int] = field(default_factory=dict)  # reason -> count (requests or rows)
     n_logged_requests: int = 0
     unknown_staff: int = 0  # requests by staff missing from the staff file (ranked as unknown)
+    cache: dict = field(default_factory=dict, repr=False)  # derived arrays shared by policies and click models
 
     @property
     def n(self) -> int:

@@ -163,11 +163,13 @@ def bootstrap(contribs: Sequence[Contributions], n_boot: int = 200, seed: int = 
     n = contribs[0].columns.shape[0]
     if any(c.columns.shape[0] != n for c in contribs):
         raise ValueError("contributions over different requests cannot be bootstrapped together")
-    C = np.concatenate([c.columns for c in contribs], axis=1)
-    means = np.empty((n_boot, C.shape[1]))
+    CT = np.ascontiguousarray(np.concatenate([c.columns for c in contribs], axis=1).T)  # (m, n)
+    means = np.empty((n_boot, CT.shape[0]))
     lo = 0
     for counts in resample_counts(n, n_boot, seed):
-        means[lo:lo + len(counts)] = counts @ C / n
+        # (m, n) @ (n, b): the same product as counts @ C, in the layout BLAS is fast at here
+        # (counts @ C took ~100x longer with this machine's OpenBLAS)
+        means[lo:lo + len(counts)] = (CT @ counts.T).T / n
         lo += len(counts)
     out, j = [], 0
     for c in contribs:

@@ -59,10 +59,17 @@ class TargetPolicy:
 def greedy_rank(bandit: LoggedBandit, scores: np.ndarray) -> np.ndarray:
     """0-based place of each candidate row in its request's greedy order (the Ranker's rule)."""
     banners = bandit.catalog.banners
-    pinned = np.array([b.pinned for b in banners], dtype=bool)[bandit.cand_banner]
-    prio = np.array([b.priority for b in banners], dtype=np.float64)[bandit.cand_banner]
-    order = np.lexsort((bandit.cand_banner, -prio, -np.asarray(scores, dtype=np.float64),
-                        np.where(pinned, -prio, 0.0), ~pinned, bandit.cand_request))
+    nb = len(banners)
+    pinned_b = np.array([b.pinned for b in banners], dtype=bool)
+    prio_b = np.array([b.priority for b in banners], dtype=np.int64)
+    # (request, pinned block first, pinned by priority) as one integer group; inside it the
+    # score, then (priority desc, catalog order) as one static tie rank per banner
+    dense_prio = np.unique(-prio_b, return_inverse=True)[1].reshape(-1)  # equal priorities share a rank
+    sub_b = np.where(pinned_b, dense_prio, nb)  # pinned: by priority, then by score; others: one block
+    tie_b = np.empty(nb, dtype=np.int64)
+    tie_b[np.lexsort((np.arange(nb), -prio_b))] = np.arange(nb)
+    group = bandit.cand_request * (nb + 1) + sub_b[bandit.cand_banner]
+    order = np.lexsort((tie_b[bandit.cand_banner], -np.asarray(scores, dtype=np.float64), group))
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order)) - bandit.offsets[bandit.cand_request[order]]
     return rank
