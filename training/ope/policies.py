@@ -68,10 +68,19 @@ def greedy_rank(bandit: LoggedBandit, scores: np.ndarray) -> np.ndarray:
     sub_b = np.where(pinned_b, dense_prio, nb)  # pinned: by priority, then by score; others: one block
     tie_b = np.empty(nb, dtype=np.int64)
     tie_b[np.lexsort((np.arange(nb), -prio_b))] = np.arange(nb)
-    group = bandit.cand_request * (nb + 1) + sub_b[bandit.cand_banner]
-    order = np.lexsort((tie_b[bandit.cand_banner], -np.asarray(scores, dtype=np.float64), group))
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order)) - bandit.offsets[bandit.cand_request[order]]
+    # dense (requests, banners) matrices: three stable sorts of at most nb columns per row
+    n = bandit.n
+    r, b = bandit.cand_request, bandit.cand_banner
+    neg = np.full((n, nb), np.inf)
+    neg[r, b] = -np.asarray(scores, dtype=np.float64)
+    sub = np.full((n, nb), nb + 1, dtype=np.int64)
+    sub[r, b] = sub_b[b]
+    perm = np.argsort(tie_b, kind="stable")  # last key: the static tie order
+    idx = perm[np.argsort(neg[:, perm], axis=1, kind="stable")]  # then the score
+    idx = np.take_along_axis(idx, np.argsort(np.take_along_axis(sub, idx, axis=1), axis=1, kind="stable"), axis=1)
+    place = np.empty((n, nb), dtype=np.int64)
+    np.put_along_axis(place, idx, np.broadcast_to(np.arange(nb), (n, nb)), axis=1)
+    rank = place[r, b]
     return rank
 
 
