@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from ope_synth import synth_bandit, true_value
 from recommender.domain import Banner, Catalog
 from recommender.ranker import greedy_order, propensities
-from training.ope.estimators import (IPS, SNIPS, DirectMethod, DoublyRobust, bootstrap, interval, paired_difference,
+from training.ope.estimators import (IPS, SNIPS, DirectMethod, DoublyRobust, bootstrap, dr_breakdown, interval, paired_difference,
                                      resample_counts)
 from training.ope.evaluate import evaluate
 from training.ope.policies import TargetPolicy, logged_policy, ranking_policy, uniform_policy
@@ -106,6 +106,14 @@ def test_positions_and_categories_add_up_to_the_value(b):
                       for c in np.unique(cat))
         assert per_pos == pytest.approx(total, abs=1e-12)
         assert per_cat == pytest.approx(total, abs=1e-12)
+    # the one-pass DR breakdown gives the same numbers as the cell masks
+    by_pos, by_cat = dr_breakdown(bandit, pol, q, cat, int(cat.max()) + 1)
+    for k in range(K):
+        cell = np.eye(K)[None, k].repeat(len(cat), 0)
+        assert by_pos[k].value() == pytest.approx(DoublyRobust().contributions(bandit, pol, q, cell).value(), abs=1e-12)
+    for c in range(int(cat.max()) + 1):
+        cell = np.repeat((cat == c)[:, None], K, 1).astype(float)
+        assert np.allclose(by_cat[c].columns, DoublyRobust().contributions(bandit, pol, q, cell).columns)
 
 
 def test_resample_counts_are_multinomial_resamples():

@@ -140,6 +140,24 @@ class DoublyRobust(Estimator):
         return Contributions((dm + corr)[:, None], _sum_first)
 
 
+def dr_breakdown(bandit: LoggedBandit, policy: TargetPolicy, q: np.ndarray, categories: np.ndarray,
+                 n_categories: int) -> tuple[list[Contributions], list[Contributions]]:
+    """Doubly robust contributions per position and per category of the banner (``categories``
+    (N,) index per candidate row): the same numbers as DoublyRobust with the matching cell
+    mask, computed in one pass."""
+    K, n = bandit.slots, bandit.n
+    A = policy.pi * q
+    corr = policy.weights(bandit) * (bandit.click - _shown(bandit, q))  # (n, K)
+    by_pos = [Contributions((_per_request(bandit, A[:, k]) + corr[:, k])[:, None], _sum_first) for k in range(K)]
+    dm_cat = np.bincount(bandit.cand_request * n_categories + categories, weights=A.sum(axis=1),
+                         minlength=n * n_categories).reshape(n, n_categories)
+    shown_cat = np.where(bandit.filled, categories[np.maximum(bandit.shown, 0)], -1)
+    by_cat = []
+    for c in range(n_categories):
+        by_cat.append(Contributions((dm_cat[:, c] + (corr * (shown_cat == c)).sum(axis=1))[:, None], _sum_first))
+    return by_pos, by_cat
+
+
 ESTIMATORS: tuple[Estimator, ...] = (IPS(), SNIPS(), DirectMethod(), DoublyRobust())
 
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from .data import EvaluationInputError, LoggedBandit
 from .diagnostics import Diagnostics, diagnose
-from .estimators import ESTIMATORS, Contributions, bootstrap, interval
+from .estimators import ESTIMATORS, Contributions, bootstrap, dr_breakdown, interval
 from .policies import TargetPolicy, logged_policy, model_policy, popularity_policy, uniform_policy
 
 NAMED_POLICIES = ("popularity", "random", "logged")
@@ -115,17 +115,20 @@ def evaluate(bandit: LoggedBandit, policies: Sequence[TargetPolicy], q: np.ndarr
             contribs.append(e.contributions(bandit, pol, q))
         if not breakdowns:
             continue
-        for k in range(K):
-            cell = np.zeros((len(bandit.cand_banner), K))
-            cell[:, k] = 1.0
-            for e in split_ests:
-                keys.append((name, e.name, f"pos{k + 1}"))
-                contribs.append(e.contributions(bandit, pol, q, cell))
-        for ci, c in enumerate(cats):
-            cell = np.repeat((cand_cat == ci).astype(np.float64)[:, None], K, axis=1)
-            for e in split_ests:
-                keys.append((name, e.name, f"cat:{c}"))
-                contribs.append(e.contributions(bandit, pol, q, cell))
+        if split_ests[0].name == "dr":
+            by_pos_c, by_cat_c = dr_breakdown(bandit, pol, q, cand_cat, len(cats))
+        else:
+            cells = [np.eye(K)[None, k].repeat(len(cand_cat), 0) for k in range(K)]
+            by_pos_c = [split_ests[0].contributions(bandit, pol, q, cell) for cell in cells]
+            by_cat_c = [split_ests[0].contributions(bandit, pol, q, np.repeat((cand_cat == ci)[:, None], K, 1).astype(float))
+                        for ci in range(len(cats))]
+        e = split_ests[0]
+        for k, c in enumerate(by_pos_c):
+            keys.append((name, e.name, f"pos{k + 1}"))
+            contribs.append(c)
+        for c, contrib in zip(cats, by_cat_c):
+            keys.append((name, e.name, f"cat:{c}"))
+            contribs.append(contrib)
     reps = bootstrap(contribs, n_boot, seed)
     values = {key: c.value() for key, c in zip(keys, contribs)}
     rep_of = dict(zip(keys, reps))
