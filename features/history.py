@@ -111,6 +111,10 @@ class History:
             out["ever_views_banner"] = self.view_sb.count_before(sb, ts).astype(np.float64)
         if want("views_category"):
             out["views_category"] = self.view_sc.sum_before(sc, ts) * decay
+        if want("ever_views_category"):
+            out["ever_views_category"] = self.view_sc.count_before(sc, ts).astype(np.float64)
+        if want("ever_clicks_category"):
+            out["ever_clicks_category"] = self.click_sc.count_before(sc, ts).astype(np.float64)
         if want("clicks_category"):
             out["clicks_category"] = self.click_sc.sum_before(sc, ts) * decay
         if want("views_person"):
@@ -128,6 +132,7 @@ class History:
 
 
 _SUMMED = ("views_banner", "clicks_banner", "ever_views_banner", "views_category", "clicks_category",
+           "ever_views_category", "ever_clicks_category",
            "views_person", "clicks_person", "global_views", "global_clicks")
 
 

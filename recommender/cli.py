@@ -12,6 +12,8 @@ from .errors import ContractError
 COMMAND_MODULES = (
     "recommender.commands.simulate",
     "recommender.commands.validate",
+    "recommender.commands.train",
+    "recommender.commands.rank",
     "recommender.commands.evaluate",
 )
 

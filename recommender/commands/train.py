@@ -1,0 +1,55 @@
+"""recommender train: fit a click model on logs and save it as models/<version>/."""
+from __future__ import annotations
+
+import argparse
+import time
+
+from ..contracts import load_banners, load_impressions, load_staff
+from ..progress import progress_bar
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a position-debiased click model from impressions")
+    p.add_argument("--staff", required=True)
+    p.add_argument("--banners", required=True)
+    p.add_argument("--impressions", required=True, help="the training logs (the last --holdout-days are validation)")
+    p.add_argument("--history", action="append", default=[], help="older logs that only feed the history features")
+    p.add_argument("--out", required=True, help="model registry folder; the model goes to OUT/<version>/")
+    p.add_argument("--holdout-days", type=float, default=1.0)
+    p.add_argument("--models", default="logistic,gbm", help="model kinds to fit and compare (default logistic,gbm)")
+    p.add_argument("--max-rows", type=int, default=3_000_000, help="rows used for fitting (negatives downsampled, reweighted)")
+    p.add_argument("--slots", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from training.train import TrainConfig, train
+
+    steps = ["load", "features", *[s for k in args.models.split(",") for s in (f"fit {k}", f"validate {k}")],
+             "validate popularity", "refit", "save"]
+    bar = progress_bar(total=len(steps), desc="train", unit="step")
+    t0 = time.perf_counter()
+    staff = load_staff(args.staff)
+    catalog = load_banners(args.banners)
+    log = load_impressions(args.impressions, catalog=catalog, progress=True)
+    history = [load_impressions(h, catalog=catalog, progress=True) for h in args.history]
+    bar.update(1)
+
+    def step(name: str) -> None:
+        bar.set_postfix_str(name)
+        bar.update(1)
+
+    cfg = TrainConfig(holdout_days=args.holdout_days, models=tuple(m.strip() for m in args.models.split(",") if m.strip()),
+                      max_train_rows=args.max_rows, slots=args.slots, seed=args.seed)
+    result = train(staff, catalog, log, args.out, cfg, history_logs=history, progress=step)
+    bar.update(bar.total - bar.n)
+    bar.close()
+    k = args.slots
+    print(f"trained on {len(log):,} impressions ({log.n_requests:,} requests) in {time.perf_counter() - t0:.1f} s")
+    print(f"validation (last {args.holdout_days:g} day(s)):   log loss     AUC   NDCG@{k}  clicks@{k} (IPS)")
+    for name, m in result.metrics.items():
+        tag = " <- chosen" if name == result.chosen else ""
+        print(f"  {name:<14} {m['log_loss']:12.4f} {m['auc']:7.3f} {m[f'ndcg@{k}']:8.3f} {m[f'clicks@{k}']:10.4f}{tag}")
+    print(f"model: {result.path}")
+    return 0

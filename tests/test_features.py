@@ -1,0 +1,75 @@
+"""Features: point-in-time correctness and one code path."""
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from features.definition import FeatureConfig, FeatureEncoder
+from features.history import Events, History, LayeredHistory
+from features.pipeline import candidate_features
+from recommender.domain import Banner
+
+BANNERS = [Banner("b1", "policy", tags=("ai",)), Banner("b2", "survey", start=0.0, target={"role": ("teacher",)}),
+           Banner("b3", "event", tags=("ai", "x"))]
+STAFF = ["s1", "s2", "s3"]
+CATS = {b.banner_id: b.category for b in BANNERS}
+
+event = st.tuples(st.sampled_from(STAFF), st.sampled_from([b.banner_id for b in BANNERS]),
+                  st.integers(0, 1000).map(float), st.integers(0, 1))
+
+
+def encoder():
+    return FeatureEncoder(FeatureConfig()).fit({"role": ["teacher", "principal"], "school_level": ["high"], "region": ["Suwon"]},
+                                               BANNERS, 0.05)
+
+
+def history(events):
+    return History(Events([e[0] for e in events], [e[1] for e in events], [CATS[e[1]] for e in events],
+                          np.array([e[2] for e in events]), np.array([e[3] for e in events])))
+
+
+def features_at(enc, hist, t, dense):
+    staff = enc.encode_staff([{"role": "teacher"}, {"role": "principal", "region": "Busan"}, {}])
+    banners = enc.encode_banners(BANNERS)
+    si = np.repeat(np.arange(3), 3)
+    bi = np.tile(np.arange(3), 3)
+    return candidate_features(enc, hist, STAFF, staff, si, banners, bi, np.full(9, t), None, dense)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(event, max_size=25), st.lists(event, min_size=1, max_size=10), st.integers(1, 1000).map(float))
+def test_events_at_or_after_t_never_change_features_at_t(past, later, t):
+    enc = encoder()
+    past = [e for e in past if e[2] < t]
+    later = [(s, b, t + (e_ts % 50), c) for s, b, e_ts, c in later]  # at t or after
+    for dense in (False, True):
+        a = features_at(enc, history(past), t, dense)
+        b = features_at(enc, history(past + later), t, dense)
+        if not dense:
+            a, b = a.toarray(), b.toarray()
+        assert np.allclose(a, b, equal_nan=True)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(event, max_size=20), st.lists(event, max_size=20), st.integers(0, 1100).map(float))
+def test_layered_history_equals_one_history(a, b, t):
+    enc = encoder()
+    one = features_at(enc, history(a + b), t, True)
+    layered = features_at(enc, LayeredHistory([history(a), history(b)]), t, True)
+    assert np.allclose(one, layered, equal_nan=True)
+
+
+def test_earlier_events_do_change_features():
+    enc = encoder()
+    a = features_at(enc, history([]), 500.0, True)
+    b = features_at(enc, history([("s1", "b2", 100.0, 1)]), 500.0, True)
+    assert not np.allclose(a, b)
+
+
+def test_unknown_values_fall_in_the_unknown_bucket():
+    enc = encoder()
+    staff = enc.encode_staff([{"role": "astronaut", "region": ""}])
+    assert staff.codes["role"][0] == 0 and staff.codes["region"][0] == 0
+    banners = enc.encode_banners([Banner("brand-new", "newsletter", tags=("never-seen",))])
+    assert banners.banner_code[0] == 0 and banners.category_code[0] == 0
+    X = candidate_features(enc, History.empty(), ["nobody"], staff, np.array([0]), banners, np.array([0]), np.array([5.0]))
+    assert np.all(np.isfinite(X.toarray()))

@@ -1,0 +1,138 @@
+"""Model artifacts: models/<version>/ with model.joblib and metadata.json (DESIGN.md).
+
+metadata.json holds the version, creation time, training data window and row counts,
+the feature definition, validation metrics, library versions and the sha256 of every
+file. Loading checks the checksums first and refuses a folder that does not match: a
+joblib file runs code when loaded, so it is only opened once it is known to be ours.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from pathlib import Path
+
+import joblib
+import numpy as np
+
+from features.definition import FeatureEncoder
+from features.pipeline import candidate_features
+
+MODEL_FILE = "model.joblib"
+METADATA_FILE = "metadata.json"
+
+
+class ArtifactError(RuntimeError):
+    """A model folder that is missing, incomplete, or does not match its checksums."""
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    import scipy
+    import sklearn
+
+    return {"python": platform.python_version(), "numpy": np.__version__, "scikit-learn": sklearn.__version__,
+            "scipy": scipy.__version__, "joblib": joblib.__version__}
+
+
+class ModelArtifact:
+    """A fitted click model: the encoder, the estimator and its metadata.
+
+    Implements the Scorer protocol of recommender.ranker: ``score`` is the click logit at
+    the reference position (attractiveness), ``click_probability`` the probability at any
+    position (what the direct method of offline evaluation needs).
+    """
+
+    def __init__(self, encoder: FeatureEncoder, estimator, kind: str, metadata: dict | None = None):
+        self.encoder = encoder
+        self.estimator = estimator
+        self.kind = kind
+        self.metadata = metadata or {}
+
+    @property
+    def version(self) -> str:
+        return self.metadata.get("version", "unsaved")
+
+    @property
+    def dense(self) -> bool:
+        return self.kind == "gbm"
+
+    # -- the model on matrices ----------------------------------------------------------
+    def logit_from_matrix(self, X) -> np.ndarray:
+        return np.asarray(self.estimator.decision_function(X), dtype=np.float64)
+
+    # -- the Scorer protocol --------------------------------------------------------------
+    def _features(self, rows, history, position):
+        enc = self.encoder
+        n = len(rows)
+        staff = enc.encode_staff(rows.attributes)
+        banners = enc.encode_banners(rows.banner)
+        idx = np.arange(n)
+        return candidate_features(enc, history, list(rows.staff_id), staff, idx, banners, idx,
+                                  np.asarray(rows.ts, dtype=np.float64), position, self.dense)
+
+    def score(self, rows, history) -> np.ndarray:
+        if len(rows) == 0:
+            return np.zeros(0)
+        return self.logit_from_matrix(self._features(rows, history, None))
+
+    def click_probability(self, rows, history, position: np.ndarray) -> np.ndarray:
+        if len(rows) == 0:
+            return np.zeros(0)
+        z = self.logit_from_matrix(self._features(rows, history, np.asarray(position)))
+        return 1.0 / (1.0 + np.exp(-z))
+
+    # -- persistence ----------------------------------------------------------------------
+    def save(self, folder: str | Path, metadata: dict) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=False)
+        joblib.dump({"encoder": self.encoder, "estimator": self.estimator, "kind": self.kind}, folder / MODEL_FILE, compress=3)
+        meta = dict(metadata)
+        meta["files"] = {MODEL_FILE: sha256_of(folder / MODEL_FILE)}
+        meta["libraries"] = library_versions()
+        meta["feature_definition"] = self.encoder.describe()
+        (folder / METADATA_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=1, default=float), encoding="utf-8")
+        self.metadata = meta
+        return folder
+
+
+def verify(folder: str | Path) -> dict:
+    """Check a model folder against its metadata; return the metadata or raise ArtifactError."""
+    folder = Path(folder)
+    meta_path = folder / METADATA_FILE
+    if not folder.is_dir():
+        raise ArtifactError(f"{folder}: not a model folder")
+    if not meta_path.is_file():
+        raise ArtifactError(f"{folder}: no {METADATA_FILE}")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ArtifactError(f"{meta_path}: unreadable metadata ({e})") from None
+    files = meta.get("files")
+    if not isinstance(files, dict) or MODEL_FILE not in files:
+        raise ArtifactError(f"{meta_path}: no checksum for {MODEL_FILE}")
+    for name, digest in files.items():
+        p = folder / name
+        if not p.is_file():
+            raise ArtifactError(f"{folder}: {name} is missing")
+        actual = sha256_of(p)
+        if actual != digest:
+            raise ArtifactError(f"{p}: checksum mismatch (metadata says {digest[:12]}..., file is {actual[:12]}...); refusing to load it")
+    return meta
+
+
+def load_model(folder: str | Path) -> ModelArtifact:
+    """Load a verified model folder (see ``verify``)."""
+    meta = verify(folder)
+    try:
+        obj = joblib.load(Path(folder) / MODEL_FILE)
+    except Exception as e:  # a verified file that still fails to load: say which and why
+        raise ArtifactError(f"{folder}: {MODEL_FILE} failed to load: {e}") from None
+    return ModelArtifact(obj["encoder"], obj["estimator"], obj["kind"], meta)

@@ -1,0 +1,57 @@
+"""Training rows from staff + banners + impressions, with point-in-time history features."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from features.definition import BannerArrays, FeatureEncoder, StaffArrays
+from features.pipeline import candidate_features, history_from_logs, profiles_for
+
+
+@dataclass
+class LogContext:
+    """Everything the features need about one ImpressionLog, encoded once."""
+
+    log: object
+    staff: StaffArrays  # aligned with log.staff_ids
+    banners: BannerArrays  # aligned with log.banner_ids
+    history: object
+
+    def features(self, encoder: FeatureEncoder, rows: np.ndarray, position=None, dense=False):
+        log = self.log
+        pos = None if position is None else position
+        return candidate_features(encoder, self.history, log.staff_ids, self.staff, log.staff[rows], self.banners,
+                                  log.banner[rows], log.ts[rows], pos, dense)
+
+
+def log_context(encoder: FeatureEncoder, directory, catalog, log, history_logs=()) -> LogContext:
+    """Encode the people and banners of ``log``; build the history of ``history_logs`` + ``log``.
+
+    Every banner of the log must be in the catalog (the loaders check this)."""
+    staff = encoder.encode_staff(profiles_for(log.staff_ids, directory))
+    banners = encoder.encode_banners([catalog.get(b) for b in log.banner_ids])
+    history = history_from_logs([*history_logs, log], catalog, encoder.config.half_life_days)
+    return LogContext(log, staff, banners, history)
+
+
+def time_split(log, holdout_days: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """Rows before / from the cut (the last ``holdout_days`` of the log are held out)."""
+    cut = float(log.ts.max()) - holdout_days * 86400.0 if len(log) else 0.0
+    train = np.flatnonzero(log.ts < cut)
+    valid = np.flatnonzero(log.ts >= cut)
+    return train, valid, cut
+
+
+def downsample_negatives(rows: np.ndarray, clicked: np.ndarray, max_rows: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Keep every click and a random share of non-clicks so at most ``max_rows`` remain;
+    kept non-clicks are weighted by the inverse of that share so probabilities stay calibrated."""
+    if len(rows) <= max_rows:
+        return rows, np.ones(len(rows))
+    pos = rows[clicked[rows] > 0]
+    neg = rows[clicked[rows] == 0]
+    rate = max(min((max_rows - len(pos)) / max(len(neg), 1), 1.0), 0.01)
+    keep = neg[rng.random(len(neg)) < rate]
+    out = np.sort(np.concatenate([pos, keep]))
+    w = np.where(clicked[out] > 0, 1.0, 1.0 / rate)
+    return out, w
