@@ -19,7 +19,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from features.history import Events, History
+from features.definition import FeatureConfig
+from features.history import History
+from features.pipeline import history_from_logs
 from recommender.contracts.impressions import ImpressionLog
 from recommender.domain import Catalog, StaffDirectory
 from recommender.eligibility import matches_target
@@ -49,6 +51,19 @@ class LoggedBandit:
     n_logged_requests: int = 0
     unknown_staff: int = 0  # requests by staff missing from the staff file (ranked as unknown)
     cache: dict = field(default_factory=dict, repr=False)  # derived arrays shared by policies and click models
+    logs: list = field(default_factory=list, repr=False)  # the logs the history was built from
+
+    def history_for(self, model) -> History:
+        """The click history with the half-life ``model``'s features were defined with
+        (a model artifact's encoder config), built once from the same logs."""
+        cfg = getattr(getattr(model, "encoder", None), "config", None)
+        half_life = getattr(cfg, "half_life_days", None)
+        if half_life is None or not self.logs or float(half_life) == getattr(self.history, "half_life_days", None):
+            return self.history
+        key = ("history", float(half_life))
+        if key not in self.cache:
+            self.cache[key] = history_from_logs(self.logs, self.catalog, float(half_life))
+        return self.cache[key]
 
     @property
     def n(self) -> int:
@@ -91,7 +106,7 @@ class LoggedBandit:
             cand_request=np.repeat(np.arange(len(idx)), counts), cand_banner=self.cand_banner[rows],
             shown=np.where(shown >= 0, new_index[np.maximum(shown, 0)], -1), propensity=self.propensity[idx],
             click=self.click[idx], history=self.history, exclusions=dict(self.exclusions),
-            n_logged_requests=self.n_logged_requests, unknown_staff=self.unknown_staff)
+            n_logged_requests=self.n_logged_requests, unknown_staff=self.unknown_staff, logs=self.logs)
 
 
 def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -101,25 +116,6 @@ def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     rep_start = np.repeat(starts - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
     return rep_start + np.arange(total)
-
-
-def events_of(logs: Sequence[ImpressionLog], catalog: Catalog) -> Events:
-    """Impression events of several logs (every banner must be in the catalog)."""
-    staff, banner, cat, ts, clicked = [], [], [], [], []
-    cat_of = {b.banner_id: b.category for b in catalog}
-    for log in logs:
-        sid = np.asarray(log.staff_ids, dtype=object)
-        bid = np.asarray(log.banner_ids, dtype=object)
-        bcat = np.asarray([cat_of.get(b, "") for b in log.banner_ids], dtype=object)
-        staff.append(sid[log.staff])
-        banner.append(bid[log.banner])
-        cat.append(bcat[log.banner])
-        ts.append(log.ts)
-        clicked.append(log.clicked)
-    if not logs:
-        return Events([], [], [], np.zeros(0), np.zeros(0))
-    return Events(np.concatenate(staff).tolist(), np.concatenate(banner).tolist(), np.concatenate(cat).tolist(),
-                  np.concatenate(ts), np.concatenate(clicked))
 
 
 def build_bandit(log: ImpressionLog, catalog: Catalog, staff: StaffDirectory, slots: int = 3,
@@ -217,15 +213,16 @@ def build_bandit(log: ImpressionLog, catalog: Catalog, staff: StaffDirectory, sl
     prop[r_new, pos[sel]] = log.propensity[in_slots][sel]
     click[r_new, pos[sel]] = log.clicked[in_slots][sel]
 
+    logs = [*history_logs, log]
     if history is None:
-        history = History(events_of([*history_logs, log], catalog))
+        history = history_from_logs(logs, catalog, FeatureConfig().half_life_days)
     kept_staff = r_staff[keep]
     return LoggedBandit(
         slots=K, catalog=catalog, request_ids=[log.request_ids[i] for i in np.flatnonzero(keep)],
         staff_ids=list(log.staff_ids), profiles=profiles, staff=kept_staff, ts=r_ts[keep], offsets=offsets,
         cand_request=cand_request.astype(np.int64), cand_banner=cand_banner.astype(np.int64), shown=shown,
         propensity=prop, click=click, history=history, exclusions=exclusions, n_logged_requests=n0,
-        unknown_staff=int(unknown[kept_staff].sum()))
+        unknown_staff=int(unknown[kept_staff].sum()), logs=logs)
 
 
 def subset_log(log: ImpressionLog, rows: np.ndarray) -> ImpressionLog:

@@ -186,9 +186,10 @@ def model_scores(bandit: LoggedBandit, scorer, chunk_rows: int = 500_000) -> np.
         return np.asarray(fast(bandit), dtype=np.float64)
     N = len(bandit.cand_banner)
     out = np.empty(N)
+    history = bandit.history_for(scorer)
     for lo in range(0, N, chunk_rows):
         hi = min(lo + chunk_rows, N)
-        s = np.asarray(scorer.score(candidate_rows(bandit, slice(lo, hi)), bandit.history), dtype=np.float64)
+        s = np.asarray(scorer.score(candidate_rows(bandit, slice(lo, hi)), history), dtype=np.float64)
         if s.shape != (hi - lo,):
             raise ValueError(f"model {getattr(scorer, 'version', '?')} returned {s.shape} scores for {hi - lo} candidates")
         out[lo:hi] = s

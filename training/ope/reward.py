@@ -34,11 +34,12 @@ def click_matrix(bandit: LoggedBandit, model: RewardModel, chunk_rows: int = 500
         return fast(bandit)
     N, K = len(bandit.cand_banner), bandit.slots
     q = np.empty((N, K))
+    history = bandit.history_for(model)
     for lo in range(0, N, chunk_rows):
         hi = min(lo + chunk_rows, N)
         rows = candidate_rows(bandit, slice(lo, hi))
         for k in range(K):
-            p = np.asarray(model.click_probability(rows, bandit.history, np.full(hi - lo, k + 1)), dtype=np.float64)
+            p = np.asarray(model.click_probability(rows, history, np.full(hi - lo, k + 1)), dtype=np.float64)
             if p.shape != (hi - lo,) or not np.all(np.isfinite(p)):
                 raise ValueError("the click model returned malformed or non-finite probabilities")
             q[lo:hi, k] = np.clip(p, 0.0, 1.0)
@@ -259,7 +260,6 @@ def fit_click_model(bandit: LoggedBandit, staff=None, catalog=None, log=None, hi
     except ImportError:
         project_fit = None
     if project_fit is not None and staff is not None and log is not None:
-        history = list(history_logs)
-        model = project_fit(staff, catalog, log, history=history or None)
+        model = project_fit(staff, catalog, log, history_logs=list(history_logs))
         return model, f"training.train.fit_click_model ({getattr(model, 'version', 'unsaved')})"
     return fit_logistic(bandit), "LogisticClickModel (training/ope/reward.py)"
