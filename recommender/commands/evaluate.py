@@ -21,6 +21,9 @@ def register(sub) -> None:
     p.add_argument("--slots", type=int, default=3, help="positions that count (default 3)")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples of requests (default 200)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    p.add_argument("--click-model", choices=("project", "ope"), default="project",
+                   help="click model of DM and DR, fitted on the evaluated logs: the project's (training.train, default) "
+                        "or the evaluation's own faster logistic model")
     p.add_argument("--json", help="write the results as JSON to this file")
     p.add_argument("--report", help="write a self-contained HTML report to this file")
     p.set_defaults(func=run)
@@ -58,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         bandit = build_bandit(log, catalog, staff, args.slots, history_logs=history)
         policies = [resolve_policy(spec, bandit, args.epsilon) for spec in args.policy]
-        model, model_name = fit_click_model(bandit, staff, catalog, log, history)
+        model, model_name = fit_click_model(bandit, staff, catalog, log, history, kind=args.click_model)
         q = click_matrix(bandit, model)
         result = evaluate(bandit, policies, q, args.bootstrap, args.seed, click_model=model_name)
     except ArtifactError as e:
