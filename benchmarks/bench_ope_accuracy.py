@@ -95,7 +95,18 @@ def main() -> None:
     ap.add_argument("--click-model", choices=("project", "ope"), default="ope",
                     help="DM/DR click model (as `recommender evaluate --click-model`; default ope, the faster one)")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--summarise", metavar="FILE", help="only print the summary of an earlier --out file")
+    ap.add_argument("--breakdown-only", action="store_true", help="only the 'where IPS breaks down' part")
     args = ap.parse_args()
+    if args.summarise:
+        rows = [json.loads(x) for x in open(args.summarise, encoding="utf-8") if x.strip()]
+        rows = [r for r in rows if "breakdown" not in r]
+        summarise(rows, "model")
+        summarise(rows, "anti-popularity")
+        return
+    if args.breakdown_only:
+        breakdown(args)
+        return
     rows = []
     jobs = [(1000 + s, args.staff, args.days, args.history_days, 0.2, s < 5, args.click_model) for s in range(args.seeds)]
     with open(args.out, "w", encoding="utf-8") as f, Pool(args.workers) as pool:
@@ -110,15 +121,19 @@ def main() -> None:
     summarise(rows, "model")
     summarise(rows, "anti-popularity")
     if not args.skip_breakdown:
-        print("\nwhere plain IPS breaks down:")
-        for label, eps in (("epsilon 0.2 logs", 0.2), ("tiny propensities: epsilon 0.01 logs", 0.01)):
-            r = run_seed(2000, args.staff, args.days, args.history_days, eps, far=True, click_model=args.click_model)
-            with open(args.out, "a", encoding="utf-8") as f:
-                f.write(json.dumps({"breakdown": label, **r}) + "\n")
-            for name, p in r["policies"].items():
-                print(f"  {label}, target {name}: truth {p['truth']:.4f}; " +
-                      ", ".join(f"{e} {p[e]['value']:.4f} ({(p[e]['value'] - p['truth']) / p['truth']:+.1%})" for e in ESTS) +
-                      f"; ESS per position {p['ess']}; tool {'WARNS' if p['warned'] else 'does not warn'}")
+        breakdown(args)
+
+
+def breakdown(args) -> None:
+    print("\nwhere plain IPS breaks down:")
+    for label, eps in (("epsilon 0.2 logs", 0.2), ("tiny propensities: epsilon 0.01 logs", 0.01)):
+        r = run_seed(2000, args.staff, args.days, args.history_days, eps, far=True, click_model=args.click_model)
+        with open(args.out, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"breakdown": label, **r}) + "\n")
+        for name, p in r["policies"].items():
+            print(f"  {label}, target {name}: truth {p['truth']:.4f}; " +
+                  ", ".join(f"{e} {p[e]['value']:.4f} ({(p[e]['value'] - p['truth']) / p['truth']:+.1%})" for e in ESTS) +
+                  f"; ESS per position {p['ess']}; tool {'WARNS' if p['warned'] else 'does not warn'}")
 
 
 if __name__ == "__main__":
