@@ -3,7 +3,8 @@ replicates, end to end (load and validate the files, candidates, click model fit
 predictions, policies, every estimator with its intervals, per position and category
 breakdowns, paired difference). Goal: <= 60 s.
 
-    .venv/bin/python benchmarks/bench_ope_speed.py [--runs 3] [--dir /tmp/ope-speed]
+    .venv/bin/python benchmarks/bench_ope_speed.py [--runs 3] [--dir /tmp/ope-speed] [--click-model ope|project]
+                                                   [--model models/VERSION]
 """
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--staff", type=int, default=95_000)
     ap.add_argument("--days", type=int, default=3)
+    ap.add_argument("--click-model", choices=("project", "ope"), default="ope",
+                    help="DM/DR click model, as `recommender evaluate --click-model` (default ope)")
     ap.add_argument("--model", help="a model folder as the first policy (default: a logistic click model fitted here, not timed)")
     args = ap.parse_args()
     d = Path(args.dir)
@@ -59,7 +62,7 @@ def main() -> None:
         second = resolve_policy("popularity", bandit)
         phases["popularity policy"] = time.perf_counter() - t
         t = time.perf_counter()
-        model, name = fit_click_model(bandit, staff, catalog, log, [])
+        model, name = fit_click_model(bandit, staff, catalog, log, [], kind=args.click_model)
         phases["click model fit"] = time.perf_counter() - t
         t = time.perf_counter()
         q = click_matrix(bandit, model)
