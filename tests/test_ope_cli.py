@@ -26,9 +26,12 @@ def _write(path, rows):
     return path
 
 
-def _run(small_province, impressions, *extra):
+def _run(small_province, impressions, *extra, click_model="ope"):
+    """The faster click model keeps these tests quick; the first test runs the default
+    (the project's click model)."""
+    cm = [] if click_model is None else ["--click-model", click_model]
     return main(["evaluate", "--staff", str(small_province / "staff.csv"), "--banners", str(small_province / "banners.json"),
-                 "--impressions", str(impressions), "--bootstrap", "50", *extra])
+                 "--impressions", str(impressions), "--bootstrap", "50", *cm, *extra])
 
 
 def test_json_table_and_report(small_province, logs, tmp_path, capsys):
@@ -36,7 +39,7 @@ def test_json_table_and_report(small_province, logs, tmp_path, capsys):
     imp = _write(tmp_path / "imp.jsonl", rows)
     out, rep = tmp_path / "out.json", tmp_path / "report.html"
     code = _run(small_province, imp, "--policy", "popularity", "--policy", "random", "--policy", "logged",
-                "--json", str(out), "--report", str(rep))
+                "--json", str(out), "--report", str(rep), click_model=None)
     assert code == 0
     printed = capsys.readouterr().out
     assert "popularity" in printed and "DR" in printed and "paired differences" in printed
@@ -44,6 +47,7 @@ def test_json_table_and_report(small_province, logs, tmp_path, capsys):
     n_req = len({r["request_id"] for r in rows})
     assert res["n_requests"] == n_req and res["slots"] == 3
     assert list(res["policies"]) == ["popularity", "random", "logged"]
+    assert res["details"]["click_model"].startswith("training.train.fit_click_model")
     for vals in res["policies"].values():
         assert set(vals) == {"ips", "snips", "dm", "dr"}
         for e in vals.values():
