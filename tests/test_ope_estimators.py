@@ -208,3 +208,15 @@ def test_pinned_banners_stay_first_for_every_policy():
     pinned_rows = bandit.cand_banner == 0
     for pol in (uniform_policy(bandit), ranking_policy(bandit, -np.arange(len(bandit.cand_banner), dtype=float), 0.3)):
         assert np.allclose(pol.pi[pinned_rows, 0], 1.0)
+
+
+def test_a_policy_that_is_not_a_distribution_is_refused():
+    from training.ope.data import EvaluationInputError
+
+    bandit, q, _ = synth_bandit(50, seed=11)
+    pi = uniform_policy(bandit).pi.copy()
+    pi[bandit.offsets[3]:bandit.offsets[4], 0] += 0.5  # position 1 of request r3 sums past 1
+    with pytest.raises(EvaluationInputError, match="position 1 of request 'r3'"):
+        evaluate(bandit, [TargetPolicy("bad", pi)], q, n_boot=20)
+    with pytest.raises(EvaluationInputError, match="non-negative"):
+        evaluate(bandit, [TargetPolicy("neg", -uniform_policy(bandit).pi)], q, n_boot=20)

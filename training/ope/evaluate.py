@@ -60,7 +60,27 @@ def resolve_policy(spec: str, bandit: LoggedBandit, epsilon: float = 0.0) -> Tar
         raise EvaluationInputError(f"--policy {spec!r}: model artifacts cannot be loaded here ({e})") from None
     model = load_model(path)  # raises ArtifactError on a checksum mismatch
     name = str(model.version) + (f"+eps{epsilon:g}" if epsilon > 0 else "")
-    return model_policy(bandit, model, epsilon, name)
+    try:
+        return model_policy(bandit, model, epsilon, name)
+    except Exception as e:  # a model that cannot score these requests at all: say which and why
+        raise EvaluationInputError(f"--policy {spec!r}: model {name} failed to score the candidates: {e}") from e
+
+
+def check_policy(bandit: LoggedBandit, policy: TargetPolicy) -> None:
+    """A target policy must be a distribution at every position: 0 <= pi, and at most one
+    banner in total per position of a request."""
+    pi = policy.pi
+    if pi.shape != (len(bandit.cand_banner), bandit.slots):
+        raise EvaluationInputError(f"policy {policy.name}: expected probabilities of shape "
+                                   f"{(len(bandit.cand_banner), bandit.slots)}, got {pi.shape}")
+    if not np.all(np.isfinite(pi)) or pi.min(initial=0.0) < 0:
+        raise EvaluationInputError(f"policy {policy.name}: probabilities must be finite and non-negative")
+    for k in range(bandit.slots):
+        mass = np.bincount(bandit.cand_request, weights=pi[:, k], minlength=bandit.n)
+        if mass.max(initial=0.0) > 1 + 1e-6:
+            i = int(mass.argmax())
+            raise EvaluationInputError(f"policy {policy.name}: position {k + 1} of request {bandit.request_ids[i]!r} "
+                                       f"has total probability {mass[i]:.4f} > 1")
 
 
 def _unique_names(policies: Sequence[TargetPolicy]) -> list[str]:
@@ -98,6 +118,8 @@ def evaluate(bandit: LoggedBandit, policies: Sequence[TargetPolicy], q: np.ndarr
     policy minus the first one, paired on the same requests and resamples."""
     if not policies:
         raise EvaluationInputError("give at least one policy")
+    for p in policies:
+        check_policy(bandit, p)
     bandit, policies, q, _ = common_requests(bandit, policies, q)
     names = _unique_names(policies)
     K = bandit.slots
