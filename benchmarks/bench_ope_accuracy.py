@@ -56,7 +56,7 @@ def run_seed(seed: int, staff_n: int, days: int, history_days: int, epsilon: flo
         q = click_matrix(bandit, model)
         res = evaluate(bandit, pols, q, n_boot=200, seed=seed, breakdowns=False)
         tv = TrueValue(GroundTruth.load(d), bandit, [past, ev])
-        out = {"seed": seed, "epsilon": epsilon, "click_model": click_model, "requests": res.n_requests, "seconds": round(time.perf_counter() - t0, 1),
+        out = {"seed": seed, "epsilon": epsilon, "click_model": click_model, "requests": res.n_requests, "seconds": round(time.perf_counter() - t0, 1), "resample": res.resample,
                "policies": {}}
         for p in pols:
             diag = res.diagnostics[p.name]

@@ -38,8 +38,8 @@ def synth_bandit(n: int, nb: int = 8, K: int = 3, eps: float = 0.3, seed: int = 
     qs = np.where(valid, q[np.maximum(shown, 0), np.arange(K)[None, :]], 0.0)
     click = ((rng.random((n, K)) < qs) & valid).astype(float)
     bandit = LoggedBandit(
-        slots=K, catalog=catalog, request_ids=[f"r{i}" for i in range(n)], staff_ids=["s"], profiles=[{}],
-        staff=np.zeros(n, dtype=np.int64), ts=np.arange(n, dtype=float), offsets=offsets,
+        slots=K, catalog=catalog, request_ids=[f"r{i}" for i in range(n)], staff_ids=[f"s{i}" for i in range(n)],
+        profiles=[{} for _ in range(n)], staff=np.arange(n, dtype=np.int64), ts=np.arange(n, dtype=float), offsets=offsets,
         cand_request=cand_request, cand_banner=cand_banner, shown=shown, propensity=np.where(valid, prop, 0.0),
         click=click, history=History.empty(), n_logged_requests=n)
     bandit.logging_scores = -keys[cand_request, cand_banner]  # the logging policy's greedy scores

@@ -220,3 +220,19 @@ def test_a_policy_that_is_not_a_distribution_is_refused():
         evaluate(bandit, [TargetPolicy("bad", pi)], q, n_boot=20)
     with pytest.raises(EvaluationInputError, match="non-negative"):
         evaluate(bandit, [TargetPolicy("neg", -uniform_policy(bandit).pi)], q, n_boot=20)
+
+
+def test_staff_resampling_widens_intervals_for_correlated_requests():
+    """Each person's 5 requests repeat the same outcome: resampling people sees 1/5 of the
+    information that resampling requests pretends to, so its interval is ~sqrt(5) wider."""
+    rng = np.random.default_rng(12)
+    people = np.repeat(np.arange(400), 5)
+    x = np.repeat(rng.random(400), 5)[:, None]
+    from training.ope.estimators import Contributions
+
+    c = Contributions(x, lambda m: m[..., 0])
+    by_req = bootstrap([c], 400, seed=1)[0]
+    by_staff = bootstrap([c], 400, seed=1, clusters=people)[0]
+    ratio = by_staff.std() / by_req.std()
+    assert 1.8 < ratio < 2.7, ratio  # sqrt(5) = 2.24
+    assert by_staff.mean() == pytest.approx(x.mean(), abs=0.01)

@@ -20,6 +20,9 @@ def register(sub) -> None:
                    help="evaluate model policies epsilon-greedy with this epsilon, as served (default 0: greedy)")
     p.add_argument("--slots", type=int, default=3, help="positions that count (default 3)")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples of requests (default 200)")
+    p.add_argument("--resample", choices=("staff", "request"), default="staff",
+                   help="bootstrap unit: staff members with all their requests (default; one person's requests are "
+                        "correlated) or single requests")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     p.add_argument("--click-model", choices=("project", "ope"), default="project",
                    help="click model of DM and DR, fitted on the evaluated logs: the project's (training.train, default) "
@@ -63,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         policies = [resolve_policy(spec, bandit, args.epsilon) for spec in args.policy]
         model, model_name = fit_click_model(bandit, staff, catalog, log, history, kind=args.click_model)
         q = click_matrix(bandit, model)
-        result = evaluate(bandit, policies, q, args.bootstrap, args.seed, click_model=model_name)
+        result = evaluate(bandit, policies, q, args.bootstrap, args.seed, click_model=model_name, resample=args.resample)
     except ArtifactError as e:
         return _error(f"model folder refused: {e}")
     except EvaluationInputError as e:

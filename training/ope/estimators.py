@@ -173,21 +173,37 @@ def resample_counts(n: int, n_boot: int, seed: int, block: int = 25):
         yield counts
 
 
-def bootstrap(contribs: Sequence[Contributions], n_boot: int = 200, seed: int = 0) -> list[np.ndarray]:
+def bootstrap(contribs: Sequence[Contributions], n_boot: int = 200, seed: int = 0,
+              clusters: np.ndarray | None = None) -> list[np.ndarray]:
     """Bootstrap replicates (n_boot,) of every contribution's value, all on the same
-    resamples of requests (so differences between them are paired)."""
+    resamples (so differences between them are paired).
+
+    Requests are resampled with replacement; with ``clusters`` (n,) (e.g. the staff member
+    of each request) whole clusters are resampled with all their requests, which keeps the
+    correlation between one person's requests in the interval."""
     if not contribs:
         return []
     n = contribs[0].columns.shape[0]
     if any(c.columns.shape[0] != n for c in contribs):
         raise ValueError("contributions over different requests cannot be bootstrapped together")
-    CT = np.ascontiguousarray(np.concatenate([c.columns for c in contribs], axis=1).T)  # (m, n)
-    means = np.empty((n_boot, CT.shape[0]))
+    C = np.concatenate([c.columns for c in contribs], axis=1)
+    if clusters is None:
+        g, G = np.arange(n), n
+        ST = np.ascontiguousarray(C.T)  # (m, n)
+        sizes = np.ones(n)
+    else:
+        _, g = np.unique(np.asarray(clusters), return_inverse=True)
+        g = g.reshape(-1)
+        G = int(g.max()) + 1 if n else 0
+        ST = np.stack([np.bincount(g, weights=C[:, j], minlength=G) for j in range(C.shape[1])])  # (m, G) sums
+        sizes = np.bincount(g, minlength=G).astype(np.float64)
+    means = np.empty((n_boot, C.shape[1]))
     lo = 0
-    for counts in resample_counts(n, n_boot, seed):
-        # (m, n) @ (n, b): the same product as counts @ C, in the layout BLAS is fast at here
+    for counts in resample_counts(G, n_boot, seed):
+        # (m, G) @ (G, b): the product counts @ sums in the layout BLAS is fast at here
         # (counts @ C took ~100x longer with this machine's OpenBLAS)
-        means[lo:lo + len(counts)] = (CT @ counts.T).T / n
+        tot = (ST @ counts.T).T
+        means[lo:lo + len(counts)] = tot / (sizes @ counts.T)[:, None]
         lo += len(counts)
     out, j = [], 0
     for c in contribs:

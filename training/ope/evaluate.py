@@ -31,13 +31,15 @@ class EvaluationResult:
     n_logged_requests: int = 0
     n_boot: int = 0
     click_model: str = ""
+    resample: str = "staff"
 
     def to_json(self) -> dict:
         return {
             "n_requests": self.n_requests, "slots": self.slots, "policies": self.policies,
             "differences": self.differences, "warnings": self.warnings,
             "details": {"n_logged_requests": self.n_logged_requests, "exclusions": self.exclusions,
-                        "bootstrap_replicates": self.n_boot, "click_model": self.click_model,
+                        "bootstrap_replicates": self.n_boot, "bootstrap_resamples": self.resample,
+                        "click_model": self.click_model,
                         "by_position": self.by_position, "by_category": self.by_category,
                         "diagnostics": self.diagnostics},
         }
@@ -112,10 +114,16 @@ def common_requests(bandit: LoggedBandit, policies: Sequence[TargetPolicy], q: n
 
 
 def evaluate(bandit: LoggedBandit, policies: Sequence[TargetPolicy], q: np.ndarray | None = None,
-             n_boot: int = 200, seed: int = 0, click_model: str = "", breakdowns: bool = True) -> EvaluationResult:
+             n_boot: int = 200, seed: int = 0, click_model: str = "", breakdowns: bool = True,
+             resample: str = "staff") -> EvaluationResult:
     """Evaluate ``policies`` on ``bandit``; q (N, K) are the click model's probabilities
     (None: the direct method and doubly robust are not computed). Differences are each
-    policy minus the first one, paired on the same requests and resamples."""
+    policy minus the first one, paired on the same requests and resamples. ``resample``:
+    "staff" resamples staff members with all their requests (the default: one person's
+    requests are correlated, and resampling them one by one gives intervals that are too
+    narrow), "request" resamples requests one by one."""
+    if resample not in ("staff", "request"):
+        raise ValueError("resample must be 'staff' or 'request'")
     if not policies:
         raise EvaluationInputError("give at least one policy")
     for p in policies:
@@ -151,7 +159,7 @@ def evaluate(bandit: LoggedBandit, policies: Sequence[TargetPolicy], q: np.ndarr
         for c, contrib in zip(cats, by_cat_c):
             keys.append((name, e.name, f"cat:{c}"))
             contribs.append(contrib)
-    reps = bootstrap(contribs, n_boot, seed)
+    reps = bootstrap(contribs, n_boot, seed, clusters=bandit.staff if resample == "staff" else None)
     values = {key: c.value() for key, c in zip(keys, contribs)}
     rep_of = dict(zip(keys, reps))
 
@@ -189,7 +197,7 @@ def evaluate(bandit: LoggedBandit, policies: Sequence[TargetPolicy], q: np.ndarr
         warnings.append("no click model: the direct method and doubly robust were not computed")
     return EvaluationResult(bandit.n, K, res_pol, diffs, warnings, by_pos, by_cat,
                             {n: d.to_dict() for n, d in diags.items()}, dict(bandit.exclusions),
-                            bandit.n_logged_requests, n_boot, click_model)
+                            bandit.n_logged_requests, n_boot, click_model, resample)
 
 
 def format_table(result: EvaluationResult) -> str:
@@ -200,7 +208,8 @@ def format_table(result: EvaluationResult) -> str:
     est = list(next(iter(result.policies.values())).keys())
     width = max([len(n) for n in result.policies] + [len(n) for n in result.differences] + [10])
     lines = [f"{result.n_requests:,} requests evaluated (of {result.n_logged_requests:,} logged), first {result.slots} "
-             f"positions; expected clicks per request, 95% bootstrap intervals ({result.n_boot} resamples of requests)",
+             f"positions; expected clicks per request, 95% bootstrap intervals ({result.n_boot} resamples of "
+             f"{'staff members with their requests' if result.resample == 'staff' else 'requests'})",
              "", f"{'policy':<{width}}  " + "  ".join(f"{e.upper():<36}" for e in est)]
     for name, vals in result.policies.items():
         ok = result.diagnostics.get(name, {}).get("ips_reliable", True)
