@@ -20,9 +20,8 @@ def register(sub) -> None:
                    help="evaluate model policies epsilon-greedy with this epsilon, as served (default 0: greedy)")
     p.add_argument("--slots", type=int, default=3, help="positions that count (default 3)")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples of requests (default 200)")
-    p.add_argument("--resample", choices=("staff", "request"), default="staff",
-                   help="bootstrap unit: staff members with all their requests (default; one person's requests are "
-                        "correlated) or single requests")
+    p.add_argument("--resample", choices=("request", "staff"), default="request",
+                   help="bootstrap unit: single requests (default) or staff members with all their requests")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     p.add_argument("--click-model", choices=("project", "ope"), default="project",
                    help="click model of DM and DR, fitted on the evaluated logs: the project's (training.train, default) "

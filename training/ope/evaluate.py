@@ -31,7 +31,7 @@ class EvaluationResult:
     n_logged_requests: int = 0
     n_boot: int = 0
     click_model: str = ""
-    resample: str = "staff"
+    resample: str = "request"
 
     def to_json(self) -> dict:
         return {
@@ -115,13 +115,13 @@ def common_requests(bandit: LoggedBandit, policies: Sequence[TargetPolicy], q: n
 
 def evaluate(bandit: LoggedBandit, policies: Sequence[TargetPolicy], q: np.ndarray | None = None,
              n_boot: int = 200, seed: int = 0, click_model: str = "", breakdowns: bool = True,
-             resample: str = "staff") -> EvaluationResult:
+             resample: str = "request") -> EvaluationResult:
     """Evaluate ``policies`` on ``bandit``; q (N, K) are the click model's probabilities
     (None: the direct method and doubly robust are not computed). Differences are each
     policy minus the first one, paired on the same requests and resamples. ``resample``:
-    "staff" resamples staff members with all their requests (the default: one person's
-    requests are correlated, and resampling them one by one gives intervals that are too
-    narrow), "request" resamples requests one by one."""
+    "request" (default) resamples requests one by one; "staff" resamples staff members with
+    all their requests (keeps the correlation of one person's requests; on the simulator
+    it gave the same intervals)."""
     if resample not in ("staff", "request"):
         raise ValueError("resample must be 'staff' or 'request'")
     if not policies:
