@@ -16,9 +16,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 
+P := $(DEMO)/province
+LAST_DAY := 2026-03-09T00:00:00+09:00
+
 demo: $(STAMP)
-	$(BIN)/recommender simulate --out $(DEMO)/province --staff 20000 --days 7 --seed 7
-	$(BIN)/recommender validate --staff $(DEMO)/province/staff.csv --banners $(DEMO)/province/banners.json --impressions $(DEMO)/province/impressions.jsonl
+	rm -rf $(DEMO)
+	$(BIN)/recommender simulate --out $(P) --staff 30000 --days 8 --start 2026-03-02 --seed 7
+	$(BIN)/recommender validate --staff $(P)/staff.csv --banners $(P)/banners.json --impressions $(P)/impressions.jsonl
+	$(BIN)/recommender train --staff $(P)/staff.csv --banners $(P)/banners.json --impressions $(P)/impressions.jsonl --until $(LAST_DAY) --out $(DEMO)/models
+	$(BIN)/recommender quality --province $(P) --since $(LAST_DAY) --model "$$(ls -d $(DEMO)/models/*/ | tail -1)"
+	$(BIN)/recommender models --config service.example.toml promote latest
+	@echo
+	@echo "Serving on http://127.0.0.1:8000 (Ctrl-C stops). In another shell:"
+	@echo "  curl -s http://127.0.0.1:8000/v1/rank -H 'X-API-Key: demo-client-key' -H 'Content-Type: application/json' -d '{\"staff_id\": \"s-000017\"}'"
+	@echo
+	$(BIN)/recommender serve --config service.example.toml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
@@ -26,6 +38,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_load.py
 	$(BIN)/python benchmarks/bench_simulate.py
+	$(BIN)/python benchmarks/bench_service.py
 
 clean:
 	rm -rf $(VENV) $(DEMO)

@@ -79,7 +79,7 @@ def main() -> None:
         lines.append(f"{d:>5} {v['random']:8.4f} {v['popularity']:8.4f} {v['attribute_oracle']:8.4f} {v['model']:8.4f} "
                      f"{v['oracle']:8.4f} {rep.captured_share('model'):9.1%} {str(v['model'] > v['attribute_oracle']):>18}")
         print(f"  {d} days: {len(train_log):,} rows, trained {res.chosen} in {took:.0f} s; "
-              f"validation {res.metrics[res.chosen]}")
+              f"validation {res.metrics[res.chosen]}; timings {res.timings}")
     print(header)
     print("\n".join(lines))
 

@@ -116,6 +116,15 @@ class FeatureEncoder:
         self._layout()
         return self
 
+    def fit_scale(self, numeric: np.ndarray) -> "FeatureEncoder":
+        """Centre and scale of each numeric feature (from a sample of training rows), applied
+        in the sparse matrix: linear solvers converge far faster on standardised columns."""
+        numeric = np.asarray(numeric, dtype=np.float64)
+        self.numeric_mean_ = numeric.mean(axis=0) if len(numeric) else np.zeros(numeric.shape[1])
+        sd = numeric.std(axis=0) if len(numeric) else np.ones(numeric.shape[1])
+        self.numeric_scale_ = np.where(sd > 1e-9, sd, 1.0)
+        return self
+
     def _layout(self) -> None:
         cfg = self.config
         sizes: list[tuple[str, int]] = []
@@ -214,7 +223,9 @@ class FeatureEncoder:
         # completion x category: value = ever clicked this banner, in the banner's category column
         comp_col = self.blocks_["completed x category"][0] + ccode
         comp_val = hist["ever_clicked_banner"]
-        # numeric block = log(position) followed by the numeric features
+        # numeric block = log(position) followed by the standardised numeric features
+        if getattr(self, "numeric_mean_", None) is not None:
+            num = (num - self.numeric_mean_) / self.numeric_scale_
         num = np.column_stack([np.log(pos.astype(np.float64)), num])
         num_off = self.blocks_["log position"][0]
         nn = num.shape[1]
@@ -223,7 +234,9 @@ class FeatureEncoder:
         tag_counts = np.array([len(t) for t in banners.tag_codes], dtype=np.int64)[banner_idx]
         per_row = k + 1 + nn + tag_counts
         indptr = np.concatenate([[0], np.cumsum(per_row)])
-        indices = np.empty(indptr[-1], dtype=np.int64)
+        idx_type = np.int32 if self.n_features_ < 2**31 and indptr[-1] < 2**31 else np.int64
+        indptr = indptr.astype(idx_type)
+        indices = np.empty(indptr[-1], dtype=idx_type)
         data = np.empty(indptr[-1], dtype=np.float64)
         # fixed part laid out row-major at the start of each row
         base = indptr[:-1]

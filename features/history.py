@@ -10,16 +10,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .pointintime import EventIndex
+from .pointintime import EventIndex, TimeRanks
 
 
 @dataclass
 class Events:
     """Impression events: one row per banner shown, with its click outcome."""
 
-    staff: list[str] | np.ndarray  # staff id per event
-    banner: list[str] | np.ndarray  # banner id per event
-    category: list[str] | np.ndarray  # the banner's category per event
+    staff: "list[str] | np.ndarray | Coded"  # staff id per event
+    banner: "list[str] | np.ndarray | Coded"  # banner id per event
+    category: "list[str] | np.ndarray | Coded"  # the banner's category per event
     ts: np.ndarray  # epoch seconds UTC
     clicked: np.ndarray  # 0/1
 
@@ -27,7 +27,26 @@ class Events:
         return len(self.ts)
 
 
+@dataclass
+class Coded:
+    """Ids given as a vocabulary and an index per event (how logs hold them): building a
+    History from millions of events then needs no per-event dictionary lookup."""
+
+    vocab: list[str]
+    codes: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+
 def _codes(values, vocab: dict[str, int]) -> np.ndarray:
+    if isinstance(values, Coded):
+        if vocab:
+            raise ValueError("a Coded column needs an empty vocabulary")
+        vocab.update((v, i) for i, v in enumerate(values.vocab))
+        if len(vocab) != len(values.vocab):
+            raise ValueError("a Coded vocabulary lists an id twice")
+        return np.asarray(values.codes, dtype=np.int64)
     out = np.empty(len(values), dtype=np.int64)
     for i, v in enumerate(values):
         c = vocab.get(v)
@@ -60,75 +79,60 @@ class History:
         self.n_events = len(ts)
         sb = s * self._nb + b
         sc = s * self._nc + c
-        self.view_sb = EventIndex(sb, ts, w)
-        self.click_sb = EventIndex(sb[clicked], ts[clicked], w[clicked])
-        self.view_sc = EventIndex(sc, ts, w)
-        self.click_sc = EventIndex(sc[clicked], ts[clicked], w[clicked])
-        self.view_s = EventIndex(s, ts, w)
-        self.click_s = EventIndex(s[clicked], ts[clicked], w[clicked])
-        self.view_b = EventIndex(b, ts)
-        self.click_b = EventIndex(b[clicked], ts[clicked])
+        self.ranks = TimeRanks(ts)
+        r = self.ranks
+        self.view_sb = EventIndex(sb, ts, w, r)
+        self.click_sb = EventIndex(sb[clicked], ts[clicked], w[clicked], r)
+        self.view_sc = EventIndex(sc, ts, w, r)
+        self.click_sc = EventIndex(sc[clicked], ts[clicked], w[clicked], r)
+        self.view_s = EventIndex(s, ts, w, r)
+        self.click_s = EventIndex(s[clicked], ts[clicked], w[clicked], r)
+        self.view_b = EventIndex(b, ts, None, r)
+        self.click_b = EventIndex(b[clicked], ts[clicked], None, r)
 
     @classmethod
     def empty(cls, half_life_days: float = 7.0) -> "History":
         return cls(Events([], [], [], np.zeros(0), np.zeros(0)), half_life_days)
 
-    def _lookup(self, values, vocab) -> np.ndarray:
-        # ids never seen get a code past every key: they match no event
-        unseen = 10**9
-        return np.fromiter((vocab.get(v, unseen) for v in values), dtype=np.int64, count=len(values))
+    def codes(self, staff, banner, category) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """This history's integer codes of ids (-1 for an id it never saw: matches nothing).
+        Callers with many rows look up their distinct ids once and index the result."""
+        def look(values, vocab):
+            return np.fromiter((vocab.get(v, -1) for v in values), dtype=np.int64, count=len(values))
+        return look(staff, self.staff_vocab), look(banner, self.banner_vocab), look(category, self.cat_vocab)
 
     def query(self, staff, banner, category, ts) -> dict[str, np.ndarray]:
         """History counters for each (staff, banner, category, ts) query, strictly before ts."""
         return self.query_codes(*self.codes(staff, banner, category), ts)
 
-    def codes(self, staff, banner, category) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Integer codes of ids for ``query_codes`` (ids never seen get a code that matches
-        no event). Encoding a vocabulary once and gathering is much faster than encoding
-        millions of repeated ids."""
-        return (self._lookup(staff, self.staff_vocab), self._lookup(banner, self.banner_vocab),
-                self._lookup(category, self.cat_vocab))
-
-    def query_codes(self, s, b, c, ts, fields=None) -> dict[str, np.ndarray]:
-        """``query`` on codes from ``codes``; ``fields`` limits the counters computed."""
+    def query_codes(self, s: np.ndarray, b: np.ndarray, c: np.ndarray, ts) -> dict[str, np.ndarray]:
         ts = np.asarray(ts, dtype=np.float64)
-        s, b, c = (np.asarray(x, dtype=np.int64) for x in (s, b, c))
-        want = (lambda name: True) if fields is None else (lambda name: name in fields)
-        known_s = s < 10**9
-        sb = np.where(known_s & (b < 10**9), s * self._nb + b, -1)
-        sc = np.where(known_s & (c < 10**9), s * self._nc + c, -1)
-        s = np.where(known_s, s, -1)
-        bq = np.where(b < 10**9, b, -1)
+        known_s = s >= 0
+        sb = np.where(known_s & (b >= 0), s * self._nb + b, -1)
+        sc = np.where(known_s & (c >= 0), s * self._nc + c, -1)
+        qr = self.ranks.of_queries(ts)
         decay = np.exp(-(ts - self.t_ref) / self.tau)
-        out: dict[str, np.ndarray] = {}
-        if want("views_banner"):
-            out["views_banner"] = self.view_sb.sum_before(sb, ts) * decay
-        if want("clicks_banner"):
-            out["clicks_banner"] = self.click_sb.sum_before(sb, ts) * decay
-        if want("ever_clicked_banner"):
-            out["ever_clicked_banner"] = (self.click_sb.count_before(sb, ts) > 0).astype(np.float64)
-        if want("ever_views_banner"):
-            out["ever_views_banner"] = self.view_sb.count_before(sb, ts).astype(np.float64)
-        if want("views_category"):
-            out["views_category"] = self.view_sc.sum_before(sc, ts) * decay
-        if want("ever_views_category"):
-            out["ever_views_category"] = self.view_sc.count_before(sc, ts).astype(np.float64)
-        if want("ever_clicks_category"):
-            out["ever_clicks_category"] = self.click_sc.count_before(sc, ts).astype(np.float64)
-        if want("clicks_category"):
-            out["clicks_category"] = self.click_sc.sum_before(sc, ts) * decay
-        if want("views_person"):
-            out["views_person"] = self.view_s.sum_before(s, ts) * decay
-        if want("clicks_person"):
-            out["clicks_person"] = self.click_s.sum_before(s, ts) * decay
-        if want("hours_since_click"):
-            last_click = self.click_s.last_before(s, ts)
-            out["hours_since_click"] = np.where(np.isnan(last_click), np.nan, (ts - last_click) / 3600.0)
-        if want("global_views"):
-            out["global_views"] = self.view_b.count_before(bq, ts).astype(np.float64)
-        if want("global_clicks"):
-            out["global_clicks"] = self.click_b.count_before(bq, ts).astype(np.float64)
-        return out
+        v_sb = self.view_sb.bounds(sb, qrank=qr)
+        c_sb = self.click_sb.bounds(sb, qrank=qr)
+        v_sc = self.view_sc.bounds(sc, qrank=qr)
+        c_sc = self.click_sc.bounds(sc, qrank=qr)
+        c_s = self.click_s.bounds(s, qrank=qr)
+        last_click = self.click_s.last(c_s)
+        return {
+            "views_banner": self.view_sb.total(v_sb) * decay,
+            "clicks_banner": self.click_sb.total(c_sb) * decay,
+            "ever_clicked_banner": (self.click_sb.count(c_sb) > 0).astype(np.float64),
+            "ever_views_banner": self.view_sb.count(v_sb).astype(np.float64),
+            "views_category": self.view_sc.total(v_sc) * decay,
+            "ever_views_category": self.view_sc.count(v_sc).astype(np.float64),
+            "ever_clicks_category": self.click_sc.count(c_sc).astype(np.float64),
+            "clicks_category": self.click_sc.total(c_sc) * decay,
+            "views_person": self.view_s.total(self.view_s.bounds(s, qrank=qr)) * decay,
+            "clicks_person": self.click_s.total(c_s) * decay,
+            "hours_since_click": np.where(np.isnan(last_click), np.nan, (ts - last_click) / 3600.0),
+            "global_views": self.view_b.count(self.view_b.bounds(b, qrank=qr)).astype(np.float64),
+            "global_clicks": self.click_b.count(self.click_b.bounds(b, qrank=qr)).astype(np.float64),
+        }
 
 
 _SUMMED = ("views_banner", "clicks_banner", "ever_views_banner", "views_category", "clicks_category",

@@ -10,7 +10,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .definition import BannerArrays, FeatureEncoder, StaffArrays
-from .history import Events, History
+from .history import Coded, Events, History, LayeredHistory
 
 
 def candidate_features(
@@ -31,34 +31,63 @@ def candidate_features(
     ``banners`` the banners; ``history`` is a History or LayeredHistory of events strictly
     before each row's time is what the features see.
     """
+    hist = history_features(history, staff_ids, staff_idx, banners, banner_idx, ts)
+    return encoder.transform(staff, staff_idx, banners, banner_idx, np.asarray(ts, dtype=np.float64), position, hist, dense)
+
+
+def history_features(history, staff_ids: Sequence[str], staff_idx: np.ndarray, banners: BannerArrays,
+                     banner_idx: np.ndarray, ts: np.ndarray) -> dict[str, np.ndarray]:
+    """The history counters of each row (strictly before its time): the input of the
+    numeric features. Split out so that training can query every row once and reuse it."""
+    ts = np.asarray(ts, dtype=np.float64)
+    layers = history.layers if isinstance(history, LayeredHistory) else [history]
+    if len(layers) == 1 and hasattr(layers[0], "codes"):
+        # look the distinct ids up once, then index: training queries millions of rows
+        h = layers[0]
+        s_codes, b_codes, c_codes = h.codes(list(staff_ids), list(banners.ids), list(banners.categories))
+        return h.query_codes(s_codes[staff_idx], b_codes[banner_idx], c_codes[banner_idx], ts)
     ids = np.asarray(staff_ids, dtype=object)[staff_idx]
     bids = np.asarray(banners.ids, dtype=object)[banner_idx]
     cats = np.asarray(banners.categories, dtype=object)[banner_idx]
-    hist = history.query(ids, bids, cats, np.asarray(ts, dtype=np.float64))
-    return encoder.transform(staff, staff_idx, banners, banner_idx, np.asarray(ts, dtype=np.float64), position, hist, dense)
+    return history.query(ids, bids, cats, ts)
 
 
 def events_from_log(log, catalog) -> Events:
     """History events from an ImpressionLog (every impression, with its click)."""
+    return events_from_logs([log], catalog)
+
+
+def events_from_logs(logs: Sequence, catalog) -> Events:
+    """History events from several ImpressionLogs, ids kept coded (no per-row lookups)."""
     cat_of = {b.banner_id: b.category for b in catalog}
-    banner_ids = np.asarray(log.banner_ids, dtype=object)
-    categories = np.asarray([cat_of.get(b, "") for b in log.banner_ids], dtype=object)
+    staff_vocab: dict[str, int] = {}
+    banner_vocab: dict[str, int] = {}
+    parts = []
+    for log in logs:
+        s_map = np.array([staff_vocab.setdefault(s, len(staff_vocab)) for s in log.staff_ids], dtype=np.int64)
+        b_map = np.array([banner_vocab.setdefault(b, len(banner_vocab)) for b in log.banner_ids], dtype=np.int64)
+        parts.append((s_map[log.staff] if len(log) else np.zeros(0, np.int64),
+                      b_map[log.banner] if len(log) else np.zeros(0, np.int64), log.ts, log.clicked))
+    banner_ids = list(banner_vocab)
+    cat_vocab: dict[str, int] = {}
+    cat_of_banner = np.array([cat_vocab.setdefault(cat_of.get(b, ""), len(cat_vocab)) for b in banner_ids], dtype=np.int64)
+    cat = lambda i: np.concatenate([p[i] for p in parts]) if parts else np.zeros(0)  # noqa: E731
+    b_codes = cat(1).astype(np.int64)
     return Events(
-        staff=np.asarray(log.staff_ids, dtype=object)[log.staff],
-        banner=banner_ids[log.banner],
-        category=categories[log.banner],
-        ts=log.ts,
-        clicked=log.clicked,
+        staff=Coded(list(staff_vocab), cat(0).astype(np.int64)),
+        banner=Coded(banner_ids, b_codes),
+        category=Coded(list(cat_vocab), cat_of_banner[b_codes] if len(b_codes) else np.zeros(0, np.int64)),
+        ts=cat(2).astype(np.float64),
+        clicked=cat(3),
     )
 
 
 def history_from_logs(logs: Sequence, catalog, half_life_days: float) -> History:
     """One History over several ImpressionLogs (e.g. older history plus the training log)."""
-    parts = [events_from_log(log, catalog) for log in logs if log is not None and len(log)]
-    if not parts:
+    logs = [log for log in logs if log is not None and len(log)]
+    if not logs:
         return History.empty(half_life_days)
-    cat = lambda name: np.concatenate([np.asarray(getattr(p, name)) for p in parts])  # noqa: E731
-    return History(Events(cat("staff"), cat("banner"), cat("category"), cat("ts"), cat("clicked")), half_life_days)
+    return History(events_from_logs(logs, catalog), half_life_days)
 
 
 def profiles_for(staff_ids: Sequence[str], directory) -> list[Mapping[str, str]]:

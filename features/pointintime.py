@@ -10,20 +10,31 @@ from __future__ import annotations
 import numpy as np
 
 
+class TimeRanks:
+    """The distinct event times, so that a time becomes an exact integer rank: an event's
+    rank is its position among them, a query's rank the number of times strictly before it.
+    Several indexes over the same events share one TimeRanks, so a query is ranked once."""
+
+    def __init__(self, ts: np.ndarray):
+        self.times = np.unique(np.asarray(ts, dtype=np.float64))
+        self.width = np.int64(len(self.times) + 1)
+
+    def of_events(self, ts: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.times, np.asarray(ts, dtype=np.float64))
+
+    def of_queries(self, qts: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.times, np.asarray(qts, dtype=np.float64), side="left")
+
+
 class EventIndex:
-    """Events (key, ts, weight) sorted once; answers many 'strictly before t' queries.
+    """Events (key, ts, weight) sorted once by (key, time rank) packed into one int64;
+    answers many 'strictly before t' queries with two binary searches each."""
 
-    Keys are non-negative integers. Times are ranked among the distinct event times so
-    that (key, time rank) packs exactly into one int64 and a single searchsorted answers
-    every query.
-    """
-
-    def __init__(self, keys: np.ndarray, ts: np.ndarray, weights: np.ndarray | None = None):
+    def __init__(self, keys: np.ndarray, ts: np.ndarray, weights: np.ndarray | None = None, ranks: TimeRanks | None = None):
         keys = np.asarray(keys, dtype=np.int64)
         ts = np.asarray(ts, dtype=np.float64)
-        self.times = np.unique(ts)
-        self.width = np.int64(len(self.times) + 1)
-        packed = keys * self.width + np.searchsorted(self.times, ts)
+        self.ranks = ranks if ranks is not None else TimeRanks(ts)
+        packed = keys * self.ranks.width + self.ranks.of_events(ts)
         order = np.argsort(packed, kind="stable")
         self.packed = packed[order]
         self.ts = ts[order]
@@ -33,29 +44,38 @@ class EventIndex:
     def __len__(self) -> int:
         return len(self.packed)
 
-    def _bounds(self, qkeys, qts) -> tuple[np.ndarray, np.ndarray]:
+    def bounds(self, qkeys, qts=None, qrank: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """[lo, pos) = the events of each query's key strictly before its time. Negative keys
+        match nothing. Pass ``qrank`` (TimeRanks.of_queries) to skip ranking the times again."""
         qkeys = np.asarray(qkeys, dtype=np.int64)
-        qts = np.asarray(qts, dtype=np.float64)
-        base = qkeys * self.width
+        if qrank is None:
+            qrank = self.ranks.of_queries(qts)
+        base = qkeys * self.ranks.width
         lo = np.searchsorted(self.packed, base, side="left")
-        # first time rank >= qts: every event below it has ts < qts
-        pos = np.searchsorted(self.packed, base + np.searchsorted(self.times, qts, side="left"), side="left")
+        pos = np.searchsorted(self.packed, base + qrank, side="left")
         return lo, pos
 
-    def count_before(self, qkeys, qts) -> np.ndarray:
-        """Number of events with the query's key and ts strictly before the query's ts."""
-        lo, pos = self._bounds(qkeys, qts)
-        return (pos - lo).astype(np.int64)
+    def count(self, b: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        return (b[1] - b[0]).astype(np.int64)
 
-    def sum_before(self, qkeys, qts) -> np.ndarray:
-        """Sum of the weights of the events with the query's key strictly before its ts."""
-        lo, pos = self._bounds(qkeys, qts)
-        return self.cum[pos] - self.cum[lo]
+    def total(self, b: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        return self.cum[b[1]] - self.cum[b[0]]
 
-    def last_before(self, qkeys, qts) -> np.ndarray:
-        """ts of the last event with the query's key strictly before its ts (nan if none)."""
-        lo, pos = self._bounds(qkeys, qts)
+    def last(self, b: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        lo, pos = b
         out = np.full(len(lo), np.nan)
         has = pos > lo
         out[has] = self.ts[pos[has] - 1]
         return out
+
+    def count_before(self, qkeys, qts) -> np.ndarray:
+        """Number of events with the query's key and ts strictly before the query's ts."""
+        return self.count(self.bounds(qkeys, qts))
+
+    def sum_before(self, qkeys, qts) -> np.ndarray:
+        """Sum of the weights of the events with the query's key strictly before its ts."""
+        return self.total(self.bounds(qkeys, qts))
+
+    def last_before(self, qkeys, qts) -> np.ndarray:
+        """ts of the last event with the query's key strictly before its ts (nan if none)."""
+        return self.last(self.bounds(qkeys, qts))

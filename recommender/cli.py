@@ -14,6 +14,10 @@ COMMAND_MODULES = (
     "recommender.commands.validate",
     "recommender.commands.train",
     "recommender.commands.rank",
+    "recommender.commands.quality",
+    "recommender.commands.serve",
+    "recommender.commands.export",
+    "recommender.commands.models",
     "recommender.commands.evaluate",
 )
 
@@ -27,6 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["serve"]:
+        # before any command module imports numpy: one BLAS/OpenMP thread per server worker
+        from .commands.serve import limit_threads
+
+        limit_threads()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -159,4 +159,4 @@ def test_debiasing_a_banner_always_shown_first_is_not_ranked_first_for_everyone(
                                                            features=FeatureConfig(max_position=1))).artifact
     naive_share, debiased_share = share_first(naive), share_first(debiased)
     assert naive_share > 0.3, naive_share  # the control: without position, the bias wins
-    assert debiased_share < naive_share / 3, (debiased_share, naive_share)
+    assert debiased_share < min(0.3, naive_share / 2), (debiased_share, naive_share)

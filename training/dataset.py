@@ -6,23 +6,42 @@ from dataclasses import dataclass
 import numpy as np
 
 from features.definition import BannerArrays, FeatureEncoder, StaffArrays
-from features.pipeline import candidate_features, history_from_logs, profiles_for
+from features.pipeline import history_features, history_from_logs, profiles_for
 
 
 @dataclass
 class LogContext:
-    """Everything the features need about one ImpressionLog, encoded once."""
+    """Everything the features need about one ImpressionLog, encoded once. The history of
+    every row is queried once (it is what costs) and reused by every fit and metric."""
 
     log: object
     staff: StaffArrays  # aligned with log.staff_ids
     banners: BannerArrays  # aligned with log.banner_ids
     history: object
+    _hist_rows: np.ndarray | None = None
+    _hist: dict | None = None
+
+    def prepare(self, rows: np.ndarray) -> None:
+        """Query the history of these rows once (what costs); later calls reuse them."""
+        rows = np.unique(rows)
+        log = self.log
+        self._hist_rows = rows
+        self._hist = history_features(self.history, log.staff_ids, log.staff[rows], self.banners, log.banner[rows], log.ts[rows])
+
+    def history_rows(self, rows: np.ndarray) -> dict:
+        rows = np.asarray(rows)
+        if self._hist_rows is not None:
+            at = np.searchsorted(self._hist_rows, rows)
+            at = np.minimum(at, len(self._hist_rows) - 1)
+            if len(rows) and np.array_equal(self._hist_rows[at], rows):
+                return {k: v[at] for k, v in self._hist.items()}
+        log = self.log
+        return history_features(self.history, log.staff_ids, log.staff[rows], self.banners, log.banner[rows], log.ts[rows])
 
     def features(self, encoder: FeatureEncoder, rows: np.ndarray, position=None, dense=False):
         log = self.log
-        pos = None if position is None else position
-        return candidate_features(encoder, self.history, log.staff_ids, self.staff, log.staff[rows], self.banners,
-                                  log.banner[rows], log.ts[rows], pos, dense)
+        return encoder.transform(self.staff, log.staff[rows], self.banners, log.banner[rows], log.ts[rows], position,
+                                 self.history_rows(rows), dense)
 
 
 def log_context(encoder: FeatureEncoder, directory, catalog, log, history_logs=()) -> LogContext:

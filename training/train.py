@@ -11,7 +11,9 @@ import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 
-from features.definition import FeatureConfig, FeatureEncoder
+from features.definition import NUMERIC_FEATURES, FeatureConfig, FeatureEncoder
+
+from features.pipeline import candidate_features
 
 from .artifact import ModelArtifact
 from .candidates import build_candidates, greedy_positions
@@ -27,12 +29,12 @@ class TrainConfig:
     max_train_rows: int = 1_500_000
     c_search_rows: int = 300_000  # C of the logistic regression is chosen on this many rows
     models: tuple[str, ...] = MODEL_KINDS
-    refit: bool = True  # refit the chosen kind on every row (validation included) before saving
+    refit: bool = False  # True: refit the chosen kind on every row (validation included) before saving
     slots: int = 3
     max_valid_requests: int = 30_000
-    logistic_c: tuple[float, ...] = (0.01, 0.1, 1.0)  # chosen on validation log loss
-    gbm_iterations: int = 150
-    gbm_max_rows: int = 1_000_000
+    logistic_c: tuple[float, ...] = (0.002, 0.01, 0.05)  # chosen on validation log loss
+    gbm_iterations: int = 100
+    gbm_max_rows: int = 500_000
     seed: int = 0
     features: FeatureConfig = field(default_factory=FeatureConfig)
 
@@ -48,9 +50,9 @@ class TrainResult:
 
 def make_estimator(kind: str, encoder: FeatureEncoder, cfg: TrainConfig, c: float | None = None):
     if kind == "logistic":
-        # Newton steps converge in a few iterations on these ~2,000 columns, where lbfgs
-        # needs hundreds with unscaled numeric history features.
-        return LogisticRegression(C=c if c is not None else cfg.logistic_c[-1], solver="newton-cholesky", max_iter=100)
+        # lbfgs: no Hessian to build, so time grows linearly with the rows; it converges in
+        # one to two hundred iterations on these features.
+        return LogisticRegression(C=c if c is not None else cfg.logistic_c[-1], solver="lbfgs", max_iter=500, tol=1e-5)
     if kind == "gbm":
         return HistGradientBoostingClassifier(
             max_iter=cfg.gbm_iterations, learning_rate=0.1, max_leaf_nodes=31, min_samples_leaf=200,
@@ -91,7 +93,15 @@ def fit_click_model(directory, catalog, log, history_logs=(), kind: str = "logis
     encoder = FeatureEncoder(cfg.features).fit(_attribute_values(directory, cfg.features), catalog.banners, log.click_rate())
     ctx = log_context(encoder, directory, catalog, log, history_logs)
     rows, w = downsample_negatives(np.arange(len(log)), log.clicked, cfg.max_train_rows, np.random.default_rng(cfg.seed))
+    ctx.prepare(rows)
+    _fit_scale(encoder, ctx, np.random.default_rng(cfg.seed), rows)
     return _fit(kind, encoder, ctx, rows, w, cfg)
+
+
+def _fit_scale(encoder: FeatureEncoder, ctx, rng: np.random.Generator, among: np.ndarray, sample: int = 200_000) -> None:
+    rows = np.sort(rng.choice(among, min(sample, len(among)), replace=False))
+    X = ctx.features(encoder, rows, dense=True)
+    encoder.fit_scale(X[:, encoder.dense_column(NUMERIC_FEATURES[0]):])
 
 
 def _attribute_values(directory, fcfg: FeatureConfig) -> dict[str, list[str]]:
@@ -108,8 +118,7 @@ def popularity_scores(ctx, encoder, rows) -> np.ndarray:
     return 1 / (1 + np.exp(-X[:, encoder.dense_column("global_ctr")]))  # the feature is a logit
 
 
-def validate(artifact: ModelArtifact, baseline_score, ctx, rows: np.ndarray, catalog, directory, cfg: TrainConfig,
-             rng: np.random.Generator) -> dict:
+def validate(artifact: ModelArtifact, candidate_scores, ctx, rows: np.ndarray, catalog, directory, cfg: TrainConfig) -> dict:
     """Metrics of a model on held-out rows: log loss and AUC at the logged position, NDCG@K of
     re-ranking each request's shown banners, IPS clicks@K of its greedy ranking over all
     candidates (on up to max_valid_requests requests)."""
@@ -120,18 +129,18 @@ def validate(artifact: ModelArtifact, baseline_score, ctx, rows: np.ndarray, cat
     out = probability_metrics(y, p)
     s_ref = artifact.logit_from_matrix(ctx.features(enc, rows, dense=artifact.dense))
     out[f"ndcg@{cfg.slots}"] = ndcg_at_k(log.request[rows], s_ref, y, cfg.slots)
-    out[f"clicks@{cfg.slots}"] = _ips_clicks(artifact.score_candidates, ctx, rows, catalog, directory, cfg, rng)
+    out[f"clicks@{cfg.slots}"] = _ips_clicks(candidate_scores, ctx, rows, catalog, directory, cfg)
     return out
 
 
-def _valid_requests(ctx, rows, cfg, rng):
+def _valid_requests(ctx, rows, cfg, rng: np.random.Generator):
     req = np.unique(ctx.log.request[rows])
     if len(req) > cfg.max_valid_requests:
         req = np.sort(rng.choice(req, cfg.max_valid_requests, replace=False))
     return req
 
 
-def _ips_clicks(score_fn, ctx, rows, catalog, directory, cfg, rng) -> float:
+def _ips_clicks(score_fn, ctx, rows, catalog, directory, cfg) -> float:
     """IPS estimate of clicks@K for the greedy ranking of ``score_fn`` over each sampled
     validation request's candidates."""
     log = ctx.log
@@ -156,13 +165,15 @@ def _ips_clicks(score_fn, ctx, rows, catalog, directory, cfg, rng) -> float:
     return ips_clicks_at_k(match[keep], log.propensity[lr][keep], log.clicked[lr][keep], log.request[lr][keep], len(req))
 
 
-def _popularity_candidate_scores(ctx, cands, encoder, catalog):
+def _candidate_matrix(ctx, cands, encoder, catalog, dense: bool):
+    """Features of every candidate of sampled validation requests, at the reference position."""
     banners = encoder.encode_banners(catalog.banners)
-    from features.pipeline import candidate_features
+    return candidate_features(encoder, ctx.history, ctx.log.staff_ids, ctx.staff, cands.person, banners, cands.banner,
+                              cands.ts, None, dense=dense)
 
-    X = candidate_features(encoder, ctx.history, ctx.log.staff_ids, ctx.staff, cands.person, banners, cands.banner,
-                           cands.ts, None, dense=True)
-    return X[:, encoder.dense_column("global_ctr")]
+
+def _popularity_candidate_scores(ctx, cands, encoder, catalog):
+    return _candidate_matrix(ctx, cands, encoder, catalog, True)[:, encoder.dense_column("global_ctr")]
 
 
 def train(directory, catalog, log, out_dir: str | Path | None, config: TrainConfig | None = None, history_logs=(),
@@ -180,17 +191,12 @@ def train(directory, catalog, log, out_dir: str | Path | None, config: TrainConf
     if len(train_rows) == 0 or len(valid_rows) == 0:
         raise ValueError(f"the log spans too little time to hold out {cfg.holdout_days:g} day(s) for validation")
     fit_rows, weights = downsample_negatives(train_rows, log.clicked, cfg.max_train_rows, rng)
+    ctx.prepare(np.concatenate([fit_rows, valid_rows]))
+    _fit_scale(encoder, ctx, rng, fit_rows)
     timings["prepare_s"] = time.perf_counter() - t
 
     def model_scores(artifact):
-        def fn(c, cands):
-            banners = encoder.encode_banners(catalog.banners)
-            from features.pipeline import candidate_features
-
-            X = candidate_features(encoder, c.history, c.log.staff_ids, c.staff, cands.person, banners, cands.banner,
-                                   cands.ts, None, dense=artifact.dense)
-            return artifact.logit_from_matrix(X)
-        return fn
+        return lambda c, cands: artifact.logit_from_matrix(_candidate_matrix(c, cands, encoder, catalog, artifact.dense))
 
     metrics: dict[str, dict] = {}
     fitted: dict[str, ModelArtifact] = {}
@@ -205,8 +211,7 @@ def train(directory, catalog, log, out_dir: str | Path | None, config: TrainConf
         timings[f"fit_{kind}_s"] = time.perf_counter() - t
         step(f"validate {kind}")
         t = time.perf_counter()
-        art.score_candidates = model_scores(art)
-        metrics[kind] = validate(art, None, ctx, valid_rows, catalog, directory, cfg, rng)
+        metrics[kind] = validate(art, model_scores(art), ctx, valid_rows, catalog, directory, cfg)
         if kind == "logistic":
             metrics[kind]["C"] = chosen_c
         timings[f"validate_{kind}_s"] = time.perf_counter() - t
@@ -222,6 +227,7 @@ def train(directory, catalog, log, out_dir: str | Path | None, config: TrainConf
         step(f"refit {chosen}")
         t = time.perf_counter()
         all_rows, w = downsample_negatives(np.arange(len(log)), log.clicked, cfg.max_train_rows, rng)
+        ctx.prepare(all_rows)
         if chosen == "gbm" and len(all_rows) > cfg.gbm_max_rows:
             sub = np.sort(rng.choice(len(all_rows), cfg.gbm_max_rows, replace=False))
             all_rows, w = all_rows[sub], w[sub]
@@ -265,7 +271,7 @@ def _popularity_metrics(ctx, encoder, rows, catalog, directory, cfg, log, train_
     out = probability_metrics(log.clicked[rows], p)
     out[f"ndcg@{cfg.slots}"] = ndcg_at_k(log.request[rows], g, log.clicked[rows], cfg.slots)
     out[f"clicks@{cfg.slots}"] = _ips_clicks(lambda c, cands: _popularity_candidate_scores(c, cands, encoder, catalog),
-                                             ctx, rows, catalog, directory, cfg, None)
+                                             ctx, rows, catalog, directory, cfg)
     return out
 
 

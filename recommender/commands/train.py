@@ -15,9 +15,12 @@ def register(sub) -> None:
     p.add_argument("--impressions", required=True, help="the training logs (the last --holdout-days are validation)")
     p.add_argument("--history", action="append", default=[], help="older logs that only feed the history features")
     p.add_argument("--out", required=True, help="model registry folder; the model goes to OUT/<version>/")
+    p.add_argument("--until", help="train only on impressions before this time (ISO 8601 with offset)")
     p.add_argument("--holdout-days", type=float, default=1.0)
     p.add_argument("--models", default="logistic,gbm", help="model kinds to fit and compare (default logistic,gbm)")
     p.add_argument("--max-rows", type=int, default=3_000_000, help="rows used for fitting (negatives downsampled, reweighted)")
+    p.add_argument("--refit", action="store_true",
+                   help="refit the chosen model on every row, validation day included (default: save the validated fit)")
     p.add_argument("--slots", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)
@@ -27,12 +30,19 @@ def run(args: argparse.Namespace) -> int:
     from training.train import TrainConfig, train
 
     steps = ["load", "features", *[s for k in args.models.split(",") for s in (f"fit {k}", f"validate {k}")],
-             "validate popularity", "refit", "save"]
+             "validate popularity", *(["refit"] if args.refit else []), "save"]
     bar = progress_bar(total=len(steps), desc="train", unit="step")
     t0 = time.perf_counter()
     staff = load_staff(args.staff)
     catalog = load_banners(args.banners)
     log = load_impressions(args.impressions, catalog=catalog, progress=True)
+    if args.until:
+        from ..timeutil import parse_ts
+
+        log = log.subset(log.ts < parse_ts(args.until))
+        if len(log) == 0:
+            print(f"error: no impression before {args.until}")
+            return 2
     history = [load_impressions(h, catalog=catalog, progress=True) for h in args.history]
     bar.update(1)
 
@@ -41,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         bar.update(1)
 
     cfg = TrainConfig(holdout_days=args.holdout_days, models=tuple(m.strip() for m in args.models.split(",") if m.strip()),
-                      max_train_rows=args.max_rows, slots=args.slots, seed=args.seed)
+                      max_train_rows=args.max_rows, slots=args.slots, seed=args.seed, refit=args.refit)
     result = train(staff, catalog, log, args.out, cfg, history_logs=history, progress=step)
     bar.update(bar.total - bar.n)
     bar.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -273,7 +274,9 @@ def load_impressions(
     pol_index: dict[str, int] = {"": 0}
     policies: list[str] = [""]
     candidates: dict[int, tuple[str, ...]] = {}
-    cols: dict[str, list] = {k: [] for k in ("request", "ts", "staff", "banner", "position", "propensity", "clicked", "policy", "line")}
+    # typed arrays, not lists: 10 M rows of Python ints and floats would cost gigabytes
+    cols = {k: array(code) for k, code in (("request", "q"), ("ts", "d"), ("staff", "q"), ("banner", "q"), ("position", "q"),
+                                           ("propensity", "d"), ("clicked", "b"), ("policy", "q"), ("line", "q"))}
     a_req, a_ts, a_staff, a_ban = cols["request"].append, cols["ts"].append, cols["staff"].append, cols["banner"].append
     a_pos, a_p, a_c, a_pol, a_line = (cols[k].append for k in ("position", "propensity", "clicked", "policy", "line"))
     cache: dict[str, float] = {}
@@ -334,10 +337,9 @@ def load_impressions(
         a_pol(pi)
         a_line(line)
     col.raise_if_any()
-    request = np.asarray(cols["request"], dtype=np.int64)
-    position = np.asarray(cols["position"], dtype=np.int64)
-    banner = np.asarray(cols["banner"], dtype=np.int64)
-    lines = np.asarray(cols["line"], dtype=np.int64)
+    arr = {k: np.frombuffer(v, dtype=v.typecode if v.typecode != "q" else np.int64) if len(v) else
+           np.zeros(0, dtype=np.float64 if v.typecode == "d" else np.int64) for k, v in cols.items()}
+    request, position, banner, lines = arr["request"], arr["position"], arr["banner"], arr["line"]
     _check_unique_within_request(col, request, position, lines, "position", "position {v} appears twice in request {r!r}", req_ids)
     _check_unique_within_request(col, request, banner, lines, "banner_id", "banner {v} appears twice in request {r!r}", req_ids, banner_ids)
     col.raise_if_any()
@@ -346,14 +348,14 @@ def load_impressions(
         staff_ids=staff_ids,
         banner_ids=banner_ids,
         policies=policies,
-        request=request,
-        ts=np.asarray(cols["ts"], dtype=np.float64),
-        staff=np.asarray(cols["staff"], dtype=np.int64),
-        banner=banner,
-        position=position,
-        propensity=np.asarray(cols["propensity"], dtype=np.float64),
-        clicked=np.asarray(cols["clicked"], dtype=np.int8),
-        policy=np.asarray(cols["policy"], dtype=np.int64),
+        request=request.astype(np.int64),
+        ts=arr["ts"].astype(np.float64),
+        staff=arr["staff"].astype(np.int64),
+        banner=banner.astype(np.int64),
+        position=position.astype(np.int64),
+        propensity=arr["propensity"].astype(np.float64),
+        clicked=arr["clicked"].astype(np.int8),
+        policy=arr["policy"].astype(np.int64),
         candidates=candidates,
         source=str(path),
     )

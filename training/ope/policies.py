@@ -137,8 +137,8 @@ def popularity_scores(bandit: LoggedBandit, prior_strength: float = 20.0) -> np.
     if hasattr(h, "query_codes"):
         _, hb, _ = h.codes([], ids, [])
         b = hb[bandit.cand_banner]
-        q = h.query_codes(np.zeros(len(b), dtype=np.int64), b, np.zeros(len(b), dtype=np.int64), ts,
-                          fields=("global_views", "global_clicks"))
+        none = np.full(len(b), -1, dtype=np.int64)  # no person, no category: only the banner's counts matter
+        q = h.query_codes(none, b, none, ts)
     else:
         banner = [ids[x] for x in bandit.cand_banner]
         q = h.query([""] * len(banner), banner, [""] * len(banner), ts)

@@ -130,9 +130,10 @@ class LogisticClickModel:
                 qs, qb = hs[np.searchsorted(used, staff)], hb[b]
                 # queries sorted by person and banner hit the sorted event indexes in order (much faster)
                 order = np.lexsort((qb, qs))
-                got = h.query_codes(qs[order], qb[order], hc[b][order], bandit.ts[req][order], fields=HISTORY_FIELDS)
+                got = h.query_codes(qs[order], qb[order], hc[b][order], bandit.ts[req][order])
                 hist = {}
-                for name, v in got.items():
+                for name in HISTORY_FIELDS:
+                    v = got[name]
                     hist[name] = np.empty_like(v)
                     hist[name][order] = v
                 bandit.cache[key] = hist

@@ -1,0 +1,387 @@
+"""Benchmark of the ranking service (issue 4, item 8).
+
+Starts the real server (`recommender serve`, uvicorn) with 1 and then 2 workers on a free
+loopback port, with 30 candidates per request, and drives it from a second process:
+- closed loop: wrk (32 connections, 1 thread) when installed, else a bounded async httpx
+  client; throughput and p50/p99 of POST /v1/rank next to POST /v1/noop (same body, same
+  auth, no ranking) on the same server in the same run;
+- open loop at a fixed rate (default 300 requests/s) with the async client: p50/p99 of
+  /v1/rank measured from each request's scheduled send time (no coordinated omission);
+- in-process: the model's score() for 30 candidates, and the engine's whole rank() call.
+
+    .venv/bin/python benchmarks/bench_service.py                     # stand-in numpy model
+    .venv/bin/python benchmarks/bench_service.py --model models/V    # a trained model folder
+    .venv/bin/python benchmarks/bench_service.py --province DIR      # its banners, staff, history
+
+Goals (issue 4): rank throughput >= 60% of the no-op endpoint's; p99 <= 15 ms at 300
+requests/s; scoring <= 100 microseconds for 30 candidates.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
+KEY = "bench-client-key"
+ROLES = ["teacher", "head_teacher", "principal", "admin_officer", "support_staff", "education_specialist",
+         "vice_principal"]
+LEVELS = ["elementary", "middle", "high", "kindergarten", "special", "office"]
+REGIONS = ["Suwon", "Yongin", "Goyang", "Seongnam", "Bucheon", "Ansan", "Paju"]
+
+
+# -- the load client (runs in its own process) ----------------------------------------
+def body_for(i: int, candidates: list[str]) -> dict:
+    return {"staff_id": f"s-{i % 20000}",
+            "profile": {"role": ROLES[i % 7], "school_level": LEVELS[i % 6], "region": REGIONS[i % 7]},
+            "candidates": candidates}
+
+
+async def closed_loop(url: str, path: str, candidates, duration: float, connections: int) -> dict:
+    import httpx
+
+    lat: list[float] = []
+    errors = 0
+    stop = time.perf_counter() + duration
+    counter = iter(range(10**9))
+    async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": KEY}, timeout=10,
+                                 limits=httpx.Limits(max_connections=connections)) as client:
+        async def worker():
+            nonlocal errors
+            while time.perf_counter() < stop:
+                t = time.perf_counter()
+                r = await client.post(path, json=body_for(next(counter), candidates))
+                lat.append(time.perf_counter() - t)
+                errors += r.status_code != 200
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(connections)))
+        took = time.perf_counter() - t0
+    return summarize(lat, errors, took)
+
+
+async def open_loop(url: str, path: str, candidates, duration: float, rate: float, max_in_flight: int = 256) -> dict:
+    import httpx
+
+    lat: list[float] = []
+    errors = 0
+    sem = asyncio.Semaphore(max_in_flight)
+    async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": KEY}, timeout=10,
+                                 limits=httpx.Limits(max_connections=max_in_flight)) as client:
+        async def one(i: int, scheduled: float):
+            nonlocal errors
+            async with sem:
+                try:
+                    r = await client.post(path, json=body_for(i, candidates))
+                    errors += r.status_code != 200
+                except httpx.HTTPError:  # a timeout when the server cannot keep up with the rate
+                    errors += 1
+                lat.append(time.perf_counter() - scheduled)  # from when it should have been sent
+
+        n = int(duration * rate)
+        t0 = time.perf_counter()
+        tasks = []
+        for i in range(n):
+            scheduled = t0 + i / rate
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(i, scheduled)))
+        await asyncio.gather(*tasks)
+        took = time.perf_counter() - t0
+    return summarize(lat, errors, took)
+
+
+def summarize(lat: list[float], errors: int, took: float) -> dict:
+    lat = sorted(lat)
+    q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1000 if lat else float("nan")  # noqa: E731
+    return {"requests": len(lat), "errors": errors, "rps": len(lat) / took, "p50_ms": q(0.50), "p99_ms": q(0.99)}
+
+
+def client_main(args) -> None:
+    candidates = json.loads(args.candidates)
+    if args.rate:
+        out = asyncio.run(open_loop(args.url, args.path, candidates, args.duration, args.rate))
+    else:
+        out = asyncio.run(closed_loop(args.url, args.path, candidates, args.duration, args.connections))
+    print(json.dumps(out))
+
+
+# -- wrk -------------------------------------------------------------------------------
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["X-API-Key"] = "%(key)s"
+local roles = {%(roles)s}
+local levels = {%(levels)s}
+local regions = {%(regions)s}
+local cands = '%(cands)s'
+local n = 0
+request = function()
+  n = n + 1
+  local body = '{"staff_id":"s-' .. (n %% 20000) .. '","profile":{"role":"' .. roles[(n %% 7) + 1] ..
+    '","school_level":"' .. levels[(n %% 6) + 1] .. '","region":"' .. regions[(n %% 7) + 1] ..
+    '"},"candidates":' .. cands .. '}'
+  return wrk.format(nil, "%(path)s", nil, body)
+end
+"""
+
+
+def _ms(value: str, unit: str) -> float:
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def run_wrk(url: str, path: str, candidates, duration: float, connections: int, tmp: Path) -> dict:
+    script = tmp / f"wrk{path.replace('/', '_')}.lua"
+    q = lambda xs: ",".join(f'"{x}"' for x in xs)  # noqa: E731
+    script.write_text(WRK_SCRIPT % {"key": KEY, "roles": q(ROLES), "levels": q(LEVELS), "regions": q(REGIONS),
+                                    "cands": json.dumps(candidates), "path": path})
+    res = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{int(duration)}s", "--latency", "-s", str(script),
+                          url], capture_output=True, text=True, check=True)
+    text = res.stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    lat = {p: _ms(v, u) for p, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)}
+    total = int(re.search(r"(\d+) requests in", text).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    errs = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    errors = (int(bad.group(1)) if bad else 0) + (sum(map(int, errs.groups())) if errs else 0)
+    return {"requests": total, "errors": errors, "rps": rps, "p50_ms": lat.get("50"), "p99_ms": lat.get("99")}
+
+
+# -- setup -----------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def prepare(tmp: Path, args) -> tuple[Path, list[str], dict]:
+    """A config, a catalog of 30 banners, a registry with the model promoted."""
+    sys.path.insert(0, str(ROOT))
+    from recommender.contracts import load_banners, write_banners
+    from recommender.domain import Banner
+    from recommender.serving.registry import ModelRegistry
+
+    extra = {}
+    if args.province:
+        prov = Path(args.province)
+        # the province's banners with their windows and targets opened, so that all 30 are
+        # candidates for everyone now (the history features still see the same banner ids)
+        from dataclasses import replace
+
+        banners = [replace(b, start=None, end=None, target={}) for b in load_banners(prov / "banners.json")]
+        write_banners(tmp / "banners.json", banners)
+        extra["staff"] = str((prov / "staff.csv").resolve())
+        extra["history"] = str((prov / "impressions.jsonl").resolve())
+        extra["history_days"] = 3650
+    else:
+        cats = ["policy", "info", "custom", "survey", "event"]
+        banners = [Banner(f"b-{i:02d}", cats[i % 5], f"banner {i}", priority=i % 4) for i in range(30)]
+        write_banners(tmp / "banners.json", banners)
+    candidates = [b.banner_id for b in banners][:30]
+    if len(candidates) < 30:
+        candidates += [f"b-extra-{i}" for i in range(30 - len(candidates))]  # cold-start ids
+    models = tmp / "models"
+    models.mkdir()
+    if args.model:
+        src = Path(args.model).resolve()
+        version = src.name
+        shutil.copytree(src, models / version)
+        loader = "training.artifact:load_model"
+        ModelRegistry(models, loader).promote(version)
+    else:
+        version = "bench-fake-linear"
+        (models / version).mkdir()
+        (models / version / "metadata.json").write_text(json.dumps({"version": version}))
+        loader = "bench_fake_model:load_model"
+        ModelRegistry(models, loader).promote(version, verify=False)
+    lines = [f'{k} = {json.dumps(v)}' for k, v in extra.items()]
+    (tmp / "service.toml").write_text(f"""
+[service]
+db = "events.db"
+models = "models"
+banners = "banners.json"
+model_loader = "{loader}"
+log_salt = "bench"
+{chr(10).join(lines)}
+
+[keys]
+client = ["{KEY}"]
+admin = ["bench-admin-key"]
+
+[arms]
+salt = "bench"
+[arms.A]
+share = 1.0
+epsilon = 0.1
+""")
+    return tmp / "service.toml", candidates, {"model": version, "loader": loader}
+
+
+def in_process(config: Path, candidates: list[str], n: int = 3000) -> dict:
+    """Median time of the model's score() for 30 candidates, and of the engine's rank()."""
+    import numpy as np
+
+    from recommender.ranker import CandidateRows
+    from recommender.serving.config import load_config
+    from recommender.serving.engine import RankingEngine
+    from recommender.store import open_store
+
+    cfg = load_config(config)
+    cfg.db = f"sqlite:///{config.parent / 'inprocess.db'}"
+    engine = RankingEngine(cfg, open_store(cfg.db), start_threads=False)
+    try:
+        arm = engine.arms["A"]
+        if arm.scorer is None:
+            raise SystemExit(f"the model did not load: {arm.error}")
+        attrs = {"role": "teacher", "school_level": "elementary", "region": "Suwon"}
+        cands, _ = engine.candidates_for(attrs, time.time(), candidates, engine.catalog)
+        score_t, rank_t = [], []
+        for i in range(n):
+            staff = f"s-{i % 20000}"
+            rows = CandidateRows(np.zeros(len(cands), np.int64), [staff] * len(cands), [attrs] * len(cands), cands,
+                                 np.full(len(cands), time.time()))
+            t = time.perf_counter()
+            arm.scorer.score(rows, engine.base_history)
+            score_t.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            engine.rank(staff, attrs, candidates)
+            rank_t.append(time.perf_counter() - t)
+            if i % 500 == 0:
+                engine.flush()
+        return {"candidates": len(cands), "score_us_p50": statistics.median(score_t[200:]) * 1e6,
+                "score_us_p99": sorted(score_t[200:])[int(0.99 * (n - 200))] * 1e6,
+                "rank_us_p50": statistics.median(rank_t[200:]) * 1e6}
+    finally:
+        engine.close()
+
+
+class Server:
+    def __init__(self, config: Path, workers: int):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT)])}
+        self.proc = subprocess.Popen([sys.executable, "-m", "recommender.cli", "serve", "--config", str(config),
+                                      "--port", str(self.port), "--workers", str(workers), "--noop-endpoint",
+                                      "--log-level", "warning"],
+                                     cwd=config.parent, env=env, start_new_session=True)
+        import httpx
+
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit("the server exited")
+            try:
+                r = httpx.get(self.url + "/readyz", timeout=1)
+                if r.status_code == 200:
+                    if r.json()["status"] != "ok":
+                        raise SystemExit(f"server degraded: {r.json()['problems']}")
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise SystemExit("server not ready in 60 s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def load(url: str, path: str, candidates, duration: float, connections: int, rate: float | None, tmp: Path,
+         use_wrk: bool) -> dict:
+    if use_wrk and not rate:
+        return run_wrk(url, path, candidates, duration, connections, tmp)
+    cmd = [sys.executable, __file__, "--client", "--url", url, "--path", path, "--duration", str(duration),
+           "--connections", str(connections), "--candidates", json.dumps(candidates)]
+    if rate:
+        cmd += ["--rate", str(rate)]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", help="a trained model folder (models/<version>); default: a numpy stand-in")
+    p.add_argument("--province", help="a simulated province: its banners, staff and impressions (history)")
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--duration", type=float, default=10.0, help="seconds per closed-loop measurement")
+    p.add_argument("--connections", type=int, default=32)
+    p.add_argument("--rate", type=float, help="open-loop rate for the p99 goal (default 300)")
+    p.add_argument("--client-tool", choices=["auto", "wrk", "httpx"], default="auto")
+    p.add_argument("--json", help="also write the results here")
+    # the load client's own options (the benchmark runs itself as the second process)
+    p.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--url", help=argparse.SUPPRESS)
+    p.add_argument("--path", help=argparse.SUPPRESS)
+    p.add_argument("--candidates", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.client:
+        return client_main(args)
+    args.rate = args.rate or 300.0
+    use_wrk = args.client_tool == "wrk" or (args.client_tool == "auto" and shutil.which("wrk") is not None)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-service-"))
+    try:
+        sys.path.insert(0, str(HERE))
+        config, candidates, info = prepare(tmp, args)
+        results: dict = {"model": info["model"], "candidates": len(candidates), "tool": "wrk" if use_wrk else "httpx",
+                         "connections": args.connections, "duration_s": args.duration, "cpus": os.cpu_count()}
+        results["in_process"] = in_process(config, candidates)
+        print(f"in-process ({info['model']}, {results['in_process']['candidates']} candidates): "
+              f"score p50 {results['in_process']['score_us_p50']:.0f} us, p99 {results['in_process']['score_us_p99']:.0f} us; "
+              f"engine rank() p50 {results['in_process']['rank_us_p50']:.0f} us", flush=True)
+        results["runs"] = []
+        for w in args.workers:
+            server = Server(config, w)
+            try:
+                for path in ("/v1/noop", "/v1/rank"):  # warm-up
+                    load(server.url, path, candidates, 2, args.connections, None, tmp, use_wrk)
+                noop = load(server.url, "/v1/noop", candidates, args.duration, args.connections, None, tmp, use_wrk)
+                rank = load(server.url, "/v1/rank", candidates, args.duration, args.connections, None, tmp, use_wrk)
+                fixed = load(server.url, "/v1/rank", candidates, args.duration, args.connections, args.rate, tmp,
+                             use_wrk)
+            finally:
+                server.stop()
+            run = {"workers": w, "noop": noop, "rank": rank, "rank_at_rate": fixed, "rate": args.rate,
+                   "rank_share_of_noop": rank["rps"] / noop["rps"]}
+            results["runs"].append(run)
+            print(f"workers={w}: noop {noop['rps']:.0f} req/s (p50 {noop['p50_ms']:.2f} ms, p99 {noop['p99_ms']:.2f} ms); "
+                  f"rank {rank['rps']:.0f} req/s (p50 {rank['p50_ms']:.2f} ms, p99 {rank['p99_ms']:.2f} ms) = "
+                  f"{100 * run['rank_share_of_noop']:.0f}% of noop; at {args.rate:.0f} req/s: p50 "
+                  f"{fixed['p50_ms']:.2f} ms, p99 {fixed['p99_ms']:.2f} ms; errors "
+                  f"{noop['errors']}/{rank['errors']}/{fixed['errors']}", flush=True)
+        print("\n| workers | no-op req/s | rank req/s | rank/no-op | rank p50 / p99 (closed loop) | "
+              f"rank p50 / p99 at {args.rate:.0f} req/s |")
+        print("|---|---|---|---|---|---|")
+        for r in results["runs"]:
+            print(f"| {r['workers']} | {r['noop']['rps']:.0f} | {r['rank']['rps']:.0f} | "
+                  f"{100 * r['rank_share_of_noop']:.0f}% | {r['rank']['p50_ms']:.2f} / {r['rank']['p99_ms']:.2f} ms | "
+                  f"{r['rank_at_rate']['p50_ms']:.2f} / {r['rank_at_rate']['p99_ms']:.2f} ms |")
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=1))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

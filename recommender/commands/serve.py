@@ -1,0 +1,61 @@
+"""recommender serve --config service.toml: run the ranking service with uvicorn."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+# one thread per library per worker: BLAS/OpenMP pools in every worker fight over the
+# cores (HistGradientBoosting with 2 workers fell under 10 requests/s with the defaults).
+# This module is imported by the CLI before numpy is used for serving; the env vars are
+# also inherited by uvicorn's worker processes.
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+               "VECLIB_MAXIMUM_THREADS")
+
+
+def limit_threads() -> None:
+    for v in THREAD_VARS:
+        os.environ.setdefault(v, "1")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("serve", help="run the ranking service (FastAPI on uvicorn)")
+    p.add_argument("--config", required=True, help="service config (TOML)")
+    p.add_argument("--host", help="override [service] host")
+    p.add_argument("--port", type=int, help="override [service] port")
+    p.add_argument("--workers", type=int, help="override [service] workers")
+    p.add_argument("--noop-endpoint", action="store_true", help="add POST /v1/noop (the benchmark's baseline)")
+    p.add_argument("--log-level", default="info")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    limit_threads()
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)  # numpy may already be loaded by the CLI: limit its pools now too
+    except ImportError:
+        pass
+    import uvicorn
+
+    from ..serving.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(args.config).with_env_keys()
+        cfg.check_keys()
+    except (ConfigError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    host = args.host or cfg.host
+    port = args.port if args.port is not None else cfg.port
+    workers = args.workers or cfg.workers
+    os.environ["RECOMMENDER_CONFIG"] = os.path.abspath(args.config)
+    if args.noop_endpoint:
+        os.environ["RECOMMENDER_NOOP_ENDPOINT"] = "1"
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="recommender-metrics-")
+    uvicorn.run("service.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                log_level=args.log_level, access_log=False)
+    return 0

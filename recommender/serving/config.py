@@ -1,0 +1,182 @@
+"""The service config (TOML, read with tomllib) and the API keys.
+
+```toml
+[service]
+host = "127.0.0.1"
+port = 8000
+workers = 1
+db = "sqlite:///var/events.db"     # or postgresql://user@host/db[?schema=NAME]
+models = "models"                  # the model registry
+banners = "banners.json"           # initial catalog (PUT /v1/banners replaces it, kept in the store)
+staff = "staff.csv"                # optional initial staff directory
+history = "impressions.jsonl"      # optional logged impressions to start the click history from
+history_days = 28                  # the store's rankings and clicks this recent seed the history
+slots = 3
+seed = 0                           # optional: seeds exploration (tests)
+log_salt = "change-me"             # salt of the staff id hashes written to logs
+sync_interval = 0.5                # seconds between polls of the store for other workers' events
+model_loader = "training.artifact:load_model"   # module:function that loads a model folder
+
+[keys]                             # or RECOMMENDER_CLIENT_KEYS / RECOMMENDER_ADMIN_KEYS (comma-separated)
+client = ["..."]
+admin = ["..."]
+
+[arms]
+salt = "2026-spring"
+[arms.A]
+share = 0.9
+epsilon = 0.1
+[arms.B]
+share = 0.1
+model = "20260301-120000"          # optional: pin a version instead of the registry's choice
+```
+Relative paths are relative to the config file's folder.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .arms import Arm
+
+CLIENT_KEYS_ENV = "RECOMMENDER_CLIENT_KEYS"
+ADMIN_KEYS_ENV = "RECOMMENDER_ADMIN_KEYS"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass
+class ServiceConfig:
+    db: str = "sqlite:///events.db"
+    models: Path = Path("models")
+    banners: Path | None = None
+    staff: Path | None = None
+    history: Path | None = None
+    history_days: float = 28.0
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    slots: int = 3
+    seed: int | None = None
+    log_salt: str = field(default_factory=lambda: secrets.token_hex(8))
+    sync_interval: float = 0.5
+    max_candidates: int = 500
+    max_body_bytes: int = 256 * 1024
+    max_events: int = 1000
+    client_keys: frozenset[str] = frozenset()
+    admin_keys: frozenset[str] = frozenset()
+    arms: list[Arm] = field(default_factory=lambda: [Arm("A", 1.0)])
+    arm_salt: str = "arms"
+    model_loader: str = "training.artifact:load_model"
+    source: Path | None = None
+
+    def with_env_keys(self, environ=os.environ) -> "ServiceConfig":
+        """Add the keys given through the environment to the config's own."""
+        def split(v: str | None) -> frozenset[str]:
+            return frozenset(k.strip() for k in (v or "").split(",") if k.strip())
+
+        self.client_keys = self.client_keys | split(environ.get(CLIENT_KEYS_ENV))
+        self.admin_keys = self.admin_keys | split(environ.get(ADMIN_KEYS_ENV))
+        return self
+
+    def check_keys(self) -> None:
+        if not self.admin_keys:
+            raise ConfigError(f"no admin API key: set [keys] admin in the config or {ADMIN_KEYS_ENV}")
+        if not (self.client_keys or self.admin_keys):
+            raise ConfigError(f"no API keys: set [keys] in the config or {CLIENT_KEYS_ENV}/{ADMIN_KEYS_ENV}")
+        both = self.client_keys & self.admin_keys
+        if both:
+            raise ConfigError("a key is listed both as a client key and as an admin key")
+
+
+def _path(base: Path, value) -> Path | None:
+    if value in (None, ""):
+        return None
+    p = Path(str(value)).expanduser()
+    return p if p.is_absolute() else base / p
+
+
+def _db(base: Path, value: str) -> str:
+    if value.startswith(("postgresql://", "postgres://")):
+        return value
+    path = value[len("sqlite:///"):] if value.startswith("sqlite:///") else value
+    return f"sqlite:///{_path(base, path)}"
+
+
+def parse_config(data: dict, base: Path = Path("."), source: Path | None = None) -> ServiceConfig:
+    known = {"service", "keys", "arms"}
+    unknown = set(data) - known
+    if unknown:
+        raise ConfigError(f"unknown config section(s): {', '.join(sorted(unknown))}")
+    s = dict(data.get("service", {}))
+    cfg = ServiceConfig(source=source)
+    try:
+        for name in ("host", "log_salt", "model_loader"):
+            if name in s:
+                setattr(cfg, name, str(s.pop(name)))
+        for name in ("port", "workers", "slots", "max_candidates", "max_body_bytes", "max_events"):
+            if name in s:
+                setattr(cfg, name, int(s.pop(name)))
+        for name in ("history_days", "sync_interval"):
+            if name in s:
+                setattr(cfg, name, float(s.pop(name)))
+        if "seed" in s:
+            cfg.seed = int(s.pop("seed"))
+        if "db" in s:
+            cfg.db = _db(base, str(s.pop("db")))
+        else:
+            cfg.db = _db(base, "events.db")
+        cfg.models = _path(base, s.pop("models", "models"))
+        for name in ("banners", "staff", "history"):
+            setattr(cfg, name, _path(base, s.pop(name, None)))
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"[service]: {e}") from None
+    if s:
+        raise ConfigError(f"[service]: unknown key(s) {', '.join(sorted(s))}")
+    if cfg.workers < 1 or cfg.slots < 1 or cfg.max_candidates < 1:
+        raise ConfigError("[service]: workers, slots and max_candidates must be at least 1")
+    keys = data.get("keys", {})
+    for kind in ("client", "admin"):
+        v = keys.get(kind, [])
+        if isinstance(v, str):
+            v = [v]
+        if not isinstance(v, list) or not all(isinstance(k, str) and k for k in v):
+            raise ConfigError(f"[keys] {kind} must be a list of non-empty strings")
+        setattr(cfg, f"{kind}_keys", frozenset(v))
+    arms_sec = dict(data.get("arms", {}))
+    cfg.arm_salt = str(arms_sec.pop("salt", "arms"))
+    default_eps = float(arms_sec.pop("epsilon", 0.1))
+    arms = []
+    for name, a in arms_sec.items():
+        if not isinstance(a, dict):
+            raise ConfigError(f"[arms.{name}] must be a table with share (and optionally epsilon, model)")
+        extra = set(a) - {"share", "epsilon", "model"}
+        if extra:
+            raise ConfigError(f"[arms.{name}]: unknown key(s) {', '.join(sorted(extra))}")
+        eps = float(a.get("epsilon", default_eps))
+        if not 0 <= eps <= 1:
+            raise ConfigError(f"[arms.{name}]: epsilon must be in [0, 1]")
+        arms.append(Arm(name, float(a.get("share", 0.0)), eps, a.get("model")))
+    if arms:
+        total = sum(a.share for a in arms)
+        if abs(total - 1.0) > 1e-6:
+            raise ConfigError(f"[arms]: shares add up to {total:g}, they must add up to 1")
+        cfg.arms = arms
+    else:
+        cfg.arms = [Arm("A", 1.0, default_eps)]
+    return cfg
+
+
+def load_config(path: str | Path) -> ServiceConfig:
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    return parse_config(data, path.resolve().parent, path)

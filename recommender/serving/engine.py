@@ -1,0 +1,434 @@
+"""The ranking engine behind the HTTP service: catalog, staff directory, arms with their
+Rankers, the click history (loaded at start + online), and the event store.
+
+The service's route functions only translate HTTP to calls of this class. It never
+imports from service/. Thread-safety: ranking may run concurrently with events, admin
+calls and the background sync; state that changes (catalog, staff, arms) is replaced
+as a whole object and read once per request, so every request sees one consistent
+version; each arm's random source has its own lock.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import queue
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from features.history import Events, History, LayeredHistory
+
+from ..contracts.banners import banner_from_dict, banner_to_dict, load_banners
+from ..domain import UNKNOWN, Banner, Catalog, Staff, StaffDirectory
+from ..eligibility import eligible_banners, is_eligible
+from ..ranker import FALLBACK_VERSION, RankResult, Ranker
+from ..store import ClickEvent, EventsOutcome, EventStore, RankingRecord
+from .arms import Arm, ArmAssigner
+from .config import ServiceConfig
+from .online import OnlineHistory
+from .registry import ModelRegistry
+
+log = logging.getLogger("recommender.serving")
+CATALOG_DOC = "catalog"
+STAFF_DOC = "staff"
+
+
+def staff_ref(salt: str, staff_id: str) -> str:
+    """What the logs say instead of a staff id: a salted hash prefix."""
+    return "s#" + hashlib.sha256(f"{salt}:{staff_id}".encode("utf-8")).hexdigest()[:12]
+
+
+@dataclass
+class ArmState:
+    arm: Arm
+    ranker: Ranker
+    version: str  # the loaded model version, or "fallback"
+    scorer: object | None = None
+    error: str | None = None  # why the arm runs without the model it should have
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass
+class RankOutcome:
+    request_id: str
+    arm: str
+    result: RankResult
+    slots: int
+    n_unknown: int = 0
+
+
+@dataclass
+class ReloadReport:
+    arms: dict[str, dict]
+    ok: bool
+
+
+class RankingEngine:
+    def __init__(self, config: ServiceConfig, store: EventStore, registry: ModelRegistry | None = None,
+                 clock=time.time, start_threads: bool = True):
+        self.config = config
+        self.store = store
+        self.registry = registry or ModelRegistry(config.models, config.model_loader)
+        self.clock = clock
+        self.writer_id = uuid.uuid4().hex[:12]
+        self.assigner = ArmAssigner(config.arms, config.arm_salt)
+        self.half_life_days = 7.0
+        self._seed_seq = np.random.SeedSequence(config.seed) if config.seed is not None else np.random.SeedSequence()
+        self.arms: dict[str, ArmState] = {}
+        self._reload_lock = threading.Lock()
+        self.last_reload: ReloadReport | None = None
+        self._registry_stamp = None
+        self._catalog_version = 0
+        self._staff_version = 0
+        self.catalog = Catalog([])
+        self.staff = StaffDirectory([])
+        self._load_catalog_and_staff()
+        self.online = OnlineHistory(self.half_life_days)
+        self._seq_rankings = 0
+        self._seq_events = 0
+        self.base_history: History = self._load_base_history()
+        self.reload()
+        self._queue: queue.Queue = queue.Queue()
+        self._pending = 0
+        self._pending_cv = threading.Condition()
+        self.store_error: str | None = None
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        if start_threads:
+            self.start()
+
+    @property
+    def catalog_version(self) -> int:
+        return self._catalog_version
+
+    # -- start-up ---------------------------------------------------------------------
+    def _load_catalog_and_staff(self) -> None:
+        doc = self.store.get_document(CATALOG_DOC)
+        if doc is not None:
+            self._catalog_version = doc[0]
+            self.catalog = Catalog(banner_from_dict(o) for o in json.loads(doc[1]))
+        elif self.config.banners is not None:
+            self.catalog = load_banners(self.config.banners)
+        staff = [Staff(sid, attrs) for sid, attrs in self.store.all_staff()]
+        if not staff and self.config.staff is not None:
+            from ..contracts.staff import load_staff
+
+            self.staff = load_staff(self.config.staff)
+        else:
+            self.staff = StaffDirectory(staff)
+        doc = self.store.get_document(STAFF_DOC)
+        self._staff_version = doc[0] if doc else 0
+
+    def _category(self, banner_id: str, catalog: Catalog | None = None) -> str:
+        b = (catalog or self.catalog).get(banner_id)
+        return b.category if b is not None else UNKNOWN
+
+    def _load_base_history(self) -> History:
+        """The click history before start: a logged impressions file (config ``history``)
+        and the store's own rankings and clicks of the last ``history_days``."""
+        staff, banner, cat, ts, clicked = [], [], [], [], []
+        if self.config.history is not None:
+            from ..contracts.impressions import load_impressions
+
+            logd = load_impressions(self.config.history)
+            staff += [logd.staff_ids[i] for i in logd.staff]
+            bids = [logd.banner_ids[i] for i in logd.banner]
+            banner += bids
+            cat += [self._category(b) for b in bids]
+            ts += logd.ts.tolist()
+            clicked += logd.clicked.tolist()
+        # everything in the store up to now is "before start"; the sync cursor starts here
+        since = self.clock() - self.config.history_days * 86400.0
+        clicks = set()
+        for e in self.store.iter_events():
+            clicks.add((e.request_id, e.banner_id))
+            self._seq_events = max(self._seq_events, e.seq)
+        for r in self.store.iter_rankings():
+            self._seq_rankings = max(self._seq_rankings, r.seq)
+            if r.ts < since:
+                continue
+            for b, _pos, _s, _p in r.shown():
+                staff.append(r.staff_id)
+                banner.append(b)
+                cat.append(self._category(b))
+                ts.append(r.ts)
+                clicked.append(int((r.request_id, b) in clicks))
+        n = len(ts)
+        log.info("click history at start: %d impressions", n)
+        return History(Events(staff, banner, cat, np.asarray(ts, dtype=np.float64), np.asarray(clicked, dtype=np.int8)),
+                       self.half_life_days)
+
+    # -- models -----------------------------------------------------------------------
+    def reload(self) -> ReloadReport:
+        """Load what the registry (or the config) says each arm serves. An arm whose new
+        model fails to load keeps the model it was running and reports why; the arms
+        are swapped in one assignment."""
+        with self._reload_lock:
+            self._registry_stamp = self.registry.state_stamp()
+            report: dict[str, dict] = {}
+            new_arms: dict[str, ArmState] = {}
+            try:
+                promoted = self.registry.state()["arms"]
+                registry_error = None
+            except Exception as e:
+                promoted, registry_error = {}, str(e)
+            for i, arm in enumerate(self.config.arms):
+                old = self.arms.get(arm.name)
+                want = arm.model or promoted.get(arm.name)
+                rng = np.random.default_rng(self._seed_seq.spawn(1)[0]) if old is None else old.ranker.rng
+                if registry_error and old is not None:
+                    new_arms[arm.name] = old
+                    report[arm.name] = {"version": old.version, "status": "kept", "error": registry_error}
+                    continue
+                if want is None:
+                    err = registry_error or "no model promoted for this arm"
+                    new_arms[arm.name] = ArmState(arm, Ranker(None, arm.epsilon, rng), FALLBACK_VERSION, None, err)
+                    report[arm.name] = {"version": FALLBACK_VERSION, "status": "fallback", "error": err}
+                    continue
+                if old is not None and old.version == want and old.scorer is not None:
+                    new_arms[arm.name] = old
+                    report[arm.name] = {"version": want, "status": "unchanged", "error": None}
+                    continue
+                try:
+                    scorer = self.registry.load(want)
+                except Exception as e:  # checksum, format, or anything the loader raises
+                    err = f"model {want!r} failed to load: {e}"
+                    log.error("arm %s: %s", arm.name, err)
+                    if old is not None and old.scorer is not None:
+                        new_arms[arm.name] = ArmState(arm, old.ranker, old.version, old.scorer, err, old.lock)
+                        report[arm.name] = {"version": old.version, "status": "kept", "error": err}
+                    else:
+                        new_arms[arm.name] = ArmState(arm, Ranker(None, arm.epsilon, rng), FALLBACK_VERSION, None, err)
+                        report[arm.name] = {"version": FALLBACK_VERSION, "status": "fallback", "error": err}
+                    continue
+                new_arms[arm.name] = ArmState(arm, Ranker(scorer, arm.epsilon, rng), want, scorer, None)
+                report[arm.name] = {"version": want, "status": "loaded", "error": None}
+                log.info("arm %s: serving model %s", arm.name, want)
+            self.arms = new_arms
+            ok = all(r["error"] is None for r in report.values())
+            self.last_reload = ReloadReport(report, ok)
+            return self.last_reload
+
+    # -- ranking ----------------------------------------------------------------------
+    def profile_for(self, staff_id: str, profile: Mapping[str, str] | None) -> Mapping[str, str]:
+        if profile:
+            return profile
+        return self.staff.get(staff_id).attributes
+
+    def candidates_for(self, attributes: Mapping[str, str], ts: float, ids: Sequence[str] | None,
+                       catalog: Catalog) -> tuple[list[Banner], int]:
+        """The request's candidates: its own list (eligibility applied to known banners;
+        unknown ids ranked with cold-start defaults), else every eligible banner."""
+        if ids is None:
+            return eligible_banners(catalog, attributes, ts), 0
+        out, seen, unknown = [], set(), 0
+        for bid in ids:
+            if bid in seen:
+                continue
+            seen.add(bid)
+            b = catalog.get(bid)
+            if b is None:
+                out.append(Banner(bid, UNKNOWN))
+                unknown += 1
+            elif is_eligible(b, attributes, ts):
+                out.append(b)
+        return out, unknown
+
+    def rank(self, staff_id: str, profile: Mapping[str, str] | None = None, candidates: Sequence[str] | None = None,
+             slots: int | None = None) -> RankOutcome:
+        ts = self.clock()
+        slots = int(slots or self.config.slots)
+        catalog = self.catalog
+        attrs = self.profile_for(staff_id, profile)
+        cands, n_unknown = self.candidates_for(attrs, ts, candidates, catalog)
+        arm_name = self.assigner.assign(staff_id)
+        state = self.arms[arm_name]
+        recent = self.online.history_for(staff_id)
+        history = self.base_history if recent is None else LayeredHistory([self.base_history, recent])
+        with state.lock:
+            result = state.ranker.rank(staff_id, attrs, ts, cands, history)
+        request_id = uuid.uuid4().hex
+        items = [(i.banner_id, i.position, i.score, i.propensity) for i in result.items]
+        self.online.add_ranking(staff_id, request_id, ts,
+                                [(b.banner_id, b.category) for b in
+                                 (self._banner_of(i.banner_id, cands) for i in result.items[:slots])])
+        self._enqueue(RankingRecord(request_id, ts, staff_id, arm_name, result.model_version, result.explored, slots,
+                                    items, [b.banner_id for b in cands], self.writer_id))
+        return RankOutcome(request_id, arm_name, result, slots, n_unknown)
+
+    @staticmethod
+    def _banner_of(banner_id: str, cands: list[Banner]) -> Banner:
+        for b in cands:
+            if b.banner_id == banner_id:
+                return b
+        return Banner(banner_id, UNKNOWN)
+
+    # -- the ranking log (written by a background thread, in batches) -----------------
+    def _enqueue(self, record: RankingRecord) -> None:
+        with self._pending_cv:
+            self._pending += 1
+        self._queue.put(record)
+
+    def _writer_loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < 500:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)
+                    break
+                batch.append(nxt)
+            self._write_rankings(batch)
+
+    def _write_rankings(self, batch: list[RankingRecord]) -> None:
+        for attempt in range(5):
+            try:
+                self.store.log_rankings(batch)
+                self.store_error = None
+                break
+            except Exception as e:
+                self.store_error = f"ranking log write failed: {e}"
+                log.error("%s (attempt %d)", self.store_error, attempt + 1)
+                time.sleep(0.05 * 2**attempt)
+        with self._pending_cv:
+            self._pending -= len(batch)
+            self._pending_cv.notify_all()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every ranking served so far is in the store."""
+        if not self._threads:
+            batch = []
+            while True:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            if batch:
+                self._write_rankings([b for b in batch if b is not None])
+            return True
+        with self._pending_cv:
+            return self._pending_cv.wait_for(lambda: self._pending == 0, timeout)
+
+    # -- events -----------------------------------------------------------------------
+    def record_events(self, events: list[ClickEvent]) -> EventsOutcome:
+        """Store click events durably (after the rankings they refer to), then let them
+        change the online history."""
+        now = self.clock()
+        for e in events:
+            e.received = now
+            e.writer = self.writer_id
+            if not e.ts:
+                e.ts = now
+        self.flush()
+        out = self.store.add_events(events)
+        stored = set(out.stored)
+        for e in events:
+            if e.event_id in stored and e.type == "click":
+                self.online.add_click(e.request_id, e.banner_id)
+        return out
+
+    def arms_of(self, events: list[ClickEvent]) -> dict[str, str]:
+        """The arm of each event's request, when this process knows the request."""
+        out = {}
+        for e in events:
+            staff = self.online.staff_of(e.request_id)
+            if staff is not None:
+                out[e.event_id] = self.assigner.assign(staff)
+        return out
+
+    # -- admin ------------------------------------------------------------------------
+    def put_catalog(self, banners: list[Banner]) -> int:
+        catalog = Catalog(banners)
+        version = self.store.put_document(CATALOG_DOC, json.dumps([banner_to_dict(b) for b in banners],
+                                                                  ensure_ascii=False))
+        self.catalog, self._catalog_version = catalog, version
+        return version
+
+    def put_staff(self, rows: list[tuple[str, dict]]) -> int:
+        version = self.store.upsert_staff(rows)
+        merged = dict(self.staff.by_id)
+        for sid, attrs in rows:
+            merged[sid] = Staff(sid, attrs)
+        self.staff = StaffDirectory(merged.values(), self.staff.attribute_names)
+        self._staff_version = version
+        return version
+
+    # -- other workers' traffic -------------------------------------------------------
+    def sync(self) -> None:
+        """Pick up what other processes wrote: rankings and clicks (into the online
+        history), a new catalog or staff directory, a changed registry (reload)."""
+        rankings, events, self._seq_rankings, self._seq_events = self.store.tail(
+            self._seq_rankings, self._seq_events, self.writer_id)
+        for r in rankings:  # before the clicks, which may refer to them
+            self.online.add_ranking(r.staff_id, r.request_id, r.ts, [(b, self._category(b)) for b, *_ in r.shown()])
+        for e in events:
+            if e.type == "click":
+                self.online.add_click(e.request_id, e.banner_id)
+        doc = self.store.get_document(CATALOG_DOC)
+        if doc is not None and doc[0] != self._catalog_version:
+            self.catalog = Catalog(banner_from_dict(o) for o in json.loads(doc[1]))
+            self._catalog_version = doc[0]
+        doc = self.store.get_document(STAFF_DOC)
+        if doc is not None and doc[0] != self._staff_version:
+            self.staff = StaffDirectory([Staff(s, a) for s, a in self.store.all_staff()], self.staff.attribute_names)
+            self._staff_version = doc[0]
+        if self.registry.state_stamp() != self._registry_stamp:
+            self.reload()
+
+    def _sync_loop(self) -> None:
+        while not self._stop.wait(self.config.sync_interval):
+            try:
+                self.sync()
+            except Exception:
+                log.exception("sync with the store failed; will retry")
+
+    def start(self) -> None:
+        if self._threads:
+            return
+        self._threads = [threading.Thread(target=self._writer_loop, name="ranking-log", daemon=True),
+                         threading.Thread(target=self._sync_loop, name="store-sync", daemon=True)]
+        for t in self._threads:
+            t.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._queue.put(None)
+        for t in self._threads:
+            t.join(timeout=10)
+        self._threads = []
+        self.flush()
+        self.store.close()
+
+    # -- health -----------------------------------------------------------------------
+    def readiness(self) -> dict:
+        problems = []
+        try:
+            self.store.check_writable()
+            store_ok = True
+        except Exception as e:
+            store_ok = False
+            problems.append(f"store not writable: {e}")
+        if self.store_error:
+            problems.append(self.store_error)
+        arms = {}
+        for name, st in self.arms.items():
+            arms[name] = {"model_version": st.version, "epsilon": st.arm.epsilon, "share": st.arm.share,
+                          "error": st.error}
+            if st.scorer is None:
+                problems.append(f"arm {name}: no model ({st.error}); answering with the operators' order")
+            elif st.error:
+                problems.append(f"arm {name}: {st.error}")
+        degraded = bool(problems)
+        return {"ready": store_ok, "status": "degraded" if degraded else "ok", "problems": problems, "arms": arms,
+                "catalog_banners": len(self.catalog), "staff": len(self.staff)}

@@ -1,0 +1,183 @@
+"""The model registry: trained model folders under one directory, and which version each
+arm serves.
+
+Layout: ``<models>/<version>/`` (written by ``recommender train``: model.joblib +
+metadata.json with checksums) and ``<models>/registry.json``:
+``{"arms": {"A": "v..."}, "history": [{"arm", "version", "previous", "at"}]}``.
+``promote`` and ``rollback`` rewrite registry.json atomically (write, fsync, rename);
+the service picks the change up on ``POST /v1/admin/reload`` (and every worker notices
+the file changing within its sync interval). Only folders directly under the registry
+are ever loaded: a joblib file runs code when loaded.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REGISTRY_FILE = "registry.json"
+_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class RegistryError(RuntimeError):
+    """A version that is not in the registry, or a registry file that cannot be read."""
+
+
+@dataclass
+class ModelInfo:
+    version: str
+    created: str
+    metrics: dict
+    arms: list[str]
+    error: str | None = None
+
+
+DEFAULT_LOADER = "training.artifact:load_model"
+
+
+def resolve_loader(spec: str):
+    """``module:function`` -> the function (imported lazily: the service starts, in
+    fallback, even when training/ cannot be imported)."""
+    import importlib
+
+    module, _, name = spec.partition(":")
+    if not module or not name:
+        raise RegistryError(f"model loader must be 'module:function', got {spec!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+class ModelRegistry:
+    def __init__(self, root: str | Path, loader: str = DEFAULT_LOADER):
+        self.root = Path(root)
+        self.loader = loader
+
+    @property
+    def state_path(self) -> Path:
+        return self.root / REGISTRY_FILE
+
+    def folder(self, version: str) -> Path:
+        if not _VERSION.match(version or ""):
+            raise RegistryError(f"invalid model version {version!r}")
+        return self.root / version
+
+    def state(self) -> dict:
+        try:
+            raw = self.state_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return {"arms": {}, "history": []}
+        try:
+            state = json.loads(raw)
+        except json.JSONDecodeError as e:
+            raise RegistryError(f"{self.state_path}: not valid JSON ({e})") from None
+        if not isinstance(state, dict) or not isinstance(state.get("arms", {}), dict):
+            raise RegistryError(f"{self.state_path}: expected {{'arms': {{...}}, 'history': [...]}}")
+        state.setdefault("arms", {})
+        state.setdefault("history", [])
+        return state
+
+    def state_stamp(self) -> tuple[int, int] | None:
+        """Changes whenever registry.json is rewritten (mtime, inode)."""
+        try:
+            st = self.state_path.stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_mtime_ns, st.st_ino)
+
+    def _write_state(self, state: dict) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_path.with_suffix(f".tmp{os.getpid()}")
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(state, f, ensure_ascii=False, indent=1)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.state_path)
+
+    def versions(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and (p / "metadata.json").is_file()
+                      and _VERSION.match(p.name))
+
+    def resolve(self, arm: str) -> str | None:
+        return self.state()["arms"].get(arm)
+
+    def list(self) -> list[ModelInfo]:
+        arms_of: dict[str, list[str]] = {}
+        for arm, v in self.state()["arms"].items():
+            arms_of.setdefault(v, []).append(arm)
+        out = []
+        for v in self.versions():
+            try:
+                meta = json.loads((self.root / v / "metadata.json").read_text(encoding="utf-8"))
+                validation = meta.get("validation") or {}
+                # the chosen kind's validation metrics when the trainer compared several
+                metrics = validation.get(meta.get("kind"), validation) if isinstance(validation, dict) else {}
+                metrics = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
+                out.append(ModelInfo(v, str(meta.get("created", "")), metrics, arms_of.get(v, [])))
+            except (OSError, json.JSONDecodeError) as e:
+                out.append(ModelInfo(v, "", {}, arms_of.get(v, []), f"unreadable metadata: {e}"))
+        return out
+
+    def promote(self, version: str, arm: str = "A", verify: bool = True) -> str | None:
+        """Make ``version`` the model of ``arm``; returns the version it replaces."""
+        if version == "latest":
+            versions = self.versions()
+            if not versions:
+                raise RegistryError(f"no model folders in {self.root}")
+            version = max(versions, key=lambda v: (self.root / v / "metadata.json").stat().st_mtime_ns)
+        folder = self.folder(version)
+        if not folder.is_dir():
+            raise RegistryError(f"no model {version!r} in {self.root} (see `recommender models list`)")
+        if verify:
+            try:
+                self.verify(folder)
+            except Exception as e:
+                raise RegistryError(f"model {version!r} fails its checks: {e}") from None
+        state = self.state()
+        previous = state["arms"].get(arm)
+        state["arms"][arm] = version
+        state["history"].append({"arm": arm, "version": version, "previous": previous,
+                                 "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        self._write_state(state)
+        return previous
+
+    def rollback(self, arm: str = "A") -> tuple[str | None, str | None]:
+        """Undo the last promotion of ``arm``; returns (from, to)."""
+        state = self.state()
+        for i in range(len(state["history"]) - 1, -1, -1):
+            h = state["history"][i]
+            if h.get("arm") == arm and not h.get("rolled_back"):
+                current, previous = state["arms"].get(arm), h.get("previous")
+                if previous is None:
+                    state["arms"].pop(arm, None)
+                else:
+                    state["arms"][arm] = previous
+                h["rolled_back"] = True
+                state["history"].append({"arm": arm, "version": previous, "previous": current, "rollback": True,
+                                         "rolled_back": True,
+                                         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+                self._write_state(state)
+                return current, previous
+        raise RegistryError(f"nothing to roll back for arm {arm!r}")
+
+    def verify(self, folder: Path) -> None:
+        """The loader module's ``verify(folder)`` (checksums) when it has one, else a load."""
+        import importlib
+
+        module = importlib.import_module(self.loader.partition(":")[0])
+        check = getattr(module, "verify", None)
+        if check is not None:
+            check(folder)
+        else:
+            resolve_loader(self.loader)(folder)
+
+    def load(self, version: str):
+        """Load a model folder of this registry (checksums verified by the loader)."""
+        folder = self.folder(version)
+        if not folder.is_dir():
+            raise RegistryError(f"model {version!r} is not in the registry {self.root}")
+        return resolve_loader(self.loader)(folder)

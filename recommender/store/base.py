@@ -1,0 +1,233 @@
+"""The event store interface: every served ranking and every click, durably.
+
+The service logs each ranking at answer time (request, staff, the full ranked list with
+scores and propensities, arm, model version, slots, candidates) and each click event
+(idempotent by event_id). ``export_impressions`` joins the two into the impressions
+contract of DESIGN.md, so the service's own traffic feeds ``recommender train``.
+
+Backends: SQLite in WAL mode (embedded default, ``recommender.store.sqlite``) and
+PostgreSQL (``recommender.store.postgres``). Both implement this class with the same
+schema and the same semantics; the shared logic (joining, tailing) lives here.
+"""
+from __future__ import annotations
+
+import json
+
+import orjson
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+from ..timeutil import format_ts
+
+# click status, stored with each event
+OK = "ok"
+UNKNOWN_REQUEST = "unknown_request"  # no ranking with this request_id was logged (yet)
+NOT_SHOWN = "not_shown"  # the ranking exists but did not show this banner in its slots
+
+
+@dataclass
+class RankingRecord:
+    """One served ranking. ``items`` are (banner_id, position, score, propensity) in
+    position order, every candidate ranked; the first ``slots`` are the impressions."""
+
+    request_id: str
+    ts: float
+    staff_id: str
+    arm: str
+    model_version: str
+    explored: bool
+    slots: int
+    items: list[tuple[str, int, float, float]]
+    candidates: list[str] = field(default_factory=list)
+    writer: str = ""
+    seq: int = 0  # set by the store
+
+    def shown(self) -> list[tuple[str, int, float, float]]:
+        return self.items[: self.slots]
+
+    def items_json(self) -> str:
+        return orjson.dumps(self.items).decode("utf-8")
+
+    def candidates_json(self) -> str:
+        return orjson.dumps(self.candidates).decode("utf-8")
+
+    @classmethod
+    def from_row(cls, row) -> "RankingRecord":
+        (seq, request_id, ts, staff_id, arm, model_version, explored, slots, items, candidates, writer) = row
+        return cls(request_id, float(ts), staff_id, arm, model_version, bool(explored), int(slots),
+                   [tuple(x) for x in orjson.loads(items)], orjson.loads(candidates), writer, int(seq))
+
+
+RANKING_COLUMNS = "seq, request_id, ts, staff_id, arm, model_version, explored, slots, items, candidates, writer"
+
+
+@dataclass
+class ClickEvent:
+    event_id: str
+    request_id: str
+    banner_id: str
+    ts: float  # when the click happened (client time, or receipt time when not given)
+    type: str = "click"
+    received: float = 0.0
+    status: str = OK  # set by the store: ok, unknown_request or not_shown
+    writer: str = ""
+    seq: int = 0
+
+    @classmethod
+    def from_row(cls, row) -> "ClickEvent":
+        seq, event_id, type_, request_id, banner_id, ts, received, status, writer = row
+        return cls(event_id, request_id, banner_id, float(ts), type_, float(received), status, writer, int(seq))
+
+
+EVENT_COLUMNS = "seq, event_id, type, request_id, banner_id, ts, received, status, writer"
+
+
+@dataclass
+class EventsOutcome:
+    """What happened to a batch of events: stored (new) or duplicate, and flags."""
+
+    stored: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    flagged: dict[str, str] = field(default_factory=dict)  # event_id -> status, for stored events not ok
+
+
+class EventStore(ABC):
+    """Durable log of rankings and click events, plus the catalog and staff directory the
+    admin API sets (so that they survive a restart and reach every worker)."""
+
+    url: str = ""
+
+    # -- writes -----------------------------------------------------------------------
+    @abstractmethod
+    def log_rankings(self, records: list[RankingRecord]) -> None:
+        """Append rankings (one transaction). A request_id already logged is ignored."""
+
+    @abstractmethod
+    def add_events(self, events: list[ClickEvent]) -> EventsOutcome:
+        """Store new events durably (committed and synced before returning); an event_id
+        already stored is a duplicate and is not stored again. Each stored click gets a
+        status: ok, unknown_request or not_shown."""
+
+    @abstractmethod
+    def put_document(self, name: str, body: str) -> int:
+        """Replace a named JSON document (the catalog); returns its new version number."""
+
+    @abstractmethod
+    def get_document(self, name: str) -> tuple[int, str] | None:
+        """(version, body) of a named document, or None."""
+
+    @abstractmethod
+    def upsert_staff(self, rows: list[tuple[str, dict]]) -> int:
+        """Insert or replace staff profiles; returns the staff directory's new version."""
+
+    @abstractmethod
+    def all_staff(self) -> list[tuple[str, dict]]: ...
+
+    # -- reads ------------------------------------------------------------------------
+    @abstractmethod
+    def rankings_after(self, seq: int, limit: int = 10000, since_ts: float | None = None,
+                       exclude_writer: str | None = None, upto: int | None = None) -> list[RankingRecord]:
+        """Rankings with seq > seq (and <= upto) in seq order, with ts >= since_ts and a
+        writer other than exclude_writer when given."""
+
+    @abstractmethod
+    def events_after(self, seq: int, limit: int = 10000, exclude_writer: str | None = None,
+                     upto: int | None = None) -> list[ClickEvent]: ...
+
+    @abstractmethod
+    def max_seq(self) -> tuple[int, int]:
+        """The last seq of rankings and of events (0 when empty)."""
+
+    def tail(self, seq_rankings: int, seq_events: int, exclude_writer: str
+             ) -> tuple[list[RankingRecord], list[ClickEvent], int, int]:
+        """What other writers added after the cursors, and the new cursors. The cursors
+        move to the current ends first, so a writer's own rows are never read back."""
+        end_r, end_e = self.max_seq()
+        rankings: list[RankingRecord] = []
+        while True:
+            part = self.rankings_after(seq_rankings, 10000, None, exclude_writer, end_r)
+            rankings += part
+            if len(part) < 10000:
+                break
+            seq_rankings = part[-1].seq
+        events: list[ClickEvent] = []
+        while True:
+            part = self.events_after(seq_events, 10000, exclude_writer, end_e)
+            events += part
+            if len(part) < 10000:
+                break
+            seq_events = part[-1].seq
+        return rankings, events, max(end_r, seq_rankings), max(end_e, seq_events)
+
+    @abstractmethod
+    def counts(self) -> dict[str, int]:
+        """Row counts: rankings, events, and events per status."""
+
+    @abstractmethod
+    def check_writable(self) -> None:
+        """Raise if the store cannot take a write right now (readyz)."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    # -- shared logic -----------------------------------------------------------------
+    def iter_rankings(self, since_ts: float | None = None, batch: int = 5000) -> Iterator[RankingRecord]:
+        seq = 0
+        while True:
+            rows = self.rankings_after(seq, batch, since_ts)
+            if not rows:
+                return
+            yield from rows
+            seq = rows[-1].seq
+
+    def iter_events(self, batch: int = 5000) -> Iterator[ClickEvent]:
+        seq = 0
+        while True:
+            rows = self.events_after(seq, batch)
+            if not rows:
+                return
+            yield from rows
+            seq = rows[-1].seq
+
+    def clicked_pairs(self) -> set[tuple[str, str]]:
+        """(request_id, banner_id) of every stored click, duplicates removed."""
+        return {(e.request_id, e.banner_id) for e in self.iter_events() if e.type == "click"}
+
+    def export_impressions(self, since_ts: float | None = None, policy_prefix: str = "") -> Iterator[dict]:
+        """Impression rows (DESIGN.md contract): one per shown position (the request's
+        first ``slots``), clicked when a click event names that request and banner. Each
+        row carries the request's explicit candidate list, since the catalog changes."""
+        clicks = self.clicked_pairs()
+        for r in self.iter_rankings(since_ts):
+            ts = format_ts(r.ts)
+            policy = f"{policy_prefix}{r.arm}:{r.model_version}" + (":explore" if r.explored else "")
+            for banner_id, position, _score, propensity in r.shown():
+                yield {"request_id": r.request_id, "ts": ts, "staff_id": r.staff_id, "banner_id": banner_id,
+                       "position": int(position), "propensity": float(propensity),
+                       "clicked": int((r.request_id, banner_id) in clicks), "policy": policy,
+                       "candidates": list(r.candidates)}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def open_store(url: str) -> EventStore:
+    """``sqlite:///path/events.db`` (or a bare path) or ``postgresql://...[?schema=NAME]``."""
+    if url.startswith(("postgresql://", "postgres://")):
+        from .postgres import PostgresStore
+
+        return PostgresStore(url)
+    from .sqlite import SQLiteStore
+
+    path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else url
+    return SQLiteStore(path)
+
+
+def click_status(shown_banners: Iterable[str] | None, banner_id: str) -> str:
+    if shown_banners is None:
+        return UNKNOWN_REQUEST
+    return OK if banner_id in set(shown_banners) else NOT_SHOWN

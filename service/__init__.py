@@ -1,0 +1,2 @@
+"""The HTTP layer of the ranking service (FastAPI). Route functions translate HTTP to
+calls of recommender.serving.engine.RankingEngine and back; nothing else lives here."""

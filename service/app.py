@@ -1,0 +1,157 @@
+"""The FastAPI application: routers over the engine, limits, metrics.
+
+``create_app(config)`` builds the app (and its engine, unless one is given);
+``app_from_env()`` is the factory uvicorn workers call (``RECOMMENDER_CONFIG`` names the
+config file), used by ``recommender serve``.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from recommender.serving.config import ServiceConfig, load_config
+from recommender.serving.engine import RankingEngine
+from recommender.store import open_store
+
+from . import metrics
+from .routes import admin, catalog, events, ranking
+from .schemas import RankRequest
+
+log = logging.getLogger("service")
+ADMIN_BODY_LIMIT = 64 * 1024 * 1024  # bulk staff and catalog uploads
+ADMIN_PATHS = ("/v1/banners", "/v1/staff")
+
+
+class LimitsAndMetrics:
+    """Pure ASGI middleware: refuses bodies over the limit with 413 (by Content-Length, or
+    while reading a chunked body) and records request counts and latency per endpoint."""
+
+    def __init__(self, app, max_body: int):
+        self.app = app
+        self.max_body = max_body
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope["path"]
+        endpoint = metrics.endpoint_label(path)
+        limit = ADMIN_BODY_LIMIT if path in ADMIN_PATHS else self.max_body
+        t = time.perf_counter()
+        status = {"code": 500}
+
+        async def send_wrapper(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+            if length is not None and int(length) > limit:
+                await self._too_large(send_wrapper, limit)
+                return
+            seen = 0
+            refused = False
+
+            async def limited_receive():
+                # a body without Content-Length (chunked) is counted as it arrives: past the
+                # limit, answer 413 now and tell the app the client is gone
+                nonlocal seen, refused
+                if refused:
+                    return {"type": "http.disconnect"}
+                message = await receive()
+                if message["type"] == "http.request":
+                    seen += len(message.get("body", b""))
+                    if seen > limit:
+                        refused = True
+                        await self._too_large(send_wrapper, limit)
+                        return {"type": "http.disconnect"}
+                return message
+
+            async def guarded_send(message):
+                if not refused:
+                    await send_wrapper(message)
+
+            try:
+                await self.app(scope, limited_receive, guarded_send)
+            except Exception:
+                if not refused:
+                    raise
+        finally:
+            metrics.REQUESTS.labels(endpoint, scope["method"], str(status["code"])).inc()
+            metrics.LATENCY.labels(endpoint).observe(time.perf_counter() - t)
+
+    @staticmethod
+    async def _too_large(send, limit: int):
+        resp = JSONResponse({"detail": f"request body too large: the limit is {limit} bytes ({limit // 1024} KiB)"},
+                            status_code=413)
+        await send({"type": "http.response.start", "status": 413, "headers": resp.raw_headers})
+        await send({"type": "http.response.body", "body": resp.body})
+
+
+async def _validation_error(request: Request, exc: RequestValidationError):
+    errors = exc.errors()
+    first = errors[0] if errors else {}
+    where = ".".join(str(x) for x in first.get("loc", ()) if x != "body")
+    message = f"{where}: {first.get('msg', 'invalid request')}" if where else first.get("msg", "invalid request")
+    # no 'input' echoed back: it may hold a whole 500-item list
+    detail = [{"loc": e.get("loc"), "msg": e.get("msg"), "type": e.get("type")} for e in errors]
+    return JSONResponse({"detail": detail, "message": message}, status_code=422)
+
+
+def create_app(config: ServiceConfig | None = None, engine: RankingEngine | None = None,
+               noop_endpoint: bool = False) -> FastAPI:
+    if engine is None:
+        if config is None:
+            raise ValueError("create_app needs a config or an engine")
+        config.check_keys()
+        engine = RankingEngine(config, open_store(config.db))
+        owns_engine = True
+    else:
+        owns_engine = False
+        config = engine.config
+        config.check_keys()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        metrics.set_model_versions(engine.arms)
+        yield
+        if owns_engine:
+            engine.close()
+
+    app = FastAPI(title="Banner ranking service", version="1", lifespan=lifespan,
+                  description="Ranks the banners of the messenger's banner space per staff member and logs "
+                              "rankings and clicks for training and offline evaluation.")
+    app.state.engine = engine
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.include_router(ranking.router)
+    app.include_router(events.router)
+    app.include_router(catalog.router)
+    app.include_router(admin.router)
+    if noop_endpoint:
+        # the benchmark's baseline: same body parsing and auth, no ranking
+        from fastapi import Depends
+
+        from .deps import require_client
+
+        @app.post("/v1/noop", tags=["benchmark"], include_in_schema=False)
+        async def noop(body: RankRequest, _: str = Depends(require_client)):
+            return {"ok": True}
+
+    app.add_middleware(LimitsAndMetrics, max_body=config.max_body_bytes)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn factory: RECOMMENDER_CONFIG names the config; RECOMMENDER_NOOP_ENDPOINT=1
+    adds the benchmark's no-op endpoint."""
+    path = os.environ.get("RECOMMENDER_CONFIG")
+    if not path:
+        raise RuntimeError("RECOMMENDER_CONFIG is not set (recommender serve sets it)")
+    config = load_config(path).with_env_keys()
+    return create_app(config, noop_endpoint=os.environ.get("RECOMMENDER_NOOP_ENDPOINT") == "1")

@@ -1,0 +1,59 @@
+"""Dependencies: the engine, the settings, and API-key auth (X-API-Key)."""
+from __future__ import annotations
+
+import hmac
+
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.security import APIKeyHeader
+
+from recommender.serving.config import ServiceConfig
+from recommender.serving.engine import RankingEngine
+
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
+                              description="a client key (rank, events) or an admin key (everything)")
+
+
+async def get_engine(request: Request) -> RankingEngine:
+    return request.app.state.engine
+
+
+async def get_settings(request: Request) -> ServiceConfig:
+    return request.app.state.engine.config
+
+
+def _matches(key: str, keys: frozenset[str]) -> bool:
+    # compare against every key in constant time (do not stop at the first match)
+    found = False
+    for k in keys:
+        found |= hmac.compare_digest(key.encode("utf-8"), k.encode("utf-8"))
+    return found
+
+
+def key_kind(key: str | None, settings: ServiceConfig) -> str | None:
+    if not key:
+        return None
+    if _matches(key, settings.admin_keys):
+        return "admin"
+    if _matches(key, settings.client_keys):
+        return "client"
+    return None
+
+
+_UNAUTHORIZED = HTTPException(401, "missing or unknown API key: send it in the X-API-Key header",
+                              headers={"WWW-Authenticate": "X-API-Key"})
+
+
+async def require_client(key: str | None = Security(api_key_header), settings: ServiceConfig = Depends(get_settings)) -> str:
+    kind = key_kind(key, settings)
+    if kind is None:
+        raise _UNAUTHORIZED
+    return kind
+
+
+async def require_admin(key: str | None = Security(api_key_header), settings: ServiceConfig = Depends(get_settings)) -> str:
+    kind = key_kind(key, settings)
+    if kind is None:
+        raise _UNAUTHORIZED
+    if kind != "admin":
+        raise HTTPException(403, "this endpoint needs an admin API key")
+    return kind

@@ -1,0 +1,72 @@
+"""Prometheus metrics: requests and latency per endpoint, impressions and clicks per arm,
+the model version per arm. With several uvicorn workers, ``recommender serve`` sets
+PROMETHEUS_MULTIPROC_DIR so that /metrics adds up every worker."""
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram,
+                               generate_latest)
+
+_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+REQUESTS = Counter("recommender_http_requests_total", "HTTP requests", ["endpoint", "method", "status"])
+LATENCY = Histogram("recommender_http_request_duration_seconds", "HTTP request latency", ["endpoint"], buckets=_BUCKETS)
+RANKINGS = Counter("recommender_rankings_total", "rankings served", ["arm", "model_version", "explored"])
+IMPRESSIONS = Counter("recommender_impressions_total", "banners shown (the request's slots)", ["arm"])
+CLICKS = Counter("recommender_clicks_total", "click events stored (duplicates excluded)", ["arm"])
+DUPLICATES = Counter("recommender_duplicate_events_total", "events received again (not stored twice)")
+FLAGGED = Counter("recommender_flagged_events_total", "events stored with a flag", ["status"])
+RANK_SECONDS = Histogram("recommender_rank_seconds", "time inside the engine per ranking (features, model, rules)",
+                         ["arm"], buckets=(5e-5, 1e-4, 2e-4, 3e-4, 5e-4, 7.5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 5e-2))
+MODEL_INFO = Gauge("recommender_model_info", "1 for the model version each arm serves", ["arm", "model_version"],
+                   multiprocess_mode="liveall")
+
+KNOWN_ENDPOINTS = frozenset({"/v1/rank", "/v1/events", "/v1/banners", "/v1/staff", "/v1/admin/reload", "/healthz",
+                             "/readyz", "/metrics", "/v1/noop"})
+
+
+def endpoint_label(path: str) -> str:
+    return path if path in KNOWN_ENDPOINTS else "other"
+
+
+def observe_rank(outcome, seconds: float) -> None:
+    r = outcome.result
+    RANKINGS.labels(outcome.arm, r.model_version, str(r.explored).lower()).inc()
+    n = min(outcome.slots, len(r.items))
+    if n:
+        IMPRESSIONS.labels(outcome.arm).inc(n)
+    RANK_SECONDS.labels(outcome.arm).observe(seconds)
+
+
+def observe_events(outcome, arms_of_stored: dict[str, str]) -> None:
+    for eid in outcome.stored:
+        CLICKS.labels(arms_of_stored.get(eid, "unknown")).inc()
+    if outcome.duplicates:
+        DUPLICATES.inc(len(outcome.duplicates))
+    for status in outcome.flagged.values():
+        FLAGGED.labels(status).inc()
+
+
+_shown_versions: set[tuple[str, str]] = set()
+
+
+def set_model_versions(arms: dict) -> None:
+    """1 for each arm's current version, 0 for versions it served before (clearing labels
+    is not possible in multi-process mode)."""
+    now = {(name, st.version) for name, st in arms.items()}
+    for labels in _shown_versions - now:
+        MODEL_INFO.labels(*labels).set(0)
+    for labels in now:
+        MODEL_INFO.labels(*labels).set(1)
+    _shown_versions.update(now)
+
+
+def render() -> tuple[bytes, str]:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        reg = CollectorRegistry()
+        multiprocess.MultiProcessCollector(reg)
+        return generate_latest(reg), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -1,0 +1,30 @@
+"""POST /v1/events."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from recommender.serving.engine import RankingEngine
+from recommender.store import ClickEvent
+
+from .. import metrics
+from ..deps import get_engine, require_client
+from ..schemas import EventBatch, EventsResponse, FlaggedEvent
+
+router = APIRouter(prefix="/v1", tags=["events"])
+
+
+def to_events(body: EventBatch) -> list[ClickEvent]:
+    return [ClickEvent(e.event_id, e.request_id, e.banner_id, e.ts.timestamp() if e.ts else 0.0, e.type)
+            for e in body.events]
+
+
+# a plain def: storing waits for the disk (fsync), so it runs in the thread pool
+@router.post("/events", response_model=EventsResponse,
+             summary="report click events; answered only once they are durably stored; idempotent by event_id")
+def post_events(body: EventBatch, engine: RankingEngine = Depends(get_engine), _: str = Depends(require_client)):
+    events = to_events(body)
+    outcome = engine.record_events(events)
+    metrics.observe_events(outcome, engine.arms_of(events))
+    return EventsResponse(stored=len(outcome.stored), duplicates=len(outcome.duplicates),
+                          duplicate_ids=outcome.duplicates,
+                          flagged=[FlaggedEvent(event_id=k, status=v) for k, v in outcome.flagged.items()])

@@ -1,0 +1,94 @@
+"""The model registry (promote, rollback, list) and A/B arm assignment."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from recommender.cli import main
+from recommender.serving.arms import Arm, ArmAssigner, unit_hash
+from recommender.serving.registry import ModelRegistry, RegistryError
+from service_support import add_fake_model
+
+
+def test_promote_and_rollback(tmp_path):
+    reg = ModelRegistry(tmp_path)
+    for v in ("v1", "v2", "v3"):
+        add_fake_model(tmp_path, v)
+    assert reg.resolve("A") is None
+    assert reg.promote("v1", verify=False) is None
+    assert reg.promote("v2", verify=False) == "v1"
+    assert reg.promote("v3", "B", verify=False) is None
+    assert reg.state()["arms"] == {"A": "v2", "B": "v3"}
+    assert reg.rollback("A") == ("v2", "v1")
+    assert reg.resolve("A") == "v1"
+    assert reg.rollback("A") == ("v1", None)
+    assert reg.resolve("A") is None and reg.resolve("B") == "v3"
+    with pytest.raises(RegistryError, match="nothing to roll back"):
+        reg.rollback("A")
+    assert {m.version: m.arms for m in reg.list()} == {"v1": [], "v2": [], "v3": ["B"]}
+
+
+def test_promote_refuses_unknown_and_unsafe_versions(tmp_path):
+    reg = ModelRegistry(tmp_path)
+    with pytest.raises(RegistryError, match="no model"):
+        reg.promote("v9", verify=False)
+    for bad in ("../etc", "a/b", "", ".hidden"):
+        with pytest.raises(RegistryError, match="invalid model version"):
+            reg.promote(bad, verify=False)
+
+
+def test_promote_verifies_the_folder(tmp_path):
+    """Without training/ artifacts the check fails: promote refuses and says why."""
+    reg = ModelRegistry(tmp_path)
+    add_fake_model(tmp_path, "v1")  # metadata.json without checksums
+    with pytest.raises(RegistryError, match="fails its checks"):
+        reg.promote("v1")
+    assert reg.resolve("A") is None
+
+
+def test_models_commands(tmp_path, capsys):
+    add_fake_model(tmp_path, "v1")
+    add_fake_model(tmp_path, "v2")
+    reg = ModelRegistry(tmp_path)
+    reg.promote("v1", verify=False)
+    assert main(["models", "--models", str(tmp_path), "list"]) == 0
+    out = capsys.readouterr().out
+    assert "v1" in out and "v2" in out and "A" in out
+    assert main(["models", "--models", str(tmp_path), "promote", "v2", "--arm", "B", "--no-verify"]) == 0
+    assert reg.resolve("B") == "v2"
+    assert main(["models", "--models", str(tmp_path), "rollback", "--arm", "B"]) == 0
+    assert reg.resolve("B") is None
+    assert main(["models", "--models", str(tmp_path), "rollback", "--arm", "B"]) == 1
+    assert "nothing to roll back" in capsys.readouterr().err
+    assert main(["models", "--models", str(tmp_path), "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert {m["version"] for m in listed} == {"v1", "v2"}
+
+
+def test_arm_assignment_is_stable_and_follows_shares():
+    arms = [Arm("A", 0.8), Arm("B", 0.2)]
+    a1, a2 = ArmAssigner(arms, "salt-1"), ArmAssigner(list(arms), "salt-1")
+    ids = [f"s-{i}" for i in range(20000)]
+    got = [a1.assign(s) for s in ids]
+    assert got == [a2.assign(s) for s in ids]  # another process/replica: same answer
+    share_b = got.count("B") / len(got)
+    assert abs(share_b - 0.2) < 0.015  # binomial sd is 0.003
+    other = [ArmAssigner(arms, "salt-2").assign(s) for s in ids]
+    assert other != got  # the salt reshuffles
+
+
+def test_arm_config_is_checked():
+    with pytest.raises(ValueError, match="add up to 1"):
+        ArmAssigner([Arm("A", 0.5), Arm("B", 0.2)], "s")
+    with pytest.raises(ValueError, match="duplicate"):
+        ArmAssigner([Arm("A", 0.5), Arm("A", 0.5)], "s")
+
+
+@settings(max_examples=200)
+@given(st.text(max_size=40), st.text(max_size=40))
+def test_unit_hash_is_in_the_unit_interval(salt, staff):
+    u = unit_hash(salt, staff)
+    assert 0.0 <= u < 1.0 and u == unit_hash(salt, staff)

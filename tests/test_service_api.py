@@ -1,0 +1,213 @@
+"""The HTTP API through FastAPI's TestClient (httpx), with fake models in a real registry."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from recommender.serving.engine import RankingEngine
+from recommender.store import open_store
+from service.app import create_app
+from service_support import ADMIN_KEY, CLIENT_KEY, FakeRegistry, add_fake_model, config_from, write_config
+
+C = {"X-API-Key": CLIENT_KEY}
+A = {"X-API-Key": ADMIN_KEY}
+
+
+def make_client(tmp_path, arms: str = "", extra: str = "", promote: str | None = "m1", **model):
+    cfg = config_from(write_config(tmp_path, arms, extra))
+    reg = FakeRegistry(cfg.models)
+    if promote:
+        add_fake_model(cfg.models, promote, **model)
+        reg.promote(promote, "A", verify=False)
+    engine = RankingEngine(cfg, open_store(cfg.db), registry=reg)
+    client = TestClient(create_app(engine=engine))
+    return client, engine
+
+
+@pytest.fixture
+def api(tmp_path):
+    client, engine = make_client(tmp_path)
+    with client:
+        yield client, engine
+    engine.close()
+
+
+def rank(client, **body):
+    body.setdefault("staff_id", "s-1")
+    r = client.post("/v1/rank", json=body, headers=C)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_rank_orders_by_model_with_pinned_first(api):
+    client, _ = api
+    out = rank(client)
+    ids = [i["banner_id"] for i in out["ranking"]]
+    # b-pinned first; b-heads is for principals; b-old's window is over
+    assert ids == ["b-pinned", "b-survey", "b-event", "b-info", "b-policy"]
+    assert [i["position"] for i in out["ranking"]] == [1, 2, 3, 4, 5]
+    assert out["model_version"] == "m1" and out["arm"] == "A" and out["explored"] is False
+    assert all(i["propensity"] == 1.0 for i in out["ranking"])  # epsilon 0 in this config
+    assert len(out["request_id"]) >= 16
+
+
+def test_profile_from_request_then_directory_then_unknown(api):
+    client, _ = api
+    heads = lambda body: "b-heads" in [i["banner_id"] for i in rank(client, **body)["ranking"]]  # noqa: E731
+    assert heads({"staff_id": "s-p"})  # the directory says principal
+    assert not heads({"staff_id": "s-p", "profile": {"role": "teacher"}})  # the request's profile wins
+    assert heads({"staff_id": "nobody", "profile": {"role": "principal"}})
+    assert not heads({"staff_id": "nobody"})  # unknown staff: empty profile, untargeted banners only
+
+
+def test_request_candidates_are_filtered_and_unknown_ids_cold_started(api):
+    client, _ = api
+    out = rank(client, candidates=["b-old", "b-new-1", "b-info", "b-heads", "b-info"])
+    ids = [i["banner_id"] for i in out["ranking"]]
+    assert sorted(ids) == ["b-info", "b-new-1"]  # b-old expired, b-heads not for a teacher, duplicate dropped
+    assert ids[0] == "b-info"  # 1.0 beats the cold-start 0.0
+
+
+def test_a_click_changes_the_next_ranking(api):
+    client, engine = api
+    first = rank(client)
+    assert first["ranking"][1]["banner_id"] == "b-survey"
+    r = client.post("/v1/events", json={"events": [{"event_id": "e-1", "request_id": first["request_id"],
+                                                    "banner_id": "b-survey"}]}, headers=C)
+    assert r.status_code == 200 and r.json()["stored"] == 1
+    t = time.perf_counter()
+    second = rank(client)
+    assert time.perf_counter() - t < 1.0
+    ids = [i["banner_id"] for i in second["ranking"]]
+    assert ids.index("b-survey") == len(ids) - 1  # the completed survey drops to the end
+    # another person is not affected
+    assert rank(client, staff_id="s-other")["ranking"][1]["banner_id"] == "b-survey"
+
+
+def test_events_are_idempotent_durable_and_flag_unknown_requests(api, tmp_path):
+    client, engine = api
+    out = rank(client)
+    batch = {"events": [{"event_id": "e-1", "type": "click", "request_id": out["request_id"], "banner_id": "b-survey",
+                         "ts": "2026-03-02T08:41:07+09:00"},
+                        {"event_id": "e-2", "request_id": "r-never-served", "banner_id": "b-info"}]}
+    r1 = client.post("/v1/events", json=batch, headers=C).json()
+    assert r1["stored"] == 2 and r1["duplicates"] == 0
+    assert r1["flagged"] == [{"event_id": "e-2", "status": "unknown_request"}]
+    r2 = client.post("/v1/events", json=batch, headers=C).json()
+    assert r2["stored"] == 0 and r2["duplicates"] == 2 and sorted(r2["duplicate_ids"]) == ["e-1", "e-2"]
+    # durable: a separate connection to the same file sees them at once
+    other = open_store(engine.config.db)
+    try:
+        assert {e.event_id: e.status for e in other.iter_events()} == {"e-1": "ok", "e-2": "unknown_request"}
+        assert [r.request_id for r in other.iter_rankings()] == [out["request_id"]]
+    finally:
+        other.close()
+
+
+def test_events_need_an_offset_on_ts(api):
+    client, _ = api
+    r = client.post("/v1/events", json={"events": [{"event_id": "e", "request_id": "r", "banner_id": "b",
+                                                    "ts": "2026-03-02T08:41:07"}]}, headers=C)
+    assert r.status_code == 422 and "offset" in r.json()["message"]
+
+
+def test_auth_401_and_403(api):
+    client, _ = api
+    assert client.post("/v1/rank", json={"staff_id": "s-1"}).status_code == 401
+    assert client.post("/v1/rank", json={"staff_id": "s-1"}, headers={"X-API-Key": "wrong"}).status_code == 401
+    assert client.post("/v1/rank", json={"staff_id": "s-1"}, headers=A).status_code == 200  # admin may rank
+    assert client.put("/v1/banners", json=[], headers=C).status_code == 403
+    assert client.put("/v1/staff", json={"staff": []}, headers=C).status_code == 403
+    assert client.post("/v1/admin/reload", headers=C).status_code == 403
+    assert client.post("/v1/admin/reload").status_code == 401
+    assert client.get("/v1/banners").status_code == 401
+
+
+def test_limits_give_a_clear_message(api):
+    client, _ = api
+    r = client.post("/v1/rank", json={"staff_id": "s-1", "candidates": [f"b{i}" for i in range(501)]}, headers=C)
+    assert r.status_code == 422 and "candidates" in r.json()["message"] and "500" in r.json()["message"]
+    ok = client.post("/v1/rank", json={"staff_id": "s-1", "candidates": [f"b{i}" for i in range(500)]}, headers=C)
+    assert ok.status_code == 200 and len(ok.json()["ranking"]) == 500
+    big = json.dumps({"staff_id": "s-1", "context": {"pad": "x" * (256 * 1024)}})
+    r = client.post("/v1/rank", content=big, headers={**C, "content-type": "application/json"})
+    assert r.status_code == 413 and "256 KiB" in r.json()["detail"]
+
+    def chunks():  # no Content-Length: the limit is enforced while reading
+        for _ in range(300):
+            yield b"x" * 1024
+
+    r = client.post("/v1/rank", content=chunks(), headers={**C, "content-type": "application/json"})
+    assert r.status_code == 413
+
+
+def test_banners_get_put_and_validation(api):
+    client, _ = api
+    got = client.get("/v1/banners", headers=C).json()
+    assert [b["banner_id"] for b in got["banners"]][:2] == ["b-policy", "b-info"]
+    new = [{"banner_id": "n-1", "category": "event", "priority": 2},
+           {"banner_id": "n-2", "category": "survey", "start": "2020-01-01T00:00:00+09:00", "end": None}]
+    r = client.put("/v1/banners", json=new, headers=A)
+    assert r.status_code == 200 and r.json()["count"] == 2
+    assert sorted(i["banner_id"] for i in rank(client)["ranking"]) == ["n-1", "n-2"]
+    bad = client.put("/v1/banners", json=[{"banner_id": "x", "category": "info", "priority": "high"}], headers=A)
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", 0, "priority"]
+    assert client.get("/v1/banners", headers=C).json()["version"] == r.json()["version"]
+
+
+def test_put_staff_changes_the_profile(api):
+    client, _ = api
+    assert "b-heads" not in [i["banner_id"] for i in rank(client, staff_id="s-new")["ranking"]]
+    r = client.put("/v1/staff", json={"staff": [{"staff_id": "s-new", "role": "principal", "region": "Paju"}]},
+                   headers=A)
+    assert r.status_code == 200 and r.json()["count"] == 1
+    assert "b-heads" in [i["banner_id"] for i in rank(client, staff_id="s-new")["ranking"]]
+
+
+def test_openapi_lists_every_endpoint(api):
+    client, _ = api
+    paths = client.get("/openapi.json").json()["paths"]
+    for p in ("/v1/rank", "/v1/events", "/v1/banners", "/v1/staff", "/v1/admin/reload", "/healthz", "/readyz",
+              "/metrics"):
+        assert p in paths, p
+    assert "put" in paths["/v1/banners"] and "get" in paths["/v1/banners"]
+
+
+def test_health_ready_and_metrics(api):
+    client, _ = api
+    assert client.get("/healthz").json() == {"status": "alive"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["status"] == "ok"
+    out = rank(client)
+    client.post("/v1/events", json={"events": [{"event_id": "m-1", "request_id": out["request_id"],
+                                                "banner_id": "b-survey"}]}, headers=C)
+    text = client.get("/metrics").text
+    assert 'recommender_http_requests_total{endpoint="/v1/rank",method="POST",status="200"}' in text
+    assert 'recommender_http_request_duration_seconds_bucket{endpoint="/v1/rank"' in text
+    assert 'recommender_impressions_total{arm="A"}' in text
+    assert 'recommender_clicks_total{arm="A"}' in text
+    assert 'recommender_model_info{arm="A",model_version="m1"} 1.0' in text
+
+
+def _metric(text: str, prefix: str) -> float:
+    return sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith(prefix))
+
+
+def test_metrics_count_impressions_per_slot(api):
+    client, _ = api
+    before = _metric(client.get("/metrics").text, 'recommender_impressions_total{arm="A"}')
+    rank(client, slots=2)
+    rank(client, slots=3)
+    after = _metric(client.get("/metrics").text, 'recommender_impressions_total{arm="A"}')
+    assert after - before == 5
+
+
+def test_staff_ids_never_reach_the_logs(api, caplog):
+    client, _ = api
+    caplog.set_level("DEBUG")
+    rank(client, staff_id="s-secret-4711")
+    assert caplog.records, "the debug log should have a line for the ranking"
+    assert "s-secret-4711" not in caplog.text

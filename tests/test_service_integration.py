@@ -1,0 +1,130 @@
+"""The real server: `recommender serve` (uvicorn) on a free loopback port, 1 and 2 workers."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from recommender.contracts.impressions import load_impressions
+from service_support import ADMIN_KEY, CLIENT_KEY, write_config
+
+C = {"X-API-Key": CLIENT_KEY}
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, config: Path, workers: int = 1, extra_env: dict | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, **(extra_env or {})}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "recommender.cli", "serve", "--config", str(config), "--port", str(self.port),
+             "--workers", str(workers), "--log-level", "warning"],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.proc.stdout.read().decode()}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("server did not become ready in 30 s")
+
+    def stop(self) -> str:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        return self.proc.stdout.read().decode(errors="replace")
+
+
+@pytest.fixture
+def config(tmp_path):
+    return write_config(tmp_path, extra="workers = 1")
+
+
+def test_serve_rank_click_export(config, tmp_path):
+    server = Server(config, extra_env={"RECOMMENDER_CLIENT_KEYS": "env-client-key"})
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            r = http.post("/v1/rank", json={"staff_id": "s-secret-99", "slots": 2}, headers=C)
+            assert r.status_code == 200, r.text
+            out = r.json()
+            assert out["model_version"] == "fallback"  # no model promoted in this registry
+            # a key from the environment works too
+            assert http.post("/v1/rank", json={"staff_id": "s-2"}, headers={"X-API-Key": "env-client-key"}).status_code == 200
+            ev = {"events": [{"event_id": "e-1", "request_id": out["request_id"],
+                              "banner_id": out["ranking"][1]["banner_id"]}]}
+            assert http.post("/v1/events", json=ev, headers=C).json()["stored"] == 1
+            assert http.post("/v1/events", json=ev, headers=C).json()["duplicates"] == 1
+            assert http.get("/readyz").json()["status"] == "degraded"
+            assert "recommender_rankings_total" in http.get("/metrics").text
+    finally:
+        logs = server.stop()
+    assert "s-secret-99" not in logs
+    out_file = tmp_path / "exported.jsonl"
+    res = subprocess.run([sys.executable, "-m", "recommender.cli", "export", "--db", str(tmp_path / "events.db"),
+                          "--out", str(out_file)], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    log = load_impressions(out_file)
+    assert len(log) == 2 + 3  # slots 2, then the default 3
+    assert int(log.clicked.sum()) == 1
+    assert log.n_requests == 2
+
+
+def test_two_workers_share_clicks_within_a_second(tmp_path):
+    """A click posted to one worker changes the person's ranking in every worker within a
+    second (each worker tails the store), through a real model loaded by a real server."""
+    from recommender.serving.registry import ModelRegistry
+    from recommender.store import open_store
+    from service_support import add_fake_model
+
+    config = write_config(tmp_path, extra='workers = 2\nmodel_loader = "service_support:load_model"')
+    add_fake_model(tmp_path / "models", "m1")
+    ModelRegistry(tmp_path / "models").promote("m1", verify=False)
+    tests_dir = str(Path(__file__).resolve().parent)
+    server = Server(config, workers=2, extra_env={"PYTHONPATH": tests_dir})
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            before = http.post("/v1/rank", json={"staff_id": "s-1"}, headers=C).json()
+            assert before["model_version"] == "m1"
+            assert before["ranking"][1]["banner_id"] == "b-survey"
+            http.post("/v1/events", json={"events": [{"event_id": "e-9", "request_id": before["request_id"],
+                                                      "banner_id": "b-survey"}]}, headers=C).raise_for_status()
+        time.sleep(0.5)
+        writers, answered = set(), 0
+        deadline = time.time() + 20
+        while len(writers) < 2 and time.time() < deadline:
+            for _ in range(8):  # a fresh connection may land on either worker
+                with httpx.Client(base_url=server.url, timeout=10) as fresh:
+                    r = fresh.post("/v1/rank", json={"staff_id": "s-1"}, headers=C).json()
+                ids = [i["banner_id"] for i in r["ranking"]]
+                assert ids[-1] == "b-survey", ids  # clicked: it drops, whichever worker answered
+                answered += 1
+            time.sleep(0.2)
+            with open_store(str(tmp_path / "events.db")) as store:
+                writers = {x.writer for x in store.iter_rankings() if x.request_id != before["request_id"]}
+        assert len(writers) == 2, f"only one worker answered {answered} requests"
+    finally:
+        server.stop()

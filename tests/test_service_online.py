@@ -1,0 +1,113 @@
+"""The online history and exploration inside the engine (no HTTP)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recommender.exploration import greedy_keys, position_propensities
+from recommender.serving.engine import RankingEngine
+from recommender.serving.online import OnlineHistory
+from recommender.store import ClickEvent, open_store
+from service_support import FakeRegistry, add_fake_model, config_from, write_config
+
+
+def test_click_before_its_ranking_is_applied_when_the_ranking_arrives():
+    h = OnlineHistory()
+    assert h.add_click("r-1", "b-2") is False  # another worker's ranking, not synced yet
+    h.add_ranking("s-1", "r-1", 100.0, [("b-1", "info"), ("b-2", "survey")])
+    q = h.history_for("s-1").query(["s-1", "s-1"], ["b-1", "b-2"], ["info", "survey"], [200.0, 200.0])
+    assert q["ever_clicked_banner"].tolist() == [0.0, 1.0]
+    assert q["ever_views_banner"].tolist() == [1.0, 1.0]
+
+
+def test_online_rows_equal_what_export_writes(tmp_path):
+    """The online layer and the exported impressions describe the same events."""
+    cfg = config_from(write_config(tmp_path))
+    reg = FakeRegistry(cfg.models)
+    add_fake_model(cfg.models, "m1")
+    reg.promote("m1", verify=False)
+    engine = RankingEngine(cfg, open_store(cfg.db), registry=reg, start_threads=False)
+    try:
+        outs = [engine.rank("s-1", slots=2) for _ in range(3)]
+        engine.record_events([ClickEvent("e1", outs[0].request_id, outs[0].result.items[1].banner_id, 0.0)])
+        rows = list(engine.store.export_impressions())
+        online = engine.online._rows["s-1"]
+        assert [(r["banner_id"], r["clicked"]) for r in rows] == [(x[0], x[3]) for x in online]
+    finally:
+        engine.close()
+
+
+@pytest.mark.parametrize("epsilon", [0.3])
+def test_exploration_logs_exact_propensities(tmp_path, epsilon):
+    arms = f'[arms]\nsalt = "s"\n[arms.A]\nshare = 1.0\nepsilon = {epsilon}\n'
+    cfg = config_from(write_config(tmp_path, arms=arms))
+    reg = FakeRegistry(cfg.models)
+    add_fake_model(cfg.models, "m1")
+    reg.promote("m1", verify=False)
+    engine = RankingEngine(cfg, open_store(cfg.db), registry=reg, start_threads=False)
+    try:
+        n = 3000
+        counts: dict[tuple[str, int], int] = {}
+        logged: dict[tuple[str, int], float] = {}
+        explored = 0
+        for i in range(n):
+            out = engine.rank(f"x-{i}")  # new people: no history, the same greedy order
+            explored += out.result.explored
+            for it in out.result.items:
+                counts[(it.banner_id, it.position)] = counts.get((it.banner_id, it.position), 0) + 1
+                logged[(it.banner_id, it.position)] = it.propensity
+            if i % 500 == 0:
+                engine.flush()
+        assert abs(explored / n - epsilon) < 0.04
+        # the logged propensity is the one exploration.py computes for the same order...
+        cands = [b for b in engine.catalog if b.banner_id not in ("b-heads", "b-old")]
+        table = {"b-survey": 3.0, "b-event": 2.0, "b-info": 1.0, "b-policy": 0.5}
+        keys = greedy_keys(np.array([table.get(b.banner_id, 0.0) for b in cands]),
+                           np.array([b.pinned for b in cands]), np.array([b.priority for b in cands]))
+        P = position_propensities(np.ones((1, len(cands)), bool), keys, np.array([b.pinned for b in cands]),
+                                  epsilon, len(cands))[0]
+        for (bid, pos), p in logged.items():
+            assert p == pytest.approx(P[[b.banner_id for b in cands].index(bid), pos - 1])
+            # ...and matches how often it actually happened (4 sd of a binomial)
+            freq = counts[(bid, pos)] / n
+            assert abs(freq - p) < 4 * np.sqrt(p * (1 - p) / n) + 1e-9
+        # every position's propensities over the banners add up to 1
+        for pos in range(1, len(cands) + 1):
+            assert sum(p for (b, q), p in logged.items() if q == pos) == pytest.approx(1.0)
+    finally:
+        engine.close()
+
+
+def test_seeded_exploration_is_reproducible(tmp_path):
+    arms = '[arms]\nsalt = "s"\n[arms.A]\nshare = 1.0\nepsilon = 0.5\n'
+    runs = []
+    for k in range(2):
+        d = tmp_path / str(k)
+        d.mkdir()
+        cfg = config_from(write_config(d, arms=arms))
+        reg = FakeRegistry(cfg.models)
+        add_fake_model(cfg.models, "m1")
+        reg.promote("m1", verify=False)
+        engine = RankingEngine(cfg, open_store(cfg.db), registry=reg, start_threads=False)
+        runs.append([tuple(engine.rank(f"p{i}").result.banner_ids) for i in range(50)])
+        engine.close()
+    assert runs[0] == runs[1] and len(set(runs[0])) > 1
+
+
+def test_restart_loads_the_stored_history(tmp_path):
+    """After a restart, the store's rankings and clicks are the base history."""
+    cfg = config_from(write_config(tmp_path))
+    reg = FakeRegistry(cfg.models)
+    add_fake_model(cfg.models, "m1")
+    reg.promote("m1", verify=False)
+    engine = RankingEngine(cfg, open_store(cfg.db), registry=reg, start_threads=False)
+    out = engine.rank("s-1")
+    assert out.result.banner_ids[1] == "b-survey"
+    engine.record_events([ClickEvent("e1", out.request_id, "b-survey", 0.0)])
+    engine.close()
+    engine = RankingEngine(cfg, open_store(cfg.db), registry=reg, start_threads=False)
+    try:
+        assert engine.online.counts() == (0, 0)
+        assert engine.rank("s-1").result.banner_ids[-1] == "b-survey"
+    finally:
+        engine.close()

@@ -1,0 +1,150 @@
+"""The event store contract, run against SQLite (WAL) and the local PostgreSQL server."""
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from recommender.contracts.impressions import load_impressions
+from recommender.contracts import write_impressions
+from recommender.store import NOT_SHOWN, OK, UNKNOWN_REQUEST, ClickEvent, RankingRecord, open_store
+
+PG_BASE = os.environ.get("RECOMMENDER_TEST_PG", "postgresql://{user}@127.0.0.1:5432/test")
+
+
+def _pg_url() -> str | None:
+    import psycopg
+
+    for user in ("postgres", "root"):
+        url = PG_BASE.format(user=user)
+        try:
+            psycopg.connect(url, connect_timeout=3).close()
+            return url
+        except Exception:
+            continue
+    return None
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        s = open_store(f"sqlite:///{tmp_path / 'events.db'}")
+        yield s
+        s.close()
+        return
+    url = _pg_url()
+    if url is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not answering on 127.0.0.1:5432 (CI starts it)")
+        pytest.skip("no PostgreSQL on 127.0.0.1:5432")
+    schema = f"t_store_{uuid.uuid4().hex[:12]}"
+    s = open_store(f"{url}?schema={schema}")
+    try:
+        yield s
+    finally:
+        s.drop_schema()
+        s.close()
+
+
+def _ranking(rid: str, staff: str = "s-1", ts: float = 1_700_000_000.0, slots: int = 2) -> RankingRecord:
+    items = [("b-1", 1, 0.9, 0.9), ("b-2", 2, 0.5, 0.85), ("b-3", 3, 0.1, 0.05)]
+    return RankingRecord(rid, ts, staff, "A", "v1", False, slots, items, ["b-1", "b-2", "b-3"], writer="w")
+
+
+def test_events_are_idempotent_and_flagged(store):
+    store.log_rankings([_ranking("r-1")])
+    first = store.add_events([ClickEvent("e-1", "r-1", "b-1", 1.7e9 + 5),
+                              ClickEvent("e-2", "r-unknown", "b-1", 1.7e9 + 6),
+                              ClickEvent("e-3", "r-1", "b-3", 1.7e9 + 7)])
+    assert first.stored == ["e-1", "e-2", "e-3"] and first.duplicates == []
+    assert first.flagged == {"e-2": UNKNOWN_REQUEST, "e-3": NOT_SHOWN}
+    again = store.add_events([ClickEvent("e-1", "r-1", "b-1", 1.7e9 + 5), ClickEvent("e-4", "r-1", "b-2", 1.7e9 + 8)])
+    assert again.stored == ["e-4"] and again.duplicates == ["e-1"]
+    counts = store.counts()
+    assert counts["events"] == 4 and counts["rankings"] == 1
+    assert counts[f"events_{OK}"] == 2 and counts[f"events_{UNKNOWN_REQUEST}"] == 1
+    statuses = {e.event_id: e.status for e in store.iter_events()}
+    assert statuses == {"e-1": OK, "e-2": UNKNOWN_REQUEST, "e-3": NOT_SHOWN, "e-4": OK}
+
+
+def test_ranking_logged_twice_is_kept_once(store):
+    store.log_rankings([_ranking("r-1"), _ranking("r-2", staff="s-2")])
+    store.log_rankings([_ranking("r-1")])
+    got = list(store.iter_rankings())
+    assert [r.request_id for r in got] == ["r-1", "r-2"]
+    assert got[0].items[0] == ("b-1", 1, 0.9, 0.9) and got[0].candidates == ["b-1", "b-2", "b-3"]
+    assert store.rankings_after(got[0].seq)[0].request_id == "r-2"
+
+
+def test_export_writes_the_impressions_contract(store, tmp_path):
+    store.log_rankings([_ranking("r-1"), _ranking("r-2", staff="s-2", ts=1.7e9 + 60, slots=3)])
+    store.add_events([ClickEvent("e-1", "r-1", "b-2", 1.7e9 + 1), ClickEvent("e-1b", "r-1", "b-2", 1.7e9 + 2),
+                      ClickEvent("e-2", "r-1", "b-3", 1.7e9 + 3)])  # b-3 is past r-1's 2 slots
+    out = tmp_path / "imp.jsonl"
+    n = write_impressions(out, store.export_impressions())
+    assert n == 5  # 2 slots + 3 slots
+    log = load_impressions(out)
+    rows = list(log.iter_rows())
+    assert [(r["request_id"], r["banner_id"], r["clicked"]) for r in rows] == [
+        ("r-1", "b-1", 0), ("r-1", "b-2", 1), ("r-2", "b-1", 0), ("r-2", "b-2", 0), ("r-2", "b-3", 0)]
+    assert rows[1]["propensity"] == 0.85 and rows[0]["candidates"] == ["b-1", "b-2", "b-3"]
+
+
+def test_documents_and_staff(store):
+    assert store.get_document("catalog") is None
+    assert store.put_document("catalog", "[1]") == 1
+    assert store.put_document("catalog", "[2]") == 2
+    assert store.get_document("catalog") == (2, "[2]")
+    v1 = store.upsert_staff([("s-1", {"role": "teacher"}), ("s-2", {"role": "principal"})])
+    v2 = store.upsert_staff([("s-1", {"role": "head_teacher", "region": "Suwon"})])
+    assert v2 == v1 + 1
+    assert store.all_staff() == [("s-1", {"role": "head_teacher", "region": "Suwon"}), ("s-2", {"role": "principal"})]
+    store.check_writable()
+
+
+ids = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1, max_size=20)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batch=st.lists(st.tuples(ids, st.sampled_from(["r-1", "r-x"]), st.sampled_from(["b-1", "b-2", "b-3"])),
+                      min_size=1, max_size=15))
+def test_any_batch_stores_each_event_id_once(store, batch):
+    store.log_rankings([_ranking("r-1")])
+    before = {e.event_id for e in store.iter_events()}
+    events = [ClickEvent(eid, rid, bid, 1.7e9) for eid, rid, bid in batch]
+    out = store.add_events(events)
+    new_ids = list(dict.fromkeys(eid for eid, _, _ in batch if eid not in before))
+    assert out.stored == new_ids
+    assert len(out.stored) + len(out.duplicates) == len(batch)
+    after = [e.event_id for e in store.iter_events()]
+    assert len(after) == len(set(after)) == len(before) + len(new_ids)
+
+
+def test_sqlite_runs_in_wal_mode(tmp_path):
+    s = open_store(str(tmp_path / "x.db"))
+    try:
+        assert s.journal_mode() == "wal"
+    finally:
+        s.close()
+
+
+def test_tail_returns_other_writers_rows_once(store):
+    mine = _ranking("r-mine")
+    theirs = _ranking("r-theirs", staff="s-2")
+    mine.writer, theirs.writer = "me", "them"
+    store.log_rankings([mine, theirs])
+    e_mine = ClickEvent("e-mine", "r-mine", "b-1", 1.7e9, writer="me")
+    e_theirs = ClickEvent("e-theirs", "r-theirs", "b-1", 1.7e9, writer="them")
+    store.add_events([e_mine, e_theirs])
+    rankings, events, sr, se = store.tail(0, 0, "me")
+    assert [r.request_id for r in rankings] == ["r-theirs"] and [e.event_id for e in events] == ["e-theirs"]
+    assert (sr, se) == store.max_seq()
+    assert store.tail(sr, se, "me")[:2] == ([], [])  # nothing new: nothing read again
+    later = _ranking("r-later")
+    later.writer = "them"
+    store.log_rankings([later])
+    rankings, events, sr2, _ = store.tail(sr, se, "me")
+    assert [r.request_id for r in rankings] == ["r-later"] and sr2 > sr
