@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "recommender.commands.serve",
     "recommender.commands.export",
     "recommender.commands.models",
+    "recommender.commands.evaluate",
 )
 
 

@@ -1,0 +1,82 @@
+"""recommender evaluate: offline A/B evaluation of ranking policies on logged impressions."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+
+def register(sub) -> None:
+    p = sub.add_parser("evaluate", help="estimate from logs how many clicks ranking policies would get (IPS, SNIPS, DM, DR)")
+    p.add_argument("--staff", required=True, help="staff CSV")
+    p.add_argument("--banners", required=True, help="banners JSON array or JSON Lines")
+    p.add_argument("--impressions", required=True, help="logged impressions to evaluate on (JSON Lines or CSV)")
+    p.add_argument("--history", action="append", default=[],
+                   help="earlier impressions: click history before the evaluated logs (repeatable)")
+    p.add_argument("--policy", action="append", required=True, metavar="POLICY",
+                   help="a model folder, or popularity, random, logged (repeatable; differences are against the first)")
+    p.add_argument("--epsilon", type=float, default=0.0,
+                   help="evaluate model policies epsilon-greedy with this epsilon, as served (default 0: greedy)")
+    p.add_argument("--slots", type=int, default=3, help="positions that count (default 3)")
+    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples of requests (default 200)")
+    p.add_argument("--resample", choices=("request", "staff"), default="request",
+                   help="bootstrap unit: single requests (default) or staff members with all their requests")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    p.add_argument("--click-model", choices=("project", "ope"), default="project",
+                   help="click model of DM and DR, fitted on the evaluated logs: the project's (training.train, default) "
+                        "or the evaluation's own faster logistic model")
+    p.add_argument("--json", help="write the results as JSON to this file")
+    p.add_argument("--report", help="write a self-contained HTML report to this file")
+    p.set_defaults(func=run)
+
+
+def _error(msg: str) -> int:
+    print(f"error: {msg}", file=sys.stderr)
+    return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..contracts import load_banners, load_impressions, load_staff
+
+    if args.slots < 1:
+        return _error("--slots must be at least 1")
+    if not 0.0 <= args.epsilon <= 1.0:
+        return _error("--epsilon must be in [0, 1]")
+    if args.bootstrap < 10:
+        return _error("--bootstrap must be at least 10 resamples")
+    from training.ope.data import EvaluationInputError, build_bandit
+    from training.ope.evaluate import evaluate, format_table, resolve_policy
+    from training.ope.reward import click_matrix, fit_click_model
+
+    try:
+        from training.artifact import ArtifactError
+    except ImportError:  # training without artifacts: no model policy can be loaded anyway
+        class ArtifactError(Exception):
+            pass
+
+    t0 = time.perf_counter()
+    staff = load_staff(args.staff)
+    catalog = load_banners(args.banners)
+    history = [load_impressions(h, catalog=catalog) for h in args.history]
+    log = load_impressions(args.impressions, catalog=catalog)
+    try:
+        bandit = build_bandit(log, catalog, staff, args.slots, history_logs=history)
+        policies = [resolve_policy(spec, bandit, args.epsilon) for spec in args.policy]
+        model, model_name = fit_click_model(bandit, staff, catalog, log, history, kind=args.click_model)
+        q = click_matrix(bandit, model)
+        result = evaluate(bandit, policies, q, args.bootstrap, args.seed, click_model=model_name, resample=args.resample)
+    except ArtifactError as e:
+        return _error(f"model folder refused: {e}")
+    except EvaluationInputError as e:
+        return _error(str(e))
+    print(format_table(result))
+    print(f"\n({time.perf_counter() - t0:.1f} s)")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(result.to_json(), f, ensure_ascii=False, indent=1)
+    if args.report:
+        from training.ope.report import write_report
+
+        write_report(args.report, result, title=f"Offline A/B evaluation of {args.impressions}")
+    return 0

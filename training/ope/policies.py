@@ -1,0 +1,201 @@
+"""Target policies: for each logged request, the probability of each candidate at each
+position, as a flat (n_candidates_total, K) array aligned with LoggedBandit's rows.
+
+Builders:
+- ``ranking_policy``: the Ranker's greedy order from scores (pinned first by priority,
+  then score descending, ties by priority then catalog order, as recommender/ranker.py),
+  optionally epsilon-greedy exactly as served (recommender.exploration's propensities).
+- ``uniform_policy``: pinned first (the operators' rule), the rest in uniformly random order.
+- ``popularity_policy``: greedy by smoothed click rate from the history strictly before
+  each request.
+- ``logged_policy``: the logging policy itself, from its logged propensities (on-policy).
+- ``model_policy``: a Scorer (a model artifact) ranking the candidates.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from recommender.ranker import CandidateRows
+
+from .data import LoggedBandit
+
+
+@dataclass
+class TargetPolicy:
+    """``pi[j, k]``: probability that the policy puts candidate row j at position k+1.
+
+    ``pi_shown[i, k]`` is pi of the logged banner at position k+1 of request i (what the
+    importance weights use); it defaults to a gather of ``pi``. ``usable`` marks the
+    requests the policy can rank; the others are excluded (and counted) by the evaluation.
+    """
+
+    name: str
+    pi: np.ndarray
+    pi_shown: np.ndarray | None = None
+    usable: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def shown_probability(self, bandit: LoggedBandit) -> np.ndarray:
+        if self.pi_shown is not None:
+            return self.pi_shown
+        K = bandit.slots
+        filled = bandit.filled
+        out = self.pi[np.maximum(bandit.shown, 0), np.arange(K)[None, :]]
+        return np.where(filled, out, 0.0)
+
+    def weights(self, bandit: LoggedBandit) -> np.ndarray:
+        """(n, K) importance weights pi(shown_k, k) / p_k (0 where nothing was shown)."""
+        p = bandit.propensity
+        return np.where(bandit.filled, self.shown_probability(bandit) / np.where(p > 0, p, 1.0), 0.0)
+
+    def restrict(self, bandit_rows: np.ndarray, requests: np.ndarray) -> "TargetPolicy":
+        return TargetPolicy(self.name, self.pi[bandit_rows],
+                            None if self.pi_shown is None else self.pi_shown[requests],
+                            None if self.usable is None else self.usable[requests], list(self.notes))
+
+
+def greedy_rank(bandit: LoggedBandit, scores: np.ndarray) -> np.ndarray:
+    """0-based place of each candidate row in its request's greedy order (the Ranker's rule)."""
+    banners = bandit.catalog.banners
+    nb = len(banners)
+    pinned_b = np.array([b.pinned for b in banners], dtype=bool)
+    prio_b = np.array([b.priority for b in banners], dtype=np.int64)
+    # (request, pinned block first, pinned by priority) as one integer group; inside it the
+    # score, then (priority desc, catalog order) as one static tie rank per banner
+    dense_prio = np.unique(-prio_b, return_inverse=True)[1].reshape(-1)  # equal priorities share a rank
+    sub_b = np.where(pinned_b, dense_prio, nb)  # pinned: by priority, then by score; others: one block
+    tie_b = np.empty(nb, dtype=np.int64)
+    tie_b[np.lexsort((np.arange(nb), -prio_b))] = np.arange(nb)
+    # dense (requests, banners) matrices: three stable sorts of at most nb columns per row
+    n = bandit.n
+    r, b = bandit.cand_request, bandit.cand_banner
+    neg = np.full((n, nb), np.inf)
+    neg[r, b] = -np.asarray(scores, dtype=np.float64)
+    sub = np.full((n, nb), nb + 1, dtype=np.int64)
+    sub[r, b] = sub_b[b]
+    perm = np.argsort(tie_b, kind="stable")  # last key: the static tie order
+    idx = perm[np.argsort(neg[:, perm], axis=1, kind="stable")]  # then the score
+    idx = np.take_along_axis(idx, np.argsort(np.take_along_axis(sub, idx, axis=1), axis=1, kind="stable"), axis=1)
+    place = np.empty((n, nb), dtype=np.int64)
+    np.put_along_axis(place, idx, np.broadcast_to(np.arange(nb), (n, nb)), axis=1)
+    rank = place[r, b]
+    return rank
+
+
+def ranking_policy(bandit: LoggedBandit, scores: np.ndarray, epsilon: float = 0.0, name: str = "ranking") -> TargetPolicy:
+    """Greedy ranking by ``scores`` (higher first) under the operators' rules, epsilon-greedy
+    with ``epsilon`` > 0 exactly as served. Requests with a non-finite score are not usable."""
+    if not 0.0 <= epsilon <= 1.0:
+        raise ValueError("epsilon must be in [0, 1]")
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.shape != bandit.cand_banner.shape:
+        raise ValueError(f"expected {bandit.cand_banner.shape[0]} scores, got {scores.shape}")
+    finite = np.isfinite(scores)
+    usable = np.bincount(bandit.cand_request[~finite], minlength=bandit.n) == 0
+    rank = greedy_rank(bandit, np.where(finite, scores, 0.0))
+    pi = _epsilon_greedy_pi(bandit, rank, epsilon)
+    notes = []
+    if not usable.all():
+        notes.append(f"{int((~usable).sum()):,} requests have candidates the policy cannot score")
+    return TargetPolicy(name, pi, usable=usable, notes=notes)
+
+
+def _epsilon_greedy_pi(bandit: LoggedBandit, rank: np.ndarray, epsilon: float) -> np.ndarray:
+    """pi (N, K) of epsilon-greedy around the greedy places ``rank``: the formula of
+    recommender.exploration.position_propensities (and of the Ranker's logged
+    propensities), on the flat candidate rows. A pinned banner sits at its greedy place;
+    an unpinned one at k (past the pinned block) with (1 - eps) [greedy puts it at k] +
+    eps / n_free."""
+    K = bandit.slots
+    pinned_b = np.array([b.pinned for b in bandit.catalog.banners], dtype=bool)
+    pinned = pinned_b[bandit.cand_banner]
+    n_cand = bandit.n_candidates
+    n_pin = np.bincount(bandit.cand_request, weights=pinned, minlength=bandit.n).astype(np.int64)
+    n_free = np.maximum(n_cand - n_pin, 1)
+    r = bandit.cand_request
+    k = np.arange(K)[None, :]
+    at_greedy = (rank[:, None] == k).astype(np.float64)
+    free_pos = (k >= n_pin[r][:, None]) & (k < n_cand[r][:, None])
+    free_p = np.where(free_pos, (1.0 - epsilon) * at_greedy + epsilon / n_free[r][:, None], 0.0)
+    return np.where(pinned[:, None], at_greedy, free_p)
+
+
+def uniform_policy(bandit: LoggedBandit, name: str = "random") -> TargetPolicy:
+    """Pinned candidates first (the operators' rule), the others in uniformly random order."""
+    return ranking_policy(bandit, np.zeros(len(bandit.cand_banner)), epsilon=1.0, name=name)
+
+
+def popularity_scores(bandit: LoggedBandit, prior_strength: float = 20.0) -> np.ndarray:
+    """Smoothed click rate of each candidate banner from the history strictly before each
+    request: (clicks + s * p0) / (views + s), p0 the pooled click rate of the request's
+    candidates before that time, s = ``prior_strength`` pseudo-impressions."""
+    h = bandit.history
+    ids = bandit.catalog.ids
+    ts = bandit.ts[bandit.cand_request]
+    if hasattr(h, "query_codes"):
+        _, hb, _ = h.codes([], ids, [])
+        b = hb[bandit.cand_banner]
+        none = np.full(len(b), -1, dtype=np.int64)  # no person, no category: only the banner's counts matter
+        q = h.query_codes(none, b, none, ts)
+    else:
+        banner = [ids[x] for x in bandit.cand_banner]
+        q = h.query([""] * len(banner), banner, [""] * len(banner), ts)
+    views, clicks = q["global_views"], q["global_clicks"]
+    # pooled rate before each request, over its candidates
+    n = bandit.n
+    pv = np.bincount(bandit.cand_request, weights=views, minlength=n)
+    pc = np.bincount(bandit.cand_request, weights=clicks, minlength=n)
+    p0 = ((pc + 1.0) / (pv + 2.0))[bandit.cand_request]
+    return (clicks + prior_strength * p0) / (views + prior_strength)
+
+
+def popularity_policy(bandit: LoggedBandit, name: str = "popularity") -> TargetPolicy:
+    return ranking_policy(bandit, popularity_scores(bandit), 0.0, name)
+
+
+def logged_policy(bandit: LoggedBandit, name: str = "logged") -> TargetPolicy:
+    """The logging policy itself. Its full distribution over candidates is not in the logs,
+    only the propensity of what was shown: importance weights are exactly 1, and the direct
+    method averages the click model over the logged rankings (an unbiased sample of the
+    logging policy's rankings)."""
+    K = bandit.slots
+    pi = np.zeros((len(bandit.cand_banner), K))
+    filled = bandit.filled
+    r, k = np.nonzero(filled)
+    pi[bandit.shown[r, k], k] = 1.0
+    return TargetPolicy(name, pi, pi_shown=np.where(filled, bandit.propensity, 0.0))
+
+
+def candidate_rows(bandit: LoggedBandit, rows: np.ndarray | slice | None = None) -> CandidateRows:
+    """CandidateRows (recommender.ranker) for candidate rows of the bandit (all by default)."""
+    idx = np.arange(len(bandit.cand_banner))[rows] if rows is not None else np.arange(len(bandit.cand_banner))
+    req = bandit.cand_request[idx]
+    staff = bandit.staff[req]
+    banners = bandit.catalog.banners
+    ids = bandit.staff_ids
+    return CandidateRows(request=req, staff_id=[ids[s] for s in staff], attributes=[bandit.profiles[s] for s in staff],
+                         banner=[banners[b] for b in bandit.cand_banner[idx]], ts=bandit.ts[req])
+
+
+def model_scores(bandit: LoggedBandit, scorer, chunk_rows: int = 500_000) -> np.ndarray:
+    """scorer.score over every candidate row, in blocks; a failing or malformed block is an error."""
+    fast = getattr(scorer, "bandit_scores", None)
+    if fast is not None:
+        return np.asarray(fast(bandit), dtype=np.float64)
+    N = len(bandit.cand_banner)
+    out = np.empty(N)
+    history = bandit.history_for(scorer)
+    for lo in range(0, N, chunk_rows):
+        hi = min(lo + chunk_rows, N)
+        s = np.asarray(scorer.score(candidate_rows(bandit, slice(lo, hi)), history), dtype=np.float64)
+        if s.shape != (hi - lo,):
+            raise ValueError(f"model {getattr(scorer, 'version', '?')} returned {s.shape} scores for {hi - lo} candidates")
+        out[lo:hi] = s
+    return out
+
+
+def model_policy(bandit: LoggedBandit, scorer, epsilon: float = 0.0, name: str | None = None) -> TargetPolicy:
+    name = name or str(getattr(scorer, "version", "model"))
+    return ranking_policy(bandit, model_scores(bandit, scorer), epsilon, name)
