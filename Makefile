@@ -25,6 +25,8 @@ demo: $(STAMP)
 	$(BIN)/recommender validate --staff $(P)/staff.csv --banners $(P)/banners.json --impressions $(P)/impressions.jsonl
 	$(BIN)/recommender train --staff $(P)/staff.csv --banners $(P)/banners.json --impressions $(P)/impressions.jsonl --until $(LAST_DAY) --out $(DEMO)/models
 	$(BIN)/recommender quality --province $(P) --since $(LAST_DAY) --model "$$(ls -d $(DEMO)/models/*/ | tail -1)"
+	$(BIN)/recommender evaluate --staff $(P)/staff.csv --banners $(P)/banners.json --impressions $(P)/impressions.jsonl --since $(LAST_DAY) --policy "$$(ls -d $(DEMO)/models/*/ | tail -1)" --policy popularity --policy logged --json $(DEMO)/offline-ab.json --report $(DEMO)/offline-ab.html
+	@echo "offline A/B report: $(DEMO)/offline-ab.html"
 	$(BIN)/recommender models --config service.example.toml promote latest
 	@echo
 	@echo "Serving on http://127.0.0.1:8000 (Ctrl-C stops). In another shell:"

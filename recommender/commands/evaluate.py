@@ -16,6 +16,8 @@ def register(sub) -> None:
                    help="earlier impressions: click history before the evaluated logs (repeatable)")
     p.add_argument("--policy", action="append", required=True, metavar="POLICY",
                    help="a model folder, or popularity, random, logged (repeatable; differences are against the first)")
+    p.add_argument("--since", help="evaluate only the requests at or after this time (ISO 8601 with offset); "
+                                   "earlier rows of --impressions become history")
     p.add_argument("--epsilon", type=float, default=0.0,
                    help="evaluate model policies epsilon-greedy with this epsilon, as served (default 0: greedy)")
     p.add_argument("--slots", type=int, default=3, help="positions that count (default 3)")
@@ -60,6 +62,15 @@ def run(args: argparse.Namespace) -> int:
     catalog = load_banners(args.banners)
     history = [load_impressions(h, catalog=catalog) for h in args.history]
     log = load_impressions(args.impressions, catalog=catalog)
+    if args.since:
+        from ..timeutil import parse_ts
+
+        cut = parse_ts(args.since)
+        history.append(log.subset(log.ts < cut))
+        log = log.subset(log.ts >= cut)
+        if len(log) == 0:
+            print(f"error: no impression at or after {args.since}", file=sys.stderr)
+            return 2
     try:
         bandit = build_bandit(log, catalog, staff, args.slots, history_logs=history)
         policies = [resolve_policy(spec, bandit, args.epsilon) for spec in args.policy]
