@@ -60,8 +60,7 @@ class ImpressionLog:
         return float(self.clicked.mean()) if len(self) else 0.0
 
     def request_ts(self) -> np.ndarray:
-        """Timestamp of each request (all rows of a request share it); nan for requests
-        with no row in this log (after ``subset``)."""
+        """Timestamp of each request (all rows of a request share it)."""
         out = np.full(self.n_requests, np.nan)
         out[self.request] = self.ts
         return out
@@ -72,14 +71,18 @@ class ImpressionLog:
         return out
 
     def subset(self, rows: np.ndarray) -> "ImpressionLog":
-        """The log restricted to some rows (a boolean mask or indices); vocabularies are kept."""
+        """The log restricted to some rows (a boolean mask or indices). Requests are renumbered
+        so that the subset holds exactly its own requests; staff, banner and policy
+        vocabularies are kept."""
         rows = np.flatnonzero(rows) if np.asarray(rows).dtype == bool else np.asarray(rows, dtype=np.int64)
-        kept = set(np.unique(self.request[rows]).tolist())
+        kept = np.unique(self.request[rows])
+        new_of = {int(r): i for i, r in enumerate(kept)}
         return ImpressionLog(
-            request_ids=self.request_ids, staff_ids=self.staff_ids, banner_ids=self.banner_ids, policies=self.policies,
-            request=self.request[rows], ts=self.ts[rows], staff=self.staff[rows], banner=self.banner[rows],
-            position=self.position[rows], propensity=self.propensity[rows], clicked=self.clicked[rows],
-            policy=self.policy[rows], candidates={r: c for r, c in self.candidates.items() if r in kept}, source=self.source,
+            request_ids=[self.request_ids[r] for r in kept], staff_ids=self.staff_ids, banner_ids=self.banner_ids,
+            policies=self.policies, request=np.searchsorted(kept, self.request[rows]), ts=self.ts[rows],
+            staff=self.staff[rows], banner=self.banner[rows], position=self.position[rows],
+            propensity=self.propensity[rows], clicked=self.clicked[rows], policy=self.policy[rows],
+            candidates={new_of[r]: c for r, c in self.candidates.items() if r in new_of}, source=self.source,
         )
 
     def iter_rows(self) -> Iterator[dict]:
