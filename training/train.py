@@ -13,7 +13,7 @@ from sklearn.linear_model import LogisticRegression
 
 from features.definition import NUMERIC_FEATURES, FeatureConfig, FeatureEncoder
 
-from features.pipeline import candidate_features
+from features.pipeline import candidate_features, history_features
 
 from .artifact import ModelArtifact
 from .candidates import build_candidates, greedy_positions
@@ -114,8 +114,7 @@ def _attribute_values(directory, fcfg: FeatureConfig) -> dict[str, list[str]]:
 
 def popularity_scores(ctx, encoder, rows) -> np.ndarray:
     """The popularity baseline: each banner's smoothed click rate before the request."""
-    X = ctx.features(encoder, rows, dense=True)
-    return 1 / (1 + np.exp(-X[:, encoder.dense_column("global_ctr")]))  # the feature is a logit
+    return encoder.popularity(ctx.history_rows(rows))
 
 
 def validate(artifact: ModelArtifact, candidate_scores, ctx, rows: np.ndarray, catalog, directory, cfg: TrainConfig) -> dict:
@@ -173,7 +172,8 @@ def _candidate_matrix(ctx, cands, encoder, catalog, dense: bool):
 
 
 def _popularity_candidate_scores(ctx, cands, encoder, catalog):
-    return _candidate_matrix(ctx, cands, encoder, catalog, True)[:, encoder.dense_column("global_ctr")]
+    banners = encoder.encode_banners(catalog.banners)
+    return encoder.popularity(history_features(ctx.history, ctx.log.staff_ids, cands.person, banners, cands.banner, cands.ts))
 
 
 def train(directory, catalog, log, out_dir: str | Path | None, config: TrainConfig | None = None, history_logs=(),

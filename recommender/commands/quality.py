@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
 
     prov = Path(args.province)
     try:
-        models = {load_model(m).version: load_model(m) for m in args.model}
+        models = {m.version: m for m in map(load_model, args.model)}
     except ArtifactError as e:
         print(f"error: {e}")
         return 2
