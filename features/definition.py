@@ -88,7 +88,9 @@ class BannerArrays:
     categories: list[str]
     banner_code: np.ndarray
     category_code: np.ndarray
-    tag_codes: list[np.ndarray]
+    tag_counts: np.ndarray
+    tag_start: np.ndarray  # where each banner's tags begin in tag_flat
+    tag_flat: np.ndarray  # every banner's tag codes, one after the other
     targeted: np.ndarray
     start: np.ndarray  # nan when open
 
@@ -96,6 +98,59 @@ class BannerArrays:
 @dataclass
 class StaffArrays:
     codes: dict[str, np.ndarray]  # attribute -> code per person (0 = unknown)
+
+
+@dataclass
+class SparseParts:
+    """A linear model's rows in parts: ``one_hot`` (n, k) columns with value 1, one
+    completion column per row with its value, a dense numeric block of columns
+    ``numeric_offset + j``, and the tags as (row, column) pairs with value 1."""
+
+    one_hot: np.ndarray
+    completion_col: np.ndarray
+    completion_val: np.ndarray
+    numeric_offset: int
+    numeric: np.ndarray
+    tag_row: np.ndarray
+    tag_col: np.ndarray
+
+    def dot(self, coef: np.ndarray) -> np.ndarray:
+        """The rows times a weight vector (what X @ coef gives for the CSR matrix)."""
+        nn = self.numeric.shape[1]
+        out = coef[self.one_hot].sum(axis=1) + coef[self.completion_col] * self.completion_val
+        out += self.numeric @ coef[self.numeric_offset:self.numeric_offset + nn]
+        if len(self.tag_row):
+            out += np.bincount(self.tag_row, weights=coef[self.tag_col], minlength=len(out))
+        return out
+
+    def to_csr(self, n_features: int) -> sp.csr_matrix:
+        n, k = self.one_hot.shape
+        nn = self.numeric.shape[1]
+        tag_counts = np.bincount(self.tag_row, minlength=n) if n else np.zeros(0, dtype=np.int64)
+        per_row = k + 1 + nn + tag_counts
+        indptr = np.concatenate([[0], np.cumsum(per_row)])
+        idx_type = np.int32 if n_features < 2**31 and indptr[-1] < 2**31 else np.int64
+        indptr = indptr.astype(idx_type)
+        indices = np.empty(indptr[-1], dtype=idx_type)
+        data = np.empty(indptr[-1], dtype=np.float64)
+        # the fixed part laid out row-major at the start of each row, the tags after it
+        base = indptr[:-1]
+        fixed_idx = base[:, None] + np.arange(k + 1 + nn)[None, :]
+        indices[fixed_idx[:, :k]] = self.one_hot
+        data[fixed_idx[:, :k]] = 1.0
+        indices[fixed_idx[:, k]] = self.completion_col
+        data[fixed_idx[:, k]] = self.completion_val
+        indices[fixed_idx[:, k + 1:]] = self.numeric_offset + np.arange(nn)[None, :]
+        data[fixed_idx[:, k + 1:]] = self.numeric
+        if len(self.tag_row):
+            # tag_row is sorted (rows in order), so a tag's slot is its rank within its row
+            first = np.concatenate([[0], np.cumsum(tag_counts)])[self.tag_row]
+            dest = base[self.tag_row] + k + 1 + nn + (np.arange(len(self.tag_row)) - first)
+            indices[dest] = self.tag_col
+            data[dest] = 1.0
+        X = sp.csr_matrix((data, indices, indptr), shape=(n, n_features))
+        X.sum_duplicates()
+        return X
 
 
 class FeatureEncoder:
@@ -143,46 +198,79 @@ class FeatureEncoder:
             off += n
         self.n_features_ = off
 
+        cross = [cfg.staff_attributes.index(a) for a in cfg.cross_attributes]
+        self.offsets_ = {
+            "attr": np.array([self.blocks_[f"attr:{a}"][0] for a in cfg.staff_attributes], dtype=np.int64),
+            "cross_rows": np.array(cross, dtype=np.int64),
+            "cross_category": np.array([self.blocks_[f"{a}x category"][0] for a in cfg.cross_attributes], dtype=np.int64),
+            "cross_banner": np.array([self.blocks_[f"{a}x banner"][0] for a in cfg.cross_attributes], dtype=np.int64),
+        }
+
+    def __setstate__(self, state: dict) -> None:
+        # encoders pickled before offsets_ existed get it from their layout
+        self.__dict__.update(state)
+        if "blocks_" in state and "offsets_" not in state:
+            self._layout()
+
     # ---- per-object encodings (shared by every caller) -----------------------------
     def encode_staff(self, profiles: Sequence[Mapping[str, str]]) -> StaffArrays:
+        n = len(profiles)
+        if n > 1 and all(p is profiles[0] for p in profiles):
+            # one person's candidates (the service): encode the profile once
+            one = self.encode_staff(profiles[:1])
+            return StaffArrays({a: np.repeat(c, n) for a, c in one.codes.items()})
         codes = {}
         for a in self.config.staff_attributes:
             v = self.attr_vocab_[a]
-            codes[a] = np.fromiter((v.get(p.get(a) or "", 0) for p in profiles), dtype=np.int64, count=len(profiles))
+            codes[a] = np.fromiter((v.get(p.get(a) or "", 0) for p in profiles), dtype=np.int64, count=n)
         return StaffArrays(codes)
 
     def encode_banners(self, banners: Sequence) -> BannerArrays:
+        tag_codes = [np.array([self.tag_vocab_.get(t, 0) for t in b.tags], dtype=np.int64) for b in banners]
+        counts = np.fromiter((len(b.tags) for b in banners), dtype=np.int64, count=len(banners))
         return BannerArrays(
             ids=[b.banner_id for b in banners],
             categories=[b.category for b in banners],
             banner_code=np.fromiter((self.banner_vocab_.get(b.banner_id, 0) for b in banners), dtype=np.int64, count=len(banners)),
             category_code=np.fromiter((self.category_vocab_.get(b.category, 0) for b in banners), dtype=np.int64, count=len(banners)),
-            tag_codes=[np.array([self.tag_vocab_.get(t, 0) for t in b.tags], dtype=np.int64) for b in banners],
+            tag_counts=counts,
+            tag_start=np.cumsum(counts) - counts,
+            tag_flat=np.concatenate([*tag_codes, np.zeros(0, dtype=np.int64)]),
             targeted=np.array([any(len(v) > 0 for v in b.target.values()) for b in banners], dtype=np.float64),
             start=np.array([np.nan if b.start is None else b.start for b in banners], dtype=np.float64),
         )
 
     # ---- numeric features from history ---------------------------------------------
+    # NUMERIC_FEATURES columns filled from one log1p of count-like inputs, and from one
+    # logit of smoothed rates (few array operations: the service scores a handful of rows)
+    _LOG1P_COLS = [0, 3, 5, 6, 10, 12, 13, 14, 17]
+    _RATE_COLS = [7, 8, 16]
+
     def numeric(self, banner_rows: BannerArrays, banner_idx: np.ndarray, ts: np.ndarray, hist: Mapping[str, np.ndarray]) -> np.ndarray:
         a, m = self.config.prior_strength, self.base_rate_
+        n = len(ts)
         start = banner_rows.start[banner_idx]
-        age_days = np.where(np.isnan(start), 0.0, np.maximum(ts - np.nan_to_num(start), 0.0) / DAY)
-        p_cat = _logit(smoothed_rate(hist["clicks_category"], hist["views_category"], m, a))
-        p_all = _logit(smoothed_rate(hist["clicks_person"], hist["views_person"], m, a))
+        open_ended = np.isnan(start)
         hours = hist["hours_since_click"]
         never = np.isnan(hours)
-        g = _logit(self.popularity(hist))
-        g0 = _logit(m)
-        cols = [
-            np.log1p(age_days), np.isnan(start).astype(np.float64), banner_rows.targeted[banner_idx],
-            np.log1p(hist["views_banner"]), hist["ever_clicked_banner"], np.log1p(hist["clicks_category"]),
-            np.log1p(hist["views_category"]), p_cat, p_all, p_cat - p_all,
-            np.where(never, 0.0, np.log1p(np.nan_to_num(hours))), never.astype(np.float64),
-            np.log1p(hist["ever_views_banner"]), np.log1p(hist["ever_clicks_category"]), np.log1p(hist["ever_views_category"]),
-            _logit(smoothed_rate(hist["ever_clicks_category"], hist["ever_views_category"], m, a)) - g0,
-            g, np.log1p(hist["global_views"]),
-        ]
-        return np.column_stack(cols) if len(ts) else np.zeros((0, len(NUMERIC_FEATURES)))
+        age_days = np.where(open_ended, 0.0, np.maximum(ts - np.where(open_ended, 0.0, start), 0.0) / DAY)
+        counts = np.stack([age_days, hist["views_banner"], hist["clicks_category"], hist["views_category"],
+                           np.where(never, 0.0, hours), hist["ever_views_banner"], hist["ever_clicks_category"],
+                           hist["ever_views_category"], hist["global_views"]])
+        # category, person, banner-global (popularity) and all-time category click rates
+        clicks = np.stack([hist["clicks_category"], hist["clicks_person"], hist["global_clicks"], hist["ever_clicks_category"]])
+        views = np.stack([hist["views_category"], hist["views_person"], hist["global_views"], hist["ever_views_category"]])
+        rates = _logit(smoothed_rate(clicks, views, m, a))
+        out = np.empty((n, len(NUMERIC_FEATURES)))
+        out[:, self._LOG1P_COLS] = np.log1p(counts).T
+        out[:, self._RATE_COLS] = rates[:3].T
+        out[:, 1] = open_ended
+        out[:, 2] = banner_rows.targeted[banner_idx]
+        out[:, 4] = hist["ever_clicked_banner"]
+        out[:, 9] = rates[0] - rates[1]
+        out[:, 11] = never
+        out[:, 15] = rates[3] - _logit(m)
+        return out
 
     def popularity(self, hist: Mapping[str, np.ndarray]) -> np.ndarray:
         """Each banner's smoothed global click rate before the request: the popularity order."""
@@ -197,67 +285,74 @@ class FeatureEncoder:
         the history query for these rows (History.query). Returns a CSR matrix, or with
         dense=True the tree-model matrix.
         """
-        n = len(ts)
+        if dense:
+            return self._dense(staff, staff_idx, banners, banner_idx, ts, position, hist)
+        return self.sparse_parts(staff, staff_idx, banners, banner_idx, ts, position, hist).to_csr(self.n_features_)
+
+    def linear_logit(self, coef: np.ndarray, intercept: float, staff: StaffArrays, staff_idx: np.ndarray,
+                     banners: BannerArrays, banner_idx: np.ndarray, ts: np.ndarray, position: np.ndarray | None,
+                     hist: Mapping[str, np.ndarray]) -> np.ndarray:
+        """``transform(...) @ coef + intercept`` without building the matrix: the same
+        sparse parts, summed as weights. What the service uses to score a few rows."""
+        return self.sparse_parts(staff, staff_idx, banners, banner_idx, ts, position, hist).dot(coef) + intercept
+
+    def _positions(self, n: int, position: np.ndarray | None) -> np.ndarray:
         cfg = self.config
-        pos = np.full(n, cfg.reference_position) if position is None else np.asarray(position)
-        pos = np.clip(pos, 1, cfg.max_position)
+        if position is None:
+            return np.full(n, min(max(cfg.reference_position, 1), cfg.max_position))
+        return np.minimum(np.maximum(np.asarray(position), 1), cfg.max_position)
+
+    def _dense(self, staff, staff_idx, banners, banner_idx, ts, position, hist) -> np.ndarray:
+        n = len(ts)
+        pos = self._positions(n, position)
+        num = self.numeric(banners, banner_idx, ts, hist)
+        cols = [staff.codes[a][staff_idx] for a in self.config.staff_attributes]
+        cols += [banners.category_code[banner_idx], banners.banner_code[banner_idx], pos]
+        return np.column_stack([np.column_stack(cols).astype(np.float64), num]) if n else np.zeros((0, len(cols) + num.shape[1]))
+
+    def sparse_parts(self, staff: StaffArrays, staff_idx: np.ndarray, banners: BannerArrays, banner_idx: np.ndarray,
+                     ts: np.ndarray, position: np.ndarray | None, hist: Mapping[str, np.ndarray]) -> "SparseParts":
+        """The linear model's view of each row: which columns are on, and the values of the
+        others. The single definition behind both the CSR matrix and the direct dot product."""
+        cfg = self.config
+        n = len(ts)
+        pos = self._positions(n, position)
         num = self.numeric(banners, banner_idx, ts, hist)
         bcode = banners.banner_code[banner_idx]
         ccode = banners.category_code[banner_idx]
-        acodes = {a: staff.codes[a][staff_idx] for a in cfg.staff_attributes}
-        if dense:
-            cols = [acodes[a] for a in cfg.staff_attributes] + [ccode, bcode, pos]
-            return np.column_stack([np.column_stack(cols).astype(np.float64), num]) if n else np.zeros((0, len(cols) + num.shape[1]))
-        nc = len(self.category_vocab_) + 1
-        nb = len(self.banner_vocab_) + 1
-        col_blocks = []
-        for a in cfg.staff_attributes:
-            col_blocks.append(self.blocks_[f"attr:{a}"][0] + acodes[a])
-        col_blocks.append(self.blocks_["category"][0] + ccode)
-        col_blocks.append(self.blocks_["banner"][0] + bcode)
-        for a in cfg.cross_attributes:
-            col_blocks.append(self.blocks_[f"{a}x category"][0] + acodes[a] * nc + ccode)
-            col_blocks.append(self.blocks_[f"{a}x banner"][0] + acodes[a] * nb + bcode)
-        one_hot_cols = np.column_stack(col_blocks)  # (n, n_blocks), value 1
-        k = one_hot_cols.shape[1]
-        # completion x category: value = ever clicked this banner, in the banner's category column
-        comp_col = self.blocks_["completed x category"][0] + ccode
-        comp_val = hist["ever_clicked_banner"]
+        # one-hot columns: each attribute, category, banner, then attribute x category and
+        # attribute x banner for each crossed attribute (block offset + code)
+        attrs = np.array([staff.codes[a][staff_idx] for a in cfg.staff_attributes], dtype=np.int64).reshape(-1, n)
+        off = self.offsets_
+        crossed = attrs[off["cross_rows"]]
+        one_hot = np.concatenate([
+            attrs + off["attr"][:, None],
+            (ccode + self.blocks_["category"][0])[None, :],
+            (bcode + self.blocks_["banner"][0])[None, :],
+            crossed * (len(self.category_vocab_) + 1) + ccode + off["cross_category"][:, None],
+            crossed * (len(self.banner_vocab_) + 1) + bcode + off["cross_banner"][:, None],
+        ]).T
         # numeric block = log(position) followed by the standardised numeric features
         if getattr(self, "numeric_mean_", None) is not None:
             num = (num - self.numeric_mean_) / self.numeric_scale_
-        num = np.column_stack([np.log(pos.astype(np.float64)), num])
-        num_off = self.blocks_["log position"][0]
-        nn = num.shape[1]
-        # tags: multi-hot, variable per banner
-        tag_off = self.blocks_["tags"][0]
-        tag_counts = np.array([len(t) for t in banners.tag_codes], dtype=np.int64)[banner_idx]
-        per_row = k + 1 + nn + tag_counts
-        indptr = np.concatenate([[0], np.cumsum(per_row)])
-        idx_type = np.int32 if self.n_features_ < 2**31 and indptr[-1] < 2**31 else np.int64
-        indptr = indptr.astype(idx_type)
-        indices = np.empty(indptr[-1], dtype=idx_type)
-        data = np.empty(indptr[-1], dtype=np.float64)
-        # fixed part laid out row-major at the start of each row
-        base = indptr[:-1]
-        fixed_idx = base[:, None] + np.arange(k + 1 + nn)[None, :]
-        indices[fixed_idx[:, :k]] = one_hot_cols
-        data[fixed_idx[:, :k]] = 1.0
-        indices[fixed_idx[:, k]] = comp_col
-        data[fixed_idx[:, k]] = comp_val
-        indices[fixed_idx[:, k + 1:]] = num_off + np.arange(nn)[None, :]
-        data[fixed_idx[:, k + 1:]] = num
-        if tag_counts.any():
-            rows_with = np.flatnonzero(tag_counts)
-            starts = base[rows_with] + k + 1 + nn
-            flat_tags = [banners.tag_codes[b] for b in banner_idx[rows_with]]
-            lens = tag_counts[rows_with]
-            dest = np.repeat(starts, lens) + (np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens))
-            indices[dest] = tag_off + np.concatenate(flat_tags)
-            data[dest] = 1.0
-        X = sp.csr_matrix((data, indices, indptr), shape=(n, self.n_features_))
-        X.sum_duplicates()
-        return X
+        num = np.concatenate([np.log(pos.astype(np.float64))[:, None], num], axis=1)
+        # tags: multi-hot, a variable number per banner
+        tag_counts = banners.tag_counts[banner_idx]
+        n_tags = int(tag_counts.sum())
+        tag_row = np.repeat(np.arange(n), tag_counts)
+        # each row's tags are the slice tag_start[b]:tag_start[b] + count of the flat tag list
+        first = np.repeat(banners.tag_start[banner_idx] - (np.cumsum(tag_counts) - tag_counts), tag_counts)
+        tag_col = self.blocks_["tags"][0] + banners.tag_flat[first + np.arange(n_tags)]
+        return SparseParts(
+            one_hot=one_hot,
+            # completion x category: ever clicked this banner, in the banner's category column
+            completion_col=self.blocks_["completed x category"][0] + ccode,
+            completion_val=np.asarray(hist["ever_clicked_banner"], dtype=np.float64),
+            numeric_offset=self.blocks_["log position"][0],
+            numeric=num,
+            tag_row=tag_row,
+            tag_col=tag_col,
+        )
 
     def dense_column(self, name: str) -> int:
         """Index of a numeric feature in the dense matrix."""

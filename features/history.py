@@ -81,14 +81,11 @@ class History:
         sc = s * self._nc + c
         self.ranks = TimeRanks(ts)
         r = self.ranks
-        self.view_sb = EventIndex(sb, ts, w, r)
-        self.click_sb = EventIndex(sb[clicked], ts[clicked], w[clicked], r)
-        self.view_sc = EventIndex(sc, ts, w, r)
-        self.click_sc = EventIndex(sc[clicked], ts[clicked], w[clicked], r)
-        self.view_s = EventIndex(s, ts, w, r)
-        self.click_s = EventIndex(s[clicked], ts[clicked], w[clicked], r)
-        self.view_b = EventIndex(b, ts, None, r)
-        self.click_b = EventIndex(b[clicked], ts[clicked], None, r)
+        # one index per key kind, each answering for views and (through ``clicked``) clicks
+        self.by_sb = EventIndex(sb, ts, w, r, clicked)
+        self.by_sc = EventIndex(sc, ts, w, r, clicked)
+        self.by_s = EventIndex(s, ts, w, r, clicked)
+        self.by_b = EventIndex(b, ts, None, r, clicked)
 
     @classmethod
     def empty(cls, half_life_days: float = 7.0) -> "History":
@@ -112,26 +109,25 @@ class History:
         sc = np.where(known_s & (c >= 0), s * self._nc + c, -1)
         qr = self.ranks.of_queries(ts)
         decay = np.exp(-(ts - self.t_ref) / self.tau)
-        v_sb = self.view_sb.bounds(sb, qrank=qr)
-        c_sb = self.click_sb.bounds(sb, qrank=qr)
-        v_sc = self.view_sc.bounds(sc, qrank=qr)
-        c_sc = self.click_sc.bounds(sc, qrank=qr)
-        c_s = self.click_s.bounds(s, qrank=qr)
-        last_click = self.click_s.last(c_s)
+        sb_ = self.by_sb.bounds(sb, qrank=qr)
+        sc_ = self.by_sc.bounds(sc, qrank=qr)
+        s_ = self.by_s.bounds(s, qrank=qr)
+        b_ = self.by_b.bounds(b, qrank=qr)
+        last_click = self.by_s.last_click(s_)
         return {
-            "views_banner": self.view_sb.total(v_sb) * decay,
-            "clicks_banner": self.click_sb.total(c_sb) * decay,
-            "ever_clicked_banner": (self.click_sb.count(c_sb) > 0).astype(np.float64),
-            "ever_views_banner": self.view_sb.count(v_sb).astype(np.float64),
-            "views_category": self.view_sc.total(v_sc) * decay,
-            "ever_views_category": self.view_sc.count(v_sc).astype(np.float64),
-            "ever_clicks_category": self.click_sc.count(c_sc).astype(np.float64),
-            "clicks_category": self.click_sc.total(c_sc) * decay,
-            "views_person": self.view_s.total(self.view_s.bounds(s, qrank=qr)) * decay,
-            "clicks_person": self.click_s.total(c_s) * decay,
+            "views_banner": self.by_sb.total(sb_) * decay,
+            "clicks_banner": self.by_sb.click_total(sb_) * decay,
+            "ever_clicked_banner": (self.by_sb.click_count(sb_) > 0).astype(np.float64),
+            "ever_views_banner": self.by_sb.count(sb_).astype(np.float64),
+            "views_category": self.by_sc.total(sc_) * decay,
+            "ever_views_category": self.by_sc.count(sc_).astype(np.float64),
+            "ever_clicks_category": self.by_sc.click_count(sc_).astype(np.float64),
+            "clicks_category": self.by_sc.click_total(sc_) * decay,
+            "views_person": self.by_s.total(s_) * decay,
+            "clicks_person": self.by_s.click_total(s_) * decay,
             "hours_since_click": np.where(np.isnan(last_click), np.nan, (ts - last_click) / 3600.0),
-            "global_views": self.view_b.count(self.view_b.bounds(b, qrank=qr)).astype(np.float64),
-            "global_clicks": self.click_b.count(self.click_b.bounds(b, qrank=qr)).astype(np.float64),
+            "global_views": self.by_b.count(b_).astype(np.float64),
+            "global_clicks": self.by_b.click_count(b_).astype(np.float64),
         }
 
 

@@ -28,9 +28,14 @@ class TimeRanks:
 
 class EventIndex:
     """Events (key, ts, weight) sorted once by (key, time rank) packed into one int64;
-    answers many 'strictly before t' queries with two binary searches each."""
+    answers many 'strictly before t' queries with two binary searches each.
 
-    def __init__(self, keys: np.ndarray, ts: np.ndarray, weights: np.ndarray | None = None, ranks: TimeRanks | None = None):
+    With ``clicked`` (0/1 per event) the same index also answers for the clicked events
+    alone (their count, weighted sum and last time), so views and clicks of one key cost
+    one lookup."""
+
+    def __init__(self, keys: np.ndarray, ts: np.ndarray, weights: np.ndarray | None = None, ranks: TimeRanks | None = None,
+                 clicked: np.ndarray | None = None):
         keys = np.asarray(keys, dtype=np.int64)
         ts = np.asarray(ts, dtype=np.float64)
         self.ranks = ranks if ranks is not None else TimeRanks(ts)
@@ -40,6 +45,13 @@ class EventIndex:
         self.ts = ts[order]
         w = np.ones(len(keys)) if weights is None else np.asarray(weights, dtype=np.float64)[order]
         self.cum = np.concatenate([[0.0], np.cumsum(w)])
+        self.has_clicks = clicked is not None
+        if clicked is not None:
+            c = np.asarray(clicked)[order] > 0
+            self.cum_clicks = np.concatenate([[0], np.cumsum(c)])
+            self.cum_click_weight = np.concatenate([[0.0], np.cumsum(np.where(c, w, 0.0))])
+            # position of the last clicked event at or before each position (-1: none yet)
+            self.last_click_at = np.maximum.accumulate(np.where(c, np.arange(len(c)), -1)) if len(c) else np.zeros(0, np.int64)
 
     def __len__(self) -> int:
         return len(self.packed)
@@ -67,6 +79,20 @@ class EventIndex:
         has = pos > lo
         out[has] = self.ts[pos[has] - 1]
         return out
+
+    def click_count(self, b: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        return self.cum_clicks[b[1]] - self.cum_clicks[b[0]]
+
+    def click_total(self, b: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        return self.cum_click_weight[b[1]] - self.cum_click_weight[b[0]]
+
+    def last_click(self, b: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """ts of the key's last clicked event in [lo, pos) (nan if none)."""
+        lo, pos = b
+        if not len(self.packed):
+            return np.full(len(lo), np.nan)
+        at = self.last_click_at[np.maximum(pos - 1, 0)]
+        return np.where((pos > lo) & (at >= lo), self.ts[np.maximum(at, 0)], np.nan)
 
     def count_before(self, qkeys, qts) -> np.ndarray:
         """Number of events with the query's key and ts strictly before the query's ts."""

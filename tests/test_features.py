@@ -73,3 +73,34 @@ def test_unknown_values_fall_in_the_unknown_bucket():
     assert banners.banner_code[0] == 0 and banners.category_code[0] == 0
     X = candidate_features(enc, History.empty(), ["nobody"], staff, np.array([0]), banners, np.array([0]), np.array([5.0]))
     assert np.all(np.isfinite(X.toarray()))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(event, max_size=25), st.integers(1, 1100).map(float), st.integers(0, 2**32 - 1),
+       st.lists(st.integers(1, 12), min_size=9, max_size=9))
+def test_linear_logit_is_the_matrix_times_the_weights(past, t, seed, positions):
+    """The service's direct dot product and the training matrix are one definition."""
+    from features.pipeline import history_features
+
+    enc = encoder()
+    coef = np.random.default_rng(seed).normal(size=enc.n_features_)
+    profiles = [{"role": "teacher"}, {"role": "principal", "region": "Busan"}, {}]
+    staff = enc.encode_staff(profiles)
+    banners = enc.encode_banners(BANNERS + [Banner("unseen", "newsletter", tags=("ai", "new"))])
+    si = np.repeat(np.arange(3), 4)[:9]
+    bi = np.tile(np.arange(4), 3)[:9]
+    ts = np.full(9, t)
+    hist = history_features(history([e for e in past]), STAFF, si, banners, bi, ts)
+    for pos in (None, np.array(positions)):
+        X = enc.transform(staff, si, banners, bi, ts, pos, hist)
+        direct = enc.linear_logit(coef, 0.25, staff, si, banners, bi, ts, pos, hist)
+        assert np.allclose(direct, X @ coef + 0.25)
+
+
+def test_one_profile_repeated_encodes_like_distinct_copies():
+    enc = encoder()
+    p = {"role": "principal", "school_level": "high"}
+    same = enc.encode_staff([p] * 4)
+    copies = enc.encode_staff([dict(p) for _ in range(4)])
+    for a in enc.config.staff_attributes:
+        assert np.array_equal(same.codes[a], copies.codes[a])

@@ -15,8 +15,8 @@ from pathlib import Path
 import joblib
 import numpy as np
 
-from features.definition import FeatureEncoder
-from features.pipeline import candidate_features
+from features.definition import BannerArrays, FeatureEncoder
+from features.pipeline import candidate_features, history_features
 
 MODEL_FILE = "model.joblib"
 METADATA_FILE = "metadata.json"
@@ -55,6 +55,10 @@ class ModelArtifact:
         self.estimator = estimator
         self.kind = kind
         self.metadata = metadata or {}
+        self._banner_cache: dict[tuple, tuple[list, BannerArrays]] = {}
+        if kind == "logistic":
+            self._coef = np.ascontiguousarray(estimator.coef_.ravel(), dtype=np.float64)
+            self._intercept = float(estimator.intercept_[0])
 
     @property
     def version(self) -> str:
@@ -73,24 +77,42 @@ class ModelArtifact:
         return np.asarray(self.estimator.decision_function(X), dtype=np.float64)
 
     # -- the Scorer protocol --------------------------------------------------------------
-    def _features(self, rows, history, position):
+    def _banner_arrays(self, banners) -> BannerArrays:
+        """The encoder's arrays of a candidate list, remembered for the next request with
+        the same banner objects (the service ranks the same catalog over and over)."""
+        key = tuple(map(id, banners))
+        hit = self._banner_cache.get(key)
+        if hit is not None and all(a is b for a, b in zip(hit[0], banners)):
+            return hit[1]
+        arrays = self.encoder.encode_banners(banners)
+        if len(self._banner_cache) >= 64:
+            self._banner_cache.clear()
+        self._banner_cache[key] = (list(banners), arrays)  # holding the objects keeps their ids unique
+        return arrays
+
+    def _logit(self, rows, history, position) -> np.ndarray:
         enc = self.encoder
         n = len(rows)
         staff = enc.encode_staff(rows.attributes)
-        banners = enc.encode_banners(rows.banner)
+        banners = self._banner_arrays(rows.banner)
         idx = np.arange(n)
-        return candidate_features(enc, history, list(rows.staff_id), staff, idx, banners, idx,
-                                  np.asarray(rows.ts, dtype=np.float64), position, self.dense)
+        ts = np.asarray(rows.ts, dtype=np.float64)
+        staff_ids = list(rows.staff_id)
+        if self.kind == "logistic":
+            hist = history_features(history, staff_ids, idx, banners, idx, ts)
+            return enc.linear_logit(self._coef, self._intercept, staff, idx, banners, idx, ts, position, hist)
+        X = candidate_features(enc, history, staff_ids, staff, idx, banners, idx, ts, position, self.dense)
+        return self.logit_from_matrix(X)
 
     def score(self, rows, history) -> np.ndarray:
         if len(rows) == 0:
             return np.zeros(0)
-        return self.logit_from_matrix(self._features(rows, history, None))
+        return self._logit(rows, history, None)
 
     def click_probability(self, rows, history, position: np.ndarray) -> np.ndarray:
         if len(rows) == 0:
             return np.zeros(0)
-        z = self.logit_from_matrix(self._features(rows, history, np.asarray(position)))
+        z = self._logit(rows, history, np.asarray(position))
         return 1.0 / (1.0 + np.exp(-z))
 
     # -- persistence ----------------------------------------------------------------------
