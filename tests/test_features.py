@@ -104,3 +104,28 @@ def test_one_profile_repeated_encodes_like_distinct_copies():
     copies = enc.encode_staff([dict(p) for _ in range(4)])
     for a in enc.config.staff_attributes:
         assert np.array_equal(same.codes[a], copies.codes[a])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(event, max_size=30), st.data())
+def test_running_history_answers_like_history(events, data):
+    """The service's running counters equal the History built over the same events, for
+    queries after every event (what the service asks)."""
+    from features.history import RunningHistory
+
+    events = sorted(events, key=lambda e: e[2])
+    run = RunningHistory(7.0, t_ref=data.draw(st.one_of(st.none(), st.integers(0, 500).map(float))))
+    for s, b, ts, clicked in events:
+        run.add_impression(s, b, CATS[b], ts)
+    for s, b, ts, clicked in events:  # clicks arrive after their impressions
+        if clicked:
+            run.add_click(s, b, CATS[b], ts)
+    t = (events[-1][2] if events else 0.0) + data.draw(st.integers(1, 100_000).map(float))
+    staff = [s for s in STAFF for _ in BANNERS] + ["nobody"]
+    banners = [b.banner_id for _ in STAFF for b in BANNERS] + ["b1"]
+    cats = [CATS[b] for b in banners]
+    want = history(events).query(staff, banners, cats, np.full(len(staff), t))
+    got = run.query(staff, banners, cats, np.full(len(staff), t))
+    assert set(got) == set(want)
+    for k in want:
+        assert np.allclose(got[k], want[k], rtol=1e-9, atol=1e-12, equal_nan=True), k

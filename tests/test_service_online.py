@@ -31,8 +31,13 @@ def test_online_rows_equal_what_export_writes(tmp_path):
         outs = [engine.rank("s-1", slots=2) for _ in range(3)]
         engine.record_events([ClickEvent("e1", outs[0].request_id, outs[0].result.items[1].banner_id, 0.0)])
         rows = list(engine.store.export_impressions())
-        online = engine.online._rows["s-1"]
-        assert [(r["banner_id"], r["clicked"]) for r in rows] == [(x[0], x[3]) for x in online]
+        assert sum(r["clicked"] for r in rows) == 1
+        banners = sorted({r["banner_id"] for r in rows})
+        cats = [engine.catalog.get(b).category for b in banners]
+        q = engine.online.query(["s-1"] * len(banners), banners, cats, np.full(len(banners), engine.clock() + 1))
+        assert q["ever_views_banner"].tolist() == [sum(r["banner_id"] == b for r in rows) for b in banners]
+        assert q["ever_clicked_banner"].tolist() == [float(any(r["banner_id"] == b and r["clicked"] for r in rows))
+                                                     for b in banners]
     finally:
         engine.close()
 

@@ -1,11 +1,12 @@
-"""The online click history: each person's impressions and clicks since the service
-started, kept in memory and answered through features.history.History, so a click
+"""The online click history: the impressions and clicks of the service's own traffic
+since it started, kept as running counters (features.history.RunningHistory), so a click
 changes that person's very next ranking through the same feature code as training.
 
-Rows are impressions (what a person was shown, at the ranking's time) whose ``clicked``
-flag turns on when a click event names that request and banner: exactly the rows that
-``recommender export`` writes for the same traffic, so online features equal the
-features a model trained on the export sees.
+Events are impressions (what a person was shown, at the ranking's time) whose click
+arrives later, naming the request and banner: exactly the rows ``recommender export``
+writes for the same traffic, so online features equal the features a model trained on
+the export sees. Memory: the counters grow with the people and banners seen; the index
+from request to impressions (to attribute clicks) keeps the last ``click_window_days``.
 """
 from __future__ import annotations
 
@@ -13,16 +14,17 @@ import threading
 
 import numpy as np
 
-from features.history import Events, History
+from features.history import RunningHistory
 
 
 class OnlineHistory:
-    def __init__(self, half_life_days: float = 7.0):
+    def __init__(self, half_life_days: float = 7.0, click_window_days: float = 2.0):
         self.half_life_days = half_life_days
+        self.click_window = click_window_days * 86400.0
         self._lock = threading.Lock()
-        self._rows: dict[str, list[list]] = {}  # staff -> [[banner, category, ts, clicked], ...]
-        self._requests: dict[str, tuple[str, dict[str, int]]] = {}  # request -> (staff, banner -> row index)
-        self._cache: dict[str, History] = {}
+        self._running = RunningHistory(half_life_days)
+        # request -> (staff, ts, banner -> category, clicked banners); insertion (~time) order
+        self._requests: dict[str, tuple[str, float, dict[str, str], set[str]]] = {}
         # clicks that arrived before their ranking (another worker's ranking not yet
         # synced): applied when the ranking arrives; bounded, oldest dropped first
         self._early: dict[str, set[str]] = {}
@@ -33,53 +35,58 @@ class OnlineHistory:
         with self._lock:
             if request_id in self._requests:
                 return
-            rows = self._rows.setdefault(staff_id, [])
-            index = {}
+            ts = float(ts)
+            banners: dict[str, str] = {}
             for banner_id, category in shown:
-                index[banner_id] = len(rows)
-                rows.append([banner_id, category, float(ts), 0])
-            self._requests[request_id] = (staff_id, index)
+                if banner_id not in banners:
+                    banners[banner_id] = category
+                    self._running.add_impression(staff_id, banner_id, category, ts)
+            entry = (staff_id, ts, banners, set())
+            self._requests[request_id] = entry
             for banner_id in self._early.pop(request_id, ()):
-                if banner_id in index:
-                    rows[index[banner_id]][3] = 1
-            self._cache.pop(staff_id, None)
+                self._click(entry, banner_id)
+            self._forget_old(ts)
+
+    def _forget_old(self, now: float) -> None:
+        while self._requests:
+            oldest = next(iter(self._requests))
+            if self._requests[oldest][1] >= now - self.click_window:
+                return
+            del self._requests[oldest]
+
+    def _click(self, entry, banner_id: str) -> bool:
+        staff_id, ts, banners, clicked = entry
+        if banner_id not in banners:
+            return False
+        if banner_id not in clicked:
+            clicked.add(banner_id)
+            self._running.add_click(staff_id, banner_id, banners[banner_id], ts)
+        return True
 
     def add_click(self, request_id: str, banner_id: str) -> bool:
         """Mark a shown banner clicked; False when the request or banner is not known here."""
         with self._lock:
-            hit = self._requests.get(request_id)
-            if hit is None:
+            entry = self._requests.get(request_id)
+            if entry is None:
                 if len(self._early) >= self.max_early:
                     self._early.pop(next(iter(self._early)))
                 self._early.setdefault(request_id, set()).add(banner_id)
                 return False
-            if banner_id not in hit[1]:
-                return False
-            staff_id, index = hit
-            row = self._rows[staff_id][index[banner_id]]
-            if not row[3]:
-                row[3] = 1
-                self._cache.pop(staff_id, None)
-            return True
+            return self._click(entry, banner_id)
 
     def staff_of(self, request_id: str) -> str | None:
-        hit = self._requests.get(request_id)
-        return None if hit is None else hit[0]
+        entry = self._requests.get(request_id)
+        return None if entry is None else entry[0]
 
-    def history_for(self, staff_id: str) -> History | None:
+    def history_for(self, staff_id: str) -> "OnlineHistory | None":
+        """The layer to put over the history loaded at start (None while it is empty)."""
+        return self if len(self._running) else None
+
+    def query(self, staff, banner, category, ts) -> dict[str, np.ndarray]:
         with self._lock:
-            h = self._cache.get(staff_id)
-            if h is not None:
-                return h
-            rows = self._rows.get(staff_id)
-            if not rows:
-                return None
-            ev = Events([staff_id] * len(rows), [r[0] for r in rows], [r[1] for r in rows],
-                        np.array([r[2] for r in rows], dtype=np.float64), np.array([r[3] for r in rows], dtype=np.int8))
-            h = History(ev, self.half_life_days)
-            self._cache[staff_id] = h
-            return h
+            return self._running.query(staff, banner, category, ts)
 
     def counts(self) -> tuple[int, int]:
+        """(people with online events, requests whose clicks can still be attributed)."""
         with self._lock:
-            return len(self._rows), len(self._requests)
+            return self._running.n_people, len(self._requests)
