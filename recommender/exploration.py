@@ -15,15 +15,17 @@ PIN_OFFSET = 1e9
 
 
 def greedy_keys(score: np.ndarray, pinned: np.ndarray, priority: np.ndarray) -> np.ndarray:
-    """A sort key per banner (ascending = shown first): pinned first by priority, then by
-    score, ties broken by priority and then by catalog order."""
+    """A sort key per banner (ascending = shown first): pinned first, by priority and then
+    by score; then the others by score, ties broken by priority; last, catalog order. The
+    operators' rule (DESIGN.md) with the scores deciding what it leaves open; the Ranker,
+    the simulator and offline evaluation all order by it."""
     score = np.asarray(score, dtype=np.float64)
     n = len(score)
     idx = np.arange(n)
     rank_score = np.empty(n)
     rank_score[np.lexsort((idx, -np.asarray(priority), -score))] = idx
     pin_rank = np.empty(n)
-    pin_rank[np.lexsort((idx, -np.asarray(priority)))] = idx
+    pin_rank[np.lexsort((idx, -score, -np.asarray(priority)))] = idx
     return np.where(np.asarray(pinned, dtype=bool), pin_rank - PIN_OFFSET, rank_score)
 
 
@@ -58,6 +60,16 @@ def epsilon_greedy(
     return np.where(valid, shown, -1), np.where(valid, prop, 0.0), explored
 
 
+def marginal_propensity(at_greedy, pinned, epsilon: float, n_free):
+    """The probability that epsilon-greedy puts a banner at a position it can take: a
+    pinned banner is always at its greedy place; an unpinned one is there with (1 - eps)
+    if greedy puts it there, plus eps / n_free from the uniform order of the n_free
+    unpinned candidates. The one formula behind the simulator's and the service's logged
+    propensities (arrays broadcast)."""
+    at_greedy = np.asarray(at_greedy, dtype=np.float64)
+    return np.where(pinned, at_greedy, (1 - epsilon) * at_greedy + epsilon / np.asarray(n_free, dtype=np.float64))
+
+
 def position_propensities(eligible: np.ndarray, keys: np.ndarray, pinned: np.ndarray, epsilon: float, slots: int) -> np.ndarray:
     """P[i, b, k]: probability that epsilon-greedy puts banner b at position k+1 in request i.
 
@@ -79,10 +91,7 @@ def position_propensities(eligible: np.ndarray, keys: np.ndarray, pinned: np.nda
     at_greedy = (pos_of[:, :, None] == positions).astype(np.float64)
     free = eligible & ~pinned[None, :]
     free_pos = positions >= n_pin[:, None, None]  # positions after the pinned block
-    P = np.where(
-        free[:, :, None],
-        np.where(free_pos, (1 - epsilon) * at_greedy + epsilon / n_free[:, None, None], 0.0),
-        np.where((eligible & pinned[None, :])[:, :, None], at_greedy, 0.0),
-    )
+    P = marginal_propensity(at_greedy, ~free[:, :, None], epsilon, n_free[:, None, None])
+    P = np.where(free[:, :, None], np.where(free_pos, P, 0.0), np.where(eligible[:, :, None], P, 0.0))
     P = np.where(positions < n_cand[:, None, None], P, 0.0)
     return P

@@ -18,6 +18,7 @@ import numpy as np
 from features.history import History
 
 from .domain import Banner
+from .exploration import greedy_keys, marginal_propensity
 
 FALLBACK_VERSION = "fallback"
 log = logging.getLogger(__name__)
@@ -64,38 +65,37 @@ class RankResult:
         return [i.banner_id for i in self.items]
 
 
+def _keys(candidates: Sequence[Banner], scores: np.ndarray) -> np.ndarray:
+    pinned = np.fromiter((b.pinned for b in candidates), dtype=bool, count=len(candidates))
+    priority = np.fromiter((b.priority for b in candidates), dtype=np.float64, count=len(candidates))
+    return greedy_keys(scores, pinned, priority)
+
+
 def operator_order(candidates: Sequence[Banner]) -> list[int]:
-    """Indices of the candidates in the operators' order: pinned, then priority, then as given."""
-    return sorted(range(len(candidates)), key=lambda i: (not candidates[i].pinned, -candidates[i].priority, i))
+    """Indices of the candidates in the operators' order: pinned, then priority, then as given
+    (the greedy order when every score is equal)."""
+    return greedy_order(candidates, np.zeros(len(candidates)))
 
 
 def greedy_order(candidates: Sequence[Banner], scores: np.ndarray) -> list[int]:
-    """Pinned first (by priority), then by score descending; ties by priority, then as given."""
-    return sorted(
-        range(len(candidates)),
-        key=lambda i: (not candidates[i].pinned, -candidates[i].priority if candidates[i].pinned else 0,
-                       -scores[i], -candidates[i].priority, i),
-    )
+    """Pinned first (by priority), then by score descending; ties by priority, then as given
+    (recommender.exploration.greedy_keys, the simulator's rule)."""
+    return np.argsort(_keys(candidates, np.asarray(scores, dtype=np.float64)), kind="stable").tolist()
 
 
 def explore_order(greedy: list[int], candidates: Sequence[Banner], rng: np.random.Generator) -> list[int]:
     n_pin = sum(1 for i in greedy if candidates[i].pinned)
-    free = list(greedy[n_pin:])
-    perm = rng.permutation(len(free))
-    return greedy[:n_pin] + [free[j] for j in perm]
+    free = greedy[n_pin:]
+    return greedy[:n_pin] + [free[j] for j in rng.permutation(len(free)).tolist()]
 
 
 def propensities(shown: list[int], greedy: list[int], candidates: Sequence[Banner], epsilon: float) -> list[float]:
     """Marginal probability that epsilon-greedy puts each shown banner at its position."""
     n_pin = sum(1 for i in greedy if candidates[i].pinned)
     n_free = max(len(greedy) - n_pin, 1)
-    out = []
-    for pos, i in enumerate(shown):
-        if candidates[i].pinned:
-            out.append(1.0)
-        else:
-            out.append((1.0 - epsilon) * (greedy[pos] == i) + epsilon / n_free)
-    return out
+    at_greedy = np.array([g == i for g, i in zip(greedy, shown)], dtype=np.float64)
+    pinned = np.array([candidates[i].pinned for i in shown], dtype=bool)
+    return marginal_propensity(at_greedy, pinned, epsilon, n_free).tolist()
 
 
 class Ranker:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from recommender.exploration import marginal_propensity
 from recommender.ranker import CandidateRows
 
 from .data import LoggedBandit
@@ -103,11 +104,9 @@ def ranking_policy(bandit: LoggedBandit, scores: np.ndarray, epsilon: float = 0.
 
 
 def _epsilon_greedy_pi(bandit: LoggedBandit, rank: np.ndarray, epsilon: float) -> np.ndarray:
-    """pi (N, K) of epsilon-greedy around the greedy places ``rank``: the formula of
-    recommender.exploration.position_propensities (and of the Ranker's logged
-    propensities), on the flat candidate rows. A pinned banner sits at its greedy place;
-    an unpinned one at k (past the pinned block) with (1 - eps) [greedy puts it at k] +
-    eps / n_free."""
+    """pi (N, K) of epsilon-greedy around the greedy places ``rank``, on the flat candidate
+    rows: recommender.exploration.marginal_propensity where a banner can be (a pinned one
+    at its greedy place; an unpinned one past the pinned block)."""
     K = bandit.slots
     pinned_b = np.array([b.pinned for b in bandit.catalog.banners], dtype=bool)
     pinned = pinned_b[bandit.cand_banner]
@@ -117,9 +116,8 @@ def _epsilon_greedy_pi(bandit: LoggedBandit, rank: np.ndarray, epsilon: float) -
     r = bandit.cand_request
     k = np.arange(K)[None, :]
     at_greedy = (rank[:, None] == k).astype(np.float64)
-    free_pos = (k >= n_pin[r][:, None]) & (k < n_cand[r][:, None])
-    free_p = np.where(free_pos, (1.0 - epsilon) * at_greedy + epsilon / n_free[r][:, None], 0.0)
-    return np.where(pinned[:, None], at_greedy, free_p)
+    can_take = np.where(pinned[:, None], True, (k >= n_pin[r][:, None]) & (k < n_cand[r][:, None]))
+    return np.where(can_take, marginal_propensity(at_greedy, pinned[:, None], epsilon, n_free[r][:, None]), 0.0)
 
 
 def uniform_policy(bandit: LoggedBandit, name: str = "random") -> TargetPolicy:
