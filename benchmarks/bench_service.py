@@ -2,10 +2,10 @@
 
 Starts the real server (`recommender serve`, uvicorn) with 1 and then 2 workers on a free
 loopback port, with 30 candidates per request, and drives it from a second process:
-- closed loop: wrk (32 connections, 1 thread) when installed, else a bounded async httpx
-  client; throughput and p50/p99 of POST /v1/rank next to POST /v1/noop (same body, same
+- closed loop: wrk (32 connections, 1 thread) when installed, else a built-in asyncio
+  HTTP/1.1 keep-alive client (32 connections); throughput and p50/p99 of POST /v1/rank next to POST /v1/noop (same body, same
   auth, no ranking) on the same server in the same run;
-- open loop at a fixed rate (default 300 requests/s) with the async client: p50/p99 of
+- open loop at a fixed rate (default 300 requests/s) with the asyncio client: p50/p99 of
   /v1/rank measured from each request's scheduled send time (no coordinated omission);
 - in-process: the model's score() for 30 candidates, and the engine's whole rank() call.
 
@@ -52,58 +52,110 @@ def body_for(i: int, candidates: list[str]) -> dict:
             "candidates": candidates}
 
 
-async def closed_loop(url: str, path: str, candidates, duration: float, connections: int) -> dict:
-    import httpx
+class Connection:
+    """One keep-alive HTTP/1.1 connection on loopback, written by hand: an httpx client
+    spends more CPU per request than the server's no-op endpoint, so it would measure
+    itself. Requests are prepared bytes; the answer's status is read and its body
+    skipped by Content-Length."""
 
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, url: str) -> "Connection":
+        host, port = url.split("//", 1)[1].split(":")
+        return cls(*await asyncio.open_connection(host, int(port)))
+
+    async def send(self, request: bytes) -> int:
+        self.writer.write(request)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        length = re.search(rb"(?i)content-length:\s*(\d+)", head)
+        if length is None:
+            raise RuntimeError(f"no Content-Length in {head[:200]!r}")
+        await self.reader.readexactly(int(length.group(1)))
+        return int(head[9:12])
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class Requests:
+    """The prepared request bytes for request i (bodies vary over 20,000 staff ids)."""
+
+    def __init__(self, url: str, path: str, candidates):
+        self.head = (f"POST {path} HTTP/1.1\r\nHost: {url.split('//', 1)[1]}\r\nX-API-Key: {KEY}\r\n"
+                     "Content-Type: application/json\r\n").encode()
+        self.candidates = candidates
+        self.cache: dict[int, bytes] = {}
+
+    def __getitem__(self, i: int) -> bytes:
+        k = i % 20000
+        r = self.cache.get(k)
+        if r is None:
+            body = json.dumps(body_for(k, self.candidates)).encode()
+            r = self.cache[k] = self.head + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+        return r
+
+
+async def closed_loop(url: str, path: str, candidates, duration: float, connections: int) -> dict:
     lat: list[float] = []
     errors = 0
-    stop = time.perf_counter() + duration
+    reqs = Requests(url, path, candidates)
     counter = iter(range(10**9))
-    async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": KEY}, timeout=10,
-                                 limits=httpx.Limits(max_connections=connections)) as client:
-        async def worker():
-            nonlocal errors
-            while time.perf_counter() < stop:
-                t = time.perf_counter()
-                r = await client.post(path, json=body_for(next(counter), candidates))
-                lat.append(time.perf_counter() - t)
-                errors += r.status_code != 200
+    conns = [await Connection.open(url) for _ in range(connections)]
+    stop = time.perf_counter() + duration
 
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(connections)))
-        took = time.perf_counter() - t0
+    async def worker(conn: Connection):
+        nonlocal errors
+        while time.perf_counter() < stop:
+            t = time.perf_counter()
+            status = await conn.send(reqs[next(counter)])
+            lat.append(time.perf_counter() - t)
+            errors += status != 200
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker(c) for c in conns))
+    took = time.perf_counter() - t0
+    for c in conns:
+        c.close()
     return summarize(lat, errors, took)
 
 
 async def open_loop(url: str, path: str, candidates, duration: float, rate: float, max_in_flight: int = 256) -> dict:
-    import httpx
-
+    """Requests sent at a fixed rate whatever the answers' speed; each latency counts from
+    when its request was due (no coordinated omission)."""
     lat: list[float] = []
     errors = 0
+    reqs = Requests(url, path, candidates)
+    idle: list[Connection] = []
     sem = asyncio.Semaphore(max_in_flight)
-    async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": KEY}, timeout=10,
-                                 limits=httpx.Limits(max_connections=max_in_flight)) as client:
-        async def one(i: int, scheduled: float):
-            nonlocal errors
-            async with sem:
-                try:
-                    r = await client.post(path, json=body_for(i, candidates))
-                    errors += r.status_code != 200
-                except httpx.HTTPError:  # a timeout when the server cannot keep up with the rate
-                    errors += 1
-                lat.append(time.perf_counter() - scheduled)  # from when it should have been sent
 
-        n = int(duration * rate)
-        t0 = time.perf_counter()
-        tasks = []
-        for i in range(n):
-            scheduled = t0 + i / rate
-            delay = scheduled - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i, scheduled)))
-        await asyncio.gather(*tasks)
-        took = time.perf_counter() - t0
+    async def one(i: int, scheduled: float):
+        nonlocal errors
+        async with sem:
+            conn = idle.pop() if idle else await Connection.open(url)
+            try:
+                status = await asyncio.wait_for(conn.send(reqs[i]), 10)
+                errors += status != 200
+                idle.append(conn)
+            except (asyncio.TimeoutError, OSError, asyncio.IncompleteReadError, RuntimeError):
+                errors += 1
+                conn.close()
+            lat.append(time.perf_counter() - scheduled)
+
+    n = int(duration * rate)
+    t0 = time.perf_counter()
+    tasks = []
+    for i in range(n):
+        scheduled = t0 + i / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i, scheduled)))
+    await asyncio.gather(*tasks)
+    took = time.perf_counter() - t0
+    for c in idle:
+        c.close()
     return summarize(lat, errors, took)
 
 
@@ -257,7 +309,7 @@ def in_process(config: Path, candidates: list[str], n: int = 3000) -> dict:
             rows = CandidateRows(np.zeros(len(cands), np.int64), [staff] * len(cands), [attrs] * len(cands), cands,
                                  np.full(len(cands), time.time()))
             t = time.perf_counter()
-            arm.scorer.score(rows, engine.base_history)
+            arm.scorer.score(rows, engine.online)
             score_t.append(time.perf_counter() - t)
             t = time.perf_counter()
             engine.rank(staff, attrs, candidates)
@@ -328,7 +380,8 @@ def main() -> None:
     p.add_argument("--duration", type=float, default=10.0, help="seconds per closed-loop measurement")
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--rate", type=float, help="open-loop rate for the p99 goal (default 300)")
-    p.add_argument("--client-tool", choices=["auto", "wrk", "httpx"], default="auto")
+    p.add_argument("--client-tool", choices=["auto", "wrk", "python"], default="auto",
+                   help="closed-loop load: wrk if installed (auto), else the built-in asyncio client")
     p.add_argument("--json", help="also write the results here")
     # the load client's own options (the benchmark runs itself as the second process)
     p.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
@@ -344,7 +397,7 @@ def main() -> None:
     try:
         sys.path.insert(0, str(HERE))
         config, candidates, info = prepare(tmp, args)
-        results: dict = {"model": info["model"], "candidates": len(candidates), "tool": "wrk" if use_wrk else "httpx",
+        results: dict = {"model": info["model"], "candidates": len(candidates), "tool": "wrk" if use_wrk else "python",
                          "connections": args.connections, "duration_s": args.duration, "cpus": os.cpu_count()}
         results["in_process"] = in_process(config, candidates)
         print(f"in-process ({info['model']}, {results['in_process']['candidates']} candidates): "

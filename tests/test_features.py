@@ -106,7 +106,7 @@ def test_one_profile_repeated_encodes_like_distinct_copies():
         assert np.array_equal(same.codes[a], copies.codes[a])
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.lists(event, max_size=30), st.data())
 def test_running_history_answers_like_history(events, data):
     """The service's running counters equal the History built over the same events, for
@@ -115,9 +115,14 @@ def test_running_history_answers_like_history(events, data):
 
     events = sorted(events, key=lambda e: e[2])
     run = RunningHistory(7.0, t_ref=data.draw(st.one_of(st.none(), st.integers(0, 500).map(float))))
-    for s, b, ts, clicked in events:
+    # the history loaded at start in bulk, then events one at a time
+    n_bulk = data.draw(st.integers(0, len(events)))
+    bulk, later = events[:n_bulk], events[n_bulk:]
+    run.add_events(Events([e[0] for e in bulk], [e[1] for e in bulk], [CATS[e[1]] for e in bulk],
+                          np.array([e[2] for e in bulk], dtype=float), np.array([e[3] for e in bulk])))
+    for s, b, ts, clicked in later:
         run.add_impression(s, b, CATS[b], ts)
-    for s, b, ts, clicked in events:  # clicks arrive after their impressions
+    for s, b, ts, clicked in later:  # clicks arrive after their impressions
         if clicked:
             run.add_click(s, b, CATS[b], ts)
     t = (events[-1][2] if events else 0.0) + data.draw(st.integers(1, 100_000).map(float))

@@ -21,8 +21,6 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from features.history import Events, History, LayeredHistory
-
 from ..contracts.banners import banner_from_dict, banner_to_dict, load_banners
 from ..domain import UNKNOWN, Banner, Catalog, Staff, StaffDirectory
 from ..eligibility import eligible_banners, is_eligible
@@ -91,7 +89,7 @@ class RankingEngine:
         self.online = OnlineHistory(self.half_life_days)
         self._seq_rankings = 0
         self._seq_events = 0
-        self.base_history: History = self._load_base_history()
+        self._load_history()
         self.reload()
         self._queue: queue.Queue = queue.Queue()
         self._pending = 0
@@ -128,40 +126,32 @@ class RankingEngine:
         b = (catalog or self.catalog).get(banner_id)
         return b.category if b is not None else UNKNOWN
 
-    def _load_base_history(self) -> History:
-        """The click history before start: a logged impressions file (config ``history``)
-        and the store's own rankings and clicks of the last ``history_days``."""
-        staff, banner, cat, ts, clicked = [], [], [], [], []
+    def _load_history(self) -> None:
+        """The click history before start, into the online history's counters: a logged
+        impressions file (config ``history``) and the store's own rankings and clicks of
+        the last ``history_days``."""
         if self.config.history is not None:
+            from features.pipeline import events_from_log
+
             from ..contracts.impressions import load_impressions
 
-            logd = load_impressions(self.config.history)
-            staff += [logd.staff_ids[i] for i in logd.staff]
-            bids = [logd.banner_ids[i] for i in logd.banner]
-            banner += bids
-            cat += [self._category(b) for b in bids]
-            ts += logd.ts.tolist()
-            clicked += logd.clicked.tolist()
+            self.online.load(events_from_log(load_impressions(self.config.history), self.catalog))
         # everything in the store up to now is "before start"; the sync cursor starts here
         since = self.clock() - self.config.history_days * 86400.0
-        clicks = set()
+        clicks: dict[str, list[str]] = {}
         for e in self.store.iter_events():
-            clicks.add((e.request_id, e.banner_id))
+            clicks.setdefault(e.request_id, []).append(e.banner_id)
             self._seq_events = max(self._seq_events, e.seq)
+        n = 0
         for r in self.store.iter_rankings():
             self._seq_rankings = max(self._seq_rankings, r.seq)
             if r.ts < since:
                 continue
-            for b, _pos, _s, _p in r.shown():
-                staff.append(r.staff_id)
-                banner.append(b)
-                cat.append(self._category(b))
-                ts.append(r.ts)
-                clicked.append(int((r.request_id, b) in clicks))
-        n = len(ts)
-        log.info("click history at start: %d impressions", n)
-        return History(Events(staff, banner, cat, np.asarray(ts, dtype=np.float64), np.asarray(clicked, dtype=np.int8)),
-                       self.half_life_days)
+            shown = [(b, self._category(b)) for b, *_ in r.shown()]
+            self.online.add_ranking(r.staff_id, r.request_id, r.ts, shown, clicked=clicks.get(r.request_id, ()))
+            n += len(shown)
+        log.info("click history at start: %d impressions from the history file, %d from the store",
+                 len(self.online) - n, n)
 
     # -- models -----------------------------------------------------------------------
     def reload(self) -> ReloadReport:
@@ -248,10 +238,8 @@ class RankingEngine:
         cands, n_unknown = self.candidates_for(attrs, ts, candidates, catalog)
         arm_name = self.assigner.assign(staff_id)
         state = self.arms[arm_name]
-        recent = self.online.history_for(staff_id)
-        history = self.base_history if recent is None else LayeredHistory([self.base_history, recent])
         with state.lock:
-            result = state.ranker.rank(staff_id, attrs, ts, cands, history)
+            result = state.ranker.rank(staff_id, attrs, ts, cands, self.online)
         request_id = uuid.uuid4().hex
         items = [(i.banner_id, i.position, i.score, i.propensity) for i in result.items]
         self.online.add_ranking(staff_id, request_id, ts,

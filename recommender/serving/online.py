@@ -1,6 +1,8 @@
-"""The online click history: the impressions and clicks of the service's own traffic
-since it started, kept as running counters (features.history.RunningHistory), so a click
-changes that person's very next ranking through the same feature code as training.
+"""The service's click history: the history loaded at start (a logged impressions file,
+the store's recent rankings and clicks) and the impressions and clicks of its own
+traffic since, kept as running counters (features.history.RunningHistory), so a click
+changes that person's very next ranking through the same feature code as training, and
+a ranking costs one lookup per candidate whatever the history's size.
 
 Events are impressions (what a person was shown, at the ranking's time) whose click
 arrives later, naming the request and banner: exactly the rows ``recommender export``
@@ -11,10 +13,11 @@ from request to impressions (to attribute clicks) keeps the last ``click_window_
 from __future__ import annotations
 
 import threading
+from typing import Iterable
 
 import numpy as np
 
-from features.history import RunningHistory
+from features.history import Events, RunningHistory
 
 
 class OnlineHistory:
@@ -30,8 +33,15 @@ class OnlineHistory:
         self._early: dict[str, set[str]] = {}
         self.max_early = 100_000
 
-    def add_ranking(self, staff_id: str, request_id: str, ts: float, shown: list[tuple[str, str]]) -> None:
-        """``shown``: (banner_id, category) of the impressions, in position order."""
+    def load(self, events: Events) -> None:
+        """Impressions with their clicks, all at once (a logged history file at start)."""
+        with self._lock:
+            self._running.add_events(events)
+
+    def add_ranking(self, staff_id: str, request_id: str, ts: float, shown: list[tuple[str, str]],
+                    clicked: Iterable[str] = ()) -> None:
+        """``shown``: (banner_id, category) of the impressions, in position order;
+        ``clicked``: banners already known clicked (a stored ranking read at start)."""
         with self._lock:
             if request_id in self._requests:
                 return
@@ -43,7 +53,7 @@ class OnlineHistory:
                     self._running.add_impression(staff_id, banner_id, category, ts)
             entry = (staff_id, ts, banners, set())
             self._requests[request_id] = entry
-            for banner_id in self._early.pop(request_id, ()):
+            for banner_id in [*clicked, *self._early.pop(request_id, ())]:
                 self._click(entry, banner_id)
             self._forget_old(ts)
 
@@ -78,9 +88,8 @@ class OnlineHistory:
         entry = self._requests.get(request_id)
         return None if entry is None else entry[0]
 
-    def history_for(self, staff_id: str) -> "OnlineHistory | None":
-        """The layer to put over the history loaded at start (None while it is empty)."""
-        return self if len(self._running) else None
+    def __len__(self) -> int:
+        return len(self._running)
 
     def query(self, staff, banner, category, ts) -> dict[str, np.ndarray]:
         with self._lock:
