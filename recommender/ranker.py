@@ -46,7 +46,7 @@ class Scorer(Protocol):
     def score(self, rows: CandidateRows, history: History) -> np.ndarray: ...
 
 
-@dataclass
+@dataclass(slots=True)
 class RankedItem:
     banner_id: str
     position: int
@@ -134,5 +134,6 @@ class Ranker:
         explored = self.epsilon > 0 and self.rng.random() < self.epsilon
         shown = explore_order(greedy, candidates, self.rng) if explored else greedy
         props = propensities(shown, greedy, candidates, self.epsilon)
-        return RankResult(version, explored, [RankedItem(candidates[i].banner_id, p + 1, float(scores[i]), props[p])
-                                              for p, i in enumerate(shown)])
+        sc = scores.tolist()
+        return RankResult(version, explored, [RankedItem(candidates[i].banner_id, p, sc[i], q)
+                                              for p, (i, q) in enumerate(zip(shown, props), 1)])

@@ -242,19 +242,12 @@ class RankingEngine:
             result = state.ranker.rank(staff_id, attrs, ts, cands, self.online)
         request_id = uuid.uuid4().hex
         items = [(i.banner_id, i.position, i.score, i.propensity) for i in result.items]
+        category = {b.banner_id: b.category for b in cands}
         self.online.add_ranking(staff_id, request_id, ts,
-                                [(b.banner_id, b.category) for b in
-                                 (self._banner_of(i.banner_id, cands) for i in result.items[:slots])])
+                                [(i.banner_id, category.get(i.banner_id, UNKNOWN)) for i in result.items[:slots]])
         self._enqueue(RankingRecord(request_id, ts, staff_id, arm_name, result.model_version, result.explored, slots,
                                     items, [b.banner_id for b in cands], self.writer_id))
         return RankOutcome(request_id, arm_name, result, slots, n_unknown)
-
-    @staticmethod
-    def _banner_of(banner_id: str, cands: list[Banner]) -> Banner:
-        for b in cands:
-            if b.banner_id == banner_id:
-                return b
-        return Banner(banner_id, UNKNOWN)
 
     # -- the ranking log (written by a background thread, in batches) -----------------
     def _enqueue(self, record: RankingRecord) -> None:
