@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -27,10 +28,23 @@ def free_port() -> int:
 
 
 class Server:
+    """`recommender serve` in a subprocess. free_port() only says a port was free a moment
+    ago: until uvicorn binds it, another process (another test run on a shared machine) may
+    take it. So readiness is asked with a client key only this server knows (a foreign
+    server answers 401), and a server that could not bind starts again on another port."""
+
     def __init__(self, config: Path, workers: int = 1, extra_env: dict | None = None):
+        env = {**os.environ, **(extra_env or {})}
+        self.key = secrets.token_hex(8)
+        env["RECOMMENDER_CLIENT_KEYS"] = ",".join(filter(None, [env.get("RECOMMENDER_CLIENT_KEYS"), self.key]))
+        for _ in range(3):
+            if self._start(config, workers, env):
+                return
+        raise RuntimeError("no free port could be bound in 3 tries")
+
+    def _start(self, config: Path, workers: int, env: dict) -> bool:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, **(extra_env or {})}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "recommender.cli", "serve", "--config", str(config), "--port", str(self.port),
              "--workers", str(workers), "--log-level", "warning"],
@@ -38,10 +52,14 @@ class Server:
         deadline = time.time() + 30
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.proc.stdout.read().decode()}")
+                output = self.proc.stdout.read().decode()
+                if "address already in use" in output.lower():
+                    return False
+                raise RuntimeError(f"server exited: {output}")
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
+                mine = httpx.get(f"{self.url}/v1/banners", headers={"X-API-Key": self.key}, timeout=1)
+                if mine.status_code == 200 and httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return True
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)

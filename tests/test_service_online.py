@@ -116,3 +116,29 @@ def test_restart_loads_the_stored_history(tmp_path):
         assert engine.rank("s-1").result.banner_ids[-1] == "b-survey"
     finally:
         engine.close()
+
+
+def test_worker_started_between_a_ranking_and_its_click_applies_the_click(tmp_path):
+    """The second uvicorn worker may start after the first served a ranking and before the
+    click on it: the click, read from the store, must still change that person's ranking."""
+    cfg = config_from(write_config(tmp_path))
+    add_fake_model(cfg.models, "m1")
+    FakeRegistry(cfg.models).promote("m1", verify=False)
+    workers: list[RankingEngine] = []
+
+    def start() -> RankingEngine:
+        workers.append(RankingEngine(cfg, open_store(cfg.db), registry=FakeRegistry(cfg.models), start_threads=False))
+        return workers[-1]
+
+    try:
+        first = start()
+        out = first.rank("s-1")
+        first.flush()
+        late = start()  # reads the store after the ranking was logged, before the click
+        assert late.rank("s-1").result.banner_ids[1] == "b-survey"
+        first.record_events([ClickEvent("e1", out.request_id, "b-survey", 0.0)])
+        late.sync()
+        assert late.rank("s-1").result.banner_ids[-1] == "b-survey"
+    finally:
+        for w in workers:
+            w.close()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -103,6 +104,18 @@ def test_documents_and_staff(store):
     assert v2 == v1 + 1
     assert store.all_staff() == [("s-1", {"role": "head_teacher", "region": "Suwon"}), ("s-2", {"role": "principal"})]
     store.check_writable()
+
+
+def test_document_versions_are_unique_across_writers(store):
+    """Two connections (replicas) bumping one document concurrently never get the same version."""
+    other = open_store(store.url)
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            versions = list(pool.map(lambda i: (store, other)[i % 2].put_document("catalog", f"[{i}]"), range(40)))
+    finally:
+        other.close()
+    assert sorted(versions) == list(range(1, 41))
+    assert store.get_document("catalog")[0] == 40
 
 
 ids = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1, max_size=20)

@@ -6,8 +6,9 @@ scores and propensities, arm, model version, slots, candidates) and each click e
 contract of DESIGN.md, so the service's own traffic feeds ``recommender train``.
 
 Backends: SQLite in WAL mode (embedded default, ``recommender.store.sqlite``) and
-PostgreSQL (``recommender.store.postgres``). Both implement this class with the same
-schema and the same semantics; the shared logic (joining, tailing) lives here.
+PostgreSQL (``recommender.store.postgres``). Both run the same schema and queries from
+``recommender.store.sql``, which leaves each only its dialect and connection handling;
+the logic above the queries (joining, tailing) lives here.
 """
 from __future__ import annotations
 

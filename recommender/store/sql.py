@@ -1,0 +1,220 @@
+"""The SQL both event stores share: the schema, every query and the logic around them
+(idempotent inserts, click flagging, document versions), written once.
+
+A backend supplies only what really differs: its ``Dialect`` (placeholder, column types,
+how a conflicting insert is ignored or replaces the row) and its connection handling
+(``_tx`` runs a function in one committed write transaction, ``_read`` runs a query).
+Queries here are written with ``?`` placeholders; ``Dialect.sql`` turns them into the
+driver's own.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from abc import abstractmethod
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence, TypeVar
+
+from .base import (EVENT_COLUMNS, OK, RANKING_COLUMNS, ClickEvent, EventsOutcome, EventStore, RankingRecord,
+                   click_status)
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS rankings (
+    seq {serial},
+    request_id TEXT NOT NULL UNIQUE,
+    ts {real} NOT NULL,
+    staff_id TEXT NOT NULL,
+    arm TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    explored {boolean} NOT NULL,
+    slots INTEGER NOT NULL,
+    items TEXT NOT NULL,
+    candidates TEXT NOT NULL,
+    writer TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS rankings_ts ON rankings (ts);
+CREATE TABLE IF NOT EXISTS events (
+    seq {serial},
+    event_id TEXT NOT NULL UNIQUE,
+    type TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    banner_id TEXT NOT NULL,
+    ts {real} NOT NULL,
+    received {real} NOT NULL,
+    status TEXT NOT NULL,
+    writer TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS events_request ON events (request_id);
+CREATE TABLE IF NOT EXISTS documents (
+    name TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS staff (
+    staff_id TEXT PRIMARY KEY,
+    attributes TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS heartbeat (
+    id INTEGER PRIMARY KEY,
+    ts {real} NOT NULL
+);
+"""
+
+RANKING_INSERT = ("request_id", "ts", "staff_id", "arm", "model_version", "explored", "slots", "items",
+                  "candidates", "writer")
+EVENT_INSERT = ("event_id", "type", "request_id", "banner_id", "ts", "received", "status", "writer")
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between the SQL of two backends."""
+
+    mark: str  # the driver's placeholder
+    serial: str  # an auto-increment primary key column
+    real: str  # a float column
+    boolean: str  # the explored flag's column type
+    or_clause: bool  # SQLite's INSERT OR IGNORE / OR REPLACE rather than ON CONFLICT
+
+    def sql(self, text: str) -> str:
+        return text if self.mark == "?" else text.replace("?", self.mark)
+
+    def schema(self) -> str:
+        return SCHEMA.format(serial=self.serial, real=self.real, boolean=self.boolean)
+
+    def insert(self, table: str, columns: Sequence[str], key: str, replace: bool = False) -> str:
+        """An insert of one row that skips (or, with ``replace``, overwrites) a row
+        whose ``key`` is already stored, instead of failing."""
+        head = f"{table} ({', '.join(columns)}) VALUES ({','.join([self.mark] * len(columns))})"
+        if self.or_clause:
+            return f"INSERT OR {'REPLACE' if replace else 'IGNORE'} INTO {head}"
+        if not replace:
+            return f"INSERT INTO {head} ON CONFLICT ({key}) DO NOTHING"
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != key)
+        return f"INSERT INTO {head} ON CONFLICT ({key}) DO UPDATE SET {updates}"
+
+
+class SQLStore(EventStore):
+    """An EventStore over one DB-API connection guarded by a lock."""
+
+    dialect: Dialect
+    _lock: threading.Lock
+    _db: Any
+
+    @abstractmethod
+    def _tx(self, fn: Callable[[Any], T]) -> T:
+        """Run ``fn(db)`` in one write transaction, committed (and durable) on return;
+        ``db`` has ``execute`` and ``executemany`` returning cursors."""
+
+    @abstractmethod
+    def _read(self, sql: str, args: Sequence = ()) -> list:
+        """All rows of one query (driver placeholders)."""
+
+    # -- writes -----------------------------------------------------------------------
+    def log_rankings(self, records: list[RankingRecord]) -> None:
+        if not records:
+            return
+        rows = [(r.request_id, r.ts, r.staff_id, r.arm, r.model_version, bool(r.explored), r.slots, r.items_json(),
+                 r.candidates_json(), r.writer) for r in records]
+        sql = self.dialect.insert("rankings", RANKING_INSERT, "request_id")
+        self._tx(lambda db: db.executemany(sql, rows))
+
+    def add_events(self, events: list[ClickEvent]) -> EventsOutcome:
+        out = EventsOutcome()
+        if not events:
+            return out
+        find = self.dialect.sql("SELECT items, slots FROM rankings WHERE request_id = ?")
+        insert = self.dialect.insert("events", EVENT_INSERT, "event_id")
+
+        def work(db):
+            shown_cache: dict[str, list[str] | None] = {}
+            for e in events:
+                if e.request_id not in shown_cache:
+                    row = db.execute(find, (e.request_id,)).fetchone()
+                    shown_cache[e.request_id] = None if row is None else [x[0] for x in json.loads(row[0])[: row[1]]]
+                e.status = click_status(shown_cache[e.request_id], e.banner_id)
+                cur = db.execute(insert, (e.event_id, e.type, e.request_id, e.banner_id, e.ts,
+                                          e.received or time.time(), e.status, e.writer))
+                if cur.rowcount == 1:
+                    out.stored.append(e.event_id)
+                    if e.status != OK:
+                        out.flagged[e.event_id] = e.status
+                else:
+                    out.duplicates.append(e.event_id)
+            return out
+
+        return self._tx(work)
+
+    def _bump_version(self, db, name: str, body: str | None) -> int:
+        """Add one to a document's version (creating it at 1), atomically: the UPDATE
+        holds the row until commit, so concurrent writers never hand out one version twice."""
+        db.execute(self.dialect.insert("documents", ("name", "version", "body"), "name"), (name, 0, body or ""))
+        if body is None:
+            db.execute(self.dialect.sql("UPDATE documents SET version = version + 1 WHERE name = ?"), (name,))
+        else:
+            db.execute(self.dialect.sql("UPDATE documents SET version = version + 1, body = ? WHERE name = ?"),
+                       (body, name))
+        return int(db.execute(self.dialect.sql("SELECT version FROM documents WHERE name = ?"), (name,)).fetchone()[0])
+
+    def put_document(self, name: str, body: str) -> int:
+        return self._tx(lambda db: self._bump_version(db, name, body))
+
+    def get_document(self, name: str) -> tuple[int, str] | None:
+        rows = self._read(self.dialect.sql("SELECT version, body FROM documents WHERE name = ?"), (name,))
+        return None if not rows else (int(rows[0][0]), rows[0][1])
+
+    def upsert_staff(self, rows: list[tuple[str, dict]]) -> int:
+        sql = self.dialect.insert("staff", ("staff_id", "attributes"), "staff_id", replace=True)
+
+        def work(db):
+            db.executemany(sql, [(sid, json.dumps(attrs, ensure_ascii=False)) for sid, attrs in rows])
+            return self._bump_version(db, "staff", None)
+
+        return self._tx(work)
+
+    def all_staff(self) -> list[tuple[str, dict]]:
+        return [(sid, json.loads(a)) for sid, a in self._read("SELECT staff_id, attributes FROM staff ORDER BY staff_id")]
+
+    def check_writable(self) -> None:
+        sql = self.dialect.insert("heartbeat", ("id", "ts"), "id", replace=True)
+        self._tx(lambda db: db.execute(sql, (1, time.time())))
+
+    # -- reads ------------------------------------------------------------------------
+    def _after(self, table: str, columns: str, seq: int, limit: int, **where: Any) -> list:
+        """Rows of ``table`` with seq > seq in seq order; ``where`` adds the conditions
+        since_ts (ts >=), exclude_writer (writer <>) and upto (seq <=) that are not None."""
+        sql = f"SELECT {columns} FROM {table} WHERE seq > ?"
+        args: list = [seq]
+        for name, condition in (("since_ts", "ts >= ?"), ("exclude_writer", "writer <> ?"), ("upto", "seq <= ?")):
+            if where.get(name) is not None:
+                sql += f" AND {condition}"
+                args.append(where[name])
+        return self._read(self.dialect.sql(sql + " ORDER BY seq LIMIT ?"), args + [limit])
+
+    def rankings_after(self, seq: int, limit: int = 10000, since_ts: float | None = None,
+                       exclude_writer: str | None = None, upto: int | None = None) -> list[RankingRecord]:
+        rows = self._after("rankings", RANKING_COLUMNS, seq, limit, since_ts=since_ts, exclude_writer=exclude_writer,
+                           upto=upto)
+        return [RankingRecord.from_row(r) for r in rows]
+
+    def events_after(self, seq: int, limit: int = 10000, exclude_writer: str | None = None,
+                     upto: int | None = None) -> list[ClickEvent]:
+        rows = self._after("events", EVENT_COLUMNS, seq, limit, exclude_writer=exclude_writer, upto=upto)
+        return [ClickEvent.from_row(r) for r in rows]
+
+    def max_seq(self) -> tuple[int, int]:
+        rows = self._read("SELECT (SELECT coalesce(max(seq), 0) FROM rankings), (SELECT coalesce(max(seq), 0) FROM events)")
+        return int(rows[0][0]), int(rows[0][1])
+
+    def counts(self) -> dict[str, int]:
+        out = {"rankings": self._read("SELECT count(*) FROM rankings")[0][0],
+               "events": self._read("SELECT count(*) FROM events")[0][0]}
+        for status, n in self._read("SELECT status, count(*) FROM events GROUP BY status"):
+            out[f"events_{status}"] = n
+        return out
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
