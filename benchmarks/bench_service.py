@@ -47,7 +47,7 @@ REGIONS = ["Suwon", "Yongin", "Goyang", "Seongnam", "Bucheon", "Ansan", "Paju"]
 
 # -- the load client (runs in its own process) ----------------------------------------
 def body_for(i: int, candidates: list[str]) -> dict:
-    return {"staff_id": f"s-{i % 20000}",
+    return {"staff_id": f"s-{i % 20000:06d}",  # the simulator's ids: with --province, people with a history
             "profile": {"role": ROLES[i % 7], "school_level": LEVELS[i % 6], "region": REGIONS[i % 7]},
             "candidates": candidates}
 
@@ -286,7 +286,8 @@ epsilon = 0.1
 
 
 def in_process(config: Path, candidates: list[str], n: int = 3000) -> dict:
-    """Median time of the model's score() for 30 candidates, and of the engine's rank()."""
+    """Median time of the model's score() for 30 candidates (of which the click-history
+    lookup, measured alone), and of the engine's whole rank()."""
     import numpy as np
 
     from recommender.ranker import CandidateRows
@@ -303,14 +304,17 @@ def in_process(config: Path, candidates: list[str], n: int = 3000) -> dict:
             raise SystemExit(f"the model did not load: {arm.error}")
         attrs = {"role": "teacher", "school_level": "elementary", "region": "Suwon"}
         cands, _ = engine.candidates_for(attrs, time.time(), candidates, engine.catalog)
-        score_t, rank_t = [], []
+        score_t, hist_t, rank_t = [], [], []
         for i in range(n):
-            staff = f"s-{i % 20000}"
+            staff = f"s-{i % 20000:06d}"
             rows = CandidateRows(np.zeros(len(cands), np.int64), [staff] * len(cands), [attrs] * len(cands), cands,
                                  np.full(len(cands), time.time()))
             t = time.perf_counter()
             arm.scorer.score(rows, engine.online)
             score_t.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            engine.online.query(rows.staff_id, [b.banner_id for b in cands], [b.category for b in cands], rows.ts)
+            hist_t.append(time.perf_counter() - t)
             t = time.perf_counter()
             engine.rank(staff, attrs, candidates)
             rank_t.append(time.perf_counter() - t)
@@ -318,6 +322,7 @@ def in_process(config: Path, candidates: list[str], n: int = 3000) -> dict:
                 engine.flush()
         return {"candidates": len(cands), "score_us_p50": statistics.median(score_t[200:]) * 1e6,
                 "score_us_p99": sorted(score_t[200:])[int(0.99 * (n - 200))] * 1e6,
+                "history_lookup_us_p50": statistics.median(hist_t[200:]) * 1e6,
                 "rank_us_p50": statistics.median(rank_t[200:]) * 1e6}
     finally:
         engine.close()
@@ -379,6 +384,7 @@ def main() -> None:
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     p.add_argument("--duration", type=float, default=10.0, help="seconds per closed-loop measurement")
     p.add_argument("--connections", type=int, default=32)
+    p.add_argument("--repeat", type=int, default=3, help="runs per worker count (the table shows medians)")
     p.add_argument("--rate", type=float, help="open-loop rate for the p99 goal (default 300)")
     p.add_argument("--client-tool", choices=["auto", "wrk", "python"], default="auto",
                    help="closed-loop load: wrk if installed (auto), else the built-in asyncio client")
@@ -401,35 +407,42 @@ def main() -> None:
                          "connections": args.connections, "duration_s": args.duration, "cpus": os.cpu_count()}
         results["in_process"] = in_process(config, candidates)
         print(f"in-process ({info['model']}, {results['in_process']['candidates']} candidates): "
-              f"score p50 {results['in_process']['score_us_p50']:.0f} us, p99 {results['in_process']['score_us_p99']:.0f} us; "
+              f"score p50 {results['in_process']['score_us_p50']:.0f} us, p99 {results['in_process']['score_us_p99']:.0f} us "
+              f"(history lookup alone p50 {results['in_process']['history_lookup_us_p50']:.0f} us); "
               f"engine rank() p50 {results['in_process']['rank_us_p50']:.0f} us", flush=True)
         results["runs"] = []
         for w in args.workers:
-            server = Server(config, w)
-            try:
-                for path in ("/v1/noop", "/v1/rank"):  # warm-up
-                    load(server.url, path, candidates, 2, args.connections, None, tmp, use_wrk)
-                noop = load(server.url, "/v1/noop", candidates, args.duration, args.connections, None, tmp, use_wrk)
-                rank = load(server.url, "/v1/rank", candidates, args.duration, args.connections, None, tmp, use_wrk)
-                fixed = load(server.url, "/v1/rank", candidates, args.duration, args.connections, args.rate, tmp,
-                             use_wrk)
-            finally:
-                server.stop()
-            run = {"workers": w, "noop": noop, "rank": rank, "rank_at_rate": fixed, "rate": args.rate,
-                   "rank_share_of_noop": rank["rps"] / noop["rps"]}
-            results["runs"].append(run)
-            print(f"workers={w}: noop {noop['rps']:.0f} req/s (p50 {noop['p50_ms']:.2f} ms, p99 {noop['p99_ms']:.2f} ms); "
-                  f"rank {rank['rps']:.0f} req/s (p50 {rank['p50_ms']:.2f} ms, p99 {rank['p99_ms']:.2f} ms) = "
-                  f"{100 * run['rank_share_of_noop']:.0f}% of noop; at {args.rate:.0f} req/s: p50 "
-                  f"{fixed['p50_ms']:.2f} ms, p99 {fixed['p99_ms']:.2f} ms; errors "
-                  f"{noop['errors']}/{rank['errors']}/{fixed['errors']}", flush=True)
-        print("\n| workers | no-op req/s | rank req/s | rank/no-op | rank p50 / p99 (closed loop) | "
+            for rep in range(args.repeat):
+                server = Server(config, w)
+                try:
+                    for path in ("/v1/noop", "/v1/rank"):  # warm-up
+                        load(server.url, path, candidates, 2, args.connections, None, tmp, use_wrk)
+                    noop = load(server.url, "/v1/noop", candidates, args.duration, args.connections, None, tmp, use_wrk)
+                    rank = load(server.url, "/v1/rank", candidates, args.duration, args.connections, None, tmp, use_wrk)
+                    fixed = load(server.url, "/v1/rank", candidates, args.duration, args.connections, args.rate, tmp,
+                                 use_wrk)
+                finally:
+                    server.stop()
+                run = {"workers": w, "repetition": rep, "noop": noop, "rank": rank, "rank_at_rate": fixed,
+                       "rate": args.rate, "rank_share_of_noop": rank["rps"] / noop["rps"]}
+                results["runs"].append(run)
+                print(f"workers={w} #{rep + 1}: noop {noop['rps']:.0f} req/s (p50 {noop['p50_ms']:.2f} ms, p99 "
+                      f"{noop['p99_ms']:.2f} ms); rank {rank['rps']:.0f} req/s (p50 {rank['p50_ms']:.2f} ms, p99 "
+                      f"{rank['p99_ms']:.2f} ms) = {100 * run['rank_share_of_noop']:.0f}% of noop; at {args.rate:.0f} "
+                      f"req/s: p50 {fixed['p50_ms']:.2f} ms, p99 {fixed['p99_ms']:.2f} ms; errors "
+                      f"{noop['errors']}/{rank['errors']}/{fixed['errors']}", flush=True)
+        med = statistics.median
+        print(f"\nmedians of {args.repeat} run(s) per row (each run: no-op, then rank, then rank at a fixed rate, on one server)")
+        print("| workers | no-op req/s | rank req/s | rank/no-op | rank p50 / p99 (closed loop) | "
               f"rank p50 / p99 at {args.rate:.0f} req/s |")
         print("|---|---|---|---|---|---|")
-        for r in results["runs"]:
-            print(f"| {r['workers']} | {r['noop']['rps']:.0f} | {r['rank']['rps']:.0f} | "
-                  f"{100 * r['rank_share_of_noop']:.0f}% | {r['rank']['p50_ms']:.2f} / {r['rank']['p99_ms']:.2f} ms | "
-                  f"{r['rank_at_rate']['p50_ms']:.2f} / {r['rank_at_rate']['p99_ms']:.2f} ms |")
+        for w in args.workers:
+            rs = [r for r in results["runs"] if r["workers"] == w]
+            print(f"| {w} | {med(r['noop']['rps'] for r in rs):.0f} | {med(r['rank']['rps'] for r in rs):.0f} | "
+                  f"{100 * med(r['rank_share_of_noop'] for r in rs):.0f}% | "
+                  f"{med(r['rank']['p50_ms'] for r in rs):.2f} / {med(r['rank']['p99_ms'] for r in rs):.2f} ms | "
+                  f"{med(r['rank_at_rate']['p50_ms'] for r in rs):.2f} / "
+                  f"{med(r['rank_at_rate']['p99_ms'] for r in rs):.2f} ms |")
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=1))
     finally:

@@ -9,10 +9,10 @@ version; each arm's random source has its own lock.
 """
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import logging
-import queue
 import threading
 import time
 import uuid
@@ -91,7 +91,8 @@ class RankingEngine:
         self._seq_events = 0
         self._load_history()
         self.reload()
-        self._queue: queue.Queue = queue.Queue()
+        self._log: collections.deque[RankingRecord] = collections.deque()
+        self._wake = threading.Event()
         self._pending = 0
         self._pending_cv = threading.Condition()
         self.store_error: str | None = None
@@ -250,26 +251,31 @@ class RankingEngine:
         return RankOutcome(request_id, arm_name, result, slots, n_unknown)
 
     # -- the ranking log (written by a background thread, in batches) -----------------
+    # The writer wakes every LOG_INTERVAL seconds (or when flushed) and writes whatever
+    # is queued: waking it for each ranking cost more than the ranking (one transaction
+    # per ranking, and the two threads handing the GIL back and forth).
+    LOG_INTERVAL = 0.05
+    LOG_BATCH = 500
+
     def _enqueue(self, record: RankingRecord) -> None:
         with self._pending_cv:
             self._pending += 1
-        self._queue.put(record)
+        self._log.append(record)
 
     def _writer_loop(self) -> None:
         while True:
-            item = self._queue.get()
-            if item is None:
+            self._wake.wait(self.LOG_INTERVAL)
+            self._wake.clear()
+            stopping = self._stop.is_set()
+            self._drain()
+            if stopping:
                 return
-            batch = [item]
-            while len(batch) < 500:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._queue.put(None)
-                    break
-                batch.append(nxt)
+
+    def _drain(self) -> None:
+        while self._log:
+            batch = []
+            while self._log and len(batch) < self.LOG_BATCH:
+                batch.append(self._log.popleft())
             self._write_rankings(batch)
 
     def _write_rankings(self, batch: list[RankingRecord]) -> None:
@@ -289,17 +295,17 @@ class RankingEngine:
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every ranking served so far is in the store."""
         if not self._threads:
-            batch = []
-            while True:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            if batch:
-                self._write_rankings([b for b in batch if b is not None])
+            self._drain()
             return True
+        deadline = time.monotonic() + timeout
         with self._pending_cv:
-            return self._pending_cv.wait_for(lambda: self._pending == 0, timeout)
+            while self._pending:
+                self._wake.set()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._pending_cv.wait(min(remaining, 0.01))
+        return True
 
     # -- events -----------------------------------------------------------------------
     def record_events(self, events: list[ClickEvent]) -> EventsOutcome:
@@ -384,7 +390,7 @@ class RankingEngine:
 
     def close(self) -> None:
         self._stop.set()
-        self._queue.put(None)
+        self._wake.set()
         for t in self._threads:
             t.join(timeout=10)
         self._threads = []
