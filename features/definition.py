@@ -254,12 +254,15 @@ class FeatureEncoder:
         hours = hist["hours_since_click"]
         never = np.isnan(hours)
         age_days = np.where(open_ended, 0.0, np.maximum(ts - np.where(open_ended, 0.0, start), 0.0) / DAY)
-        counts = np.stack([age_days, hist["views_banner"], hist["clicks_category"], hist["views_category"],
+        # np.array rather than np.stack: the same array, with a fraction of the per-call cost
+        counts = np.array([age_days, hist["views_banner"], hist["clicks_category"], hist["views_category"],
                            np.where(never, 0.0, hours), hist["ever_views_banner"], hist["ever_clicks_category"],
-                           hist["ever_views_category"], hist["global_views"]])
+                           hist["ever_views_category"], hist["global_views"]], dtype=np.float64)
         # category, person, banner-global (popularity) and all-time category click rates
-        clicks = np.stack([hist["clicks_category"], hist["clicks_person"], hist["global_clicks"], hist["ever_clicks_category"]])
-        views = np.stack([hist["views_category"], hist["views_person"], hist["global_views"], hist["ever_views_category"]])
+        clicks = np.array([hist["clicks_category"], hist["clicks_person"], hist["global_clicks"], hist["ever_clicks_category"]],
+                          dtype=np.float64)
+        views = np.array([hist["views_category"], hist["views_person"], hist["global_views"], hist["ever_views_category"]],
+                         dtype=np.float64)
         rates = _logit(smoothed_rate(clicks, views, m, a))
         out = np.empty((n, len(NUMERIC_FEATURES)))
         out[:, self._LOG1P_COLS] = np.log1p(counts).T
