@@ -131,32 +131,6 @@ class History:
         }
 
 
-_SUMMED = ("views_banner", "clicks_banner", "ever_views_banner", "views_category", "clicks_category",
-           "ever_views_category", "ever_clicks_category",
-           "views_person", "clicks_person", "global_views", "global_clicks")
-
-
-class LayeredHistory:
-    """Several histories over disjoint events answered as one: counts and decayed sums add,
-    'ever clicked' is an or, hours since the last click is the smallest. The service layers
-    the history it loaded at start (large, immutable) with each person's recent events."""
-
-    def __init__(self, layers: list):
-        self.layers = [h for h in layers if h is not None]
-
-    def query(self, staff, banner, category, ts) -> dict[str, np.ndarray]:
-        if not self.layers:
-            return History.empty().query(staff, banner, category, ts)
-        parts = [h.query(staff, banner, category, ts) for h in self.layers]
-        out = dict(parts[0])
-        for p in parts[1:]:
-            for k in _SUMMED:
-                out[k] = out[k] + p[k]
-            out["ever_clicked_banner"] = np.maximum(out["ever_clicked_banner"], p["ever_clicked_banner"])
-            out["hours_since_click"] = np.fmin(out["hours_since_click"], p["hours_since_click"])
-        return out
-
-
 class _Sums:
     """Running totals of one key: impressions and clicked impressions, counted and
     summed with growth weights (see History)."""

@@ -10,7 +10,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .definition import BannerArrays, FeatureEncoder, StaffArrays
-from .history import Coded, Events, History, LayeredHistory
+from .history import Coded, Events, History
 
 
 def candidate_features(
@@ -28,8 +28,9 @@ def candidate_features(
     """Features of rows (person staff_idx[i], banner banner_idx[i], time ts[i]).
 
     ``staff_ids``/``staff`` describe the people (ids and encoded attributes, aligned),
-    ``banners`` the banners; ``history`` is a History or LayeredHistory of events strictly
-    before each row's time is what the features see.
+    ``banners`` the banners; ``history`` (a History, or anything with its ``query``, such
+    as the service's running counters) of events strictly before each row's time is
+    what the features see.
     """
     hist = history_features(history, staff_ids, staff_idx, banners, banner_idx, ts)
     return encoder.transform(staff, staff_idx, banners, banner_idx, np.asarray(ts, dtype=np.float64), position, hist, dense)
@@ -40,15 +41,14 @@ def history_features(history, staff_ids: Sequence[str], staff_idx: np.ndarray, b
     """The history counters of each row (strictly before its time): the input of the
     numeric features. Split out so that training can query every row once and reuse it."""
     ts = np.asarray(ts, dtype=np.float64)
-    layers = history.layers if isinstance(history, LayeredHistory) else [history]
-    if len(layers) == 1 and hasattr(layers[0], "codes"):
+    if isinstance(history, History):
         # look the distinct ids up once, then index: training queries millions of rows
-        h = layers[0]
-        s_codes, b_codes, c_codes = h.codes(list(staff_ids), list(banners.ids), list(banners.categories))
-        return h.query_codes(s_codes[staff_idx], b_codes[banner_idx], c_codes[banner_idx], ts)
-    ids = np.asarray(staff_ids, dtype=object)[staff_idx]
-    bids = np.asarray(banners.ids, dtype=object)[banner_idx]
-    cats = np.asarray(banners.categories, dtype=object)[banner_idx]
+        s_codes, b_codes, c_codes = history.codes(list(staff_ids), list(banners.ids), list(banners.categories))
+        return history.query_codes(s_codes[staff_idx], b_codes[banner_idx], c_codes[banner_idx], ts)
+    si, bi = np.asarray(staff_idx).tolist(), np.asarray(banner_idx).tolist()
+    ids = [staff_ids[i] for i in si]
+    bids = [banners.ids[i] for i in bi]
+    cats = [banners.categories[i] for i in bi]
     return history.query(ids, bids, cats, ts)
 
 

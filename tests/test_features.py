@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from features.definition import FeatureConfig, FeatureEncoder
-from features.history import Events, History, LayeredHistory
+from features.history import Events, History
 from features.pipeline import candidate_features
 from recommender.domain import Banner
 
@@ -47,15 +47,6 @@ def test_events_at_or_after_t_never_change_features_at_t(past, later, t):
         if not dense:
             a, b = a.toarray(), b.toarray()
         assert np.allclose(a, b, equal_nan=True)
-
-
-@settings(max_examples=40, deadline=None)
-@given(st.lists(event, max_size=20), st.lists(event, max_size=20), st.integers(0, 1100).map(float))
-def test_layered_history_equals_one_history(a, b, t):
-    enc = encoder()
-    one = features_at(enc, history(a + b), t, True)
-    layered = features_at(enc, LayeredHistory([history(a), history(b)]), t, True)
-    assert np.allclose(one, layered, equal_nan=True)
 
 
 def test_earlier_events_do_change_features():
