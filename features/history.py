@@ -6,6 +6,7 @@ are computed by one code path. Every query at time t sees only events strictly b
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -184,7 +185,7 @@ class RunningHistory:
     def _weight(self, ts: float) -> float:
         if self.t_ref is None:
             self.t_ref = float(ts)
-        return float(np.exp((ts - self.t_ref) / self.tau))
+        return math.exp((ts - self.t_ref) / self.tau)
 
     def add_impression(self, staff: str, banner: str, category: str, ts: float) -> None:
         p = self._people.get(staff)
