@@ -57,5 +57,5 @@ def run(args: argparse.Namespace) -> int:
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="recommender-metrics-")
     uvicorn.run("service.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                log_level=args.log_level, access_log=False)
+                http="service.http_protocol:NoDelayHTTPProtocol", log_level=args.log_level, access_log=False)
     return 0
