@@ -12,7 +12,7 @@ With w_ik = pi(shown_ik, k) / p_ik, c_ik the click and q(i, b, k) a click model:
 - SNIPS:  sum_k  mean_i(w_ik c_ik) * mean_i(m_ik) / mean_i(w_ik), m_ik = sum_b pi_i(b, k)
           the target's mass at position k (so E[w_ik] = m_ik): a ratio estimator per
           position, resampled as a ratio (numerator and denominator on the same resample).
-- DM:     mean_i  sum_k sum_b pi_i(b, k) q(i, b, k)
+- DM:     mean_i  sum_k sum_b pi_i(b, k) q(i, b, k); its interval also spans DR's (below)
 - DR:     DM + mean_i sum_k w_ik (c_ik - q(i, shown_ik, k))
 An optional ``cell`` (N, K) mask in [0, 1] restricts the value to some (candidate,
 position) cells: one position, or the banners of one category.
@@ -42,10 +42,16 @@ class Estimate:
 
 @dataclass
 class Contributions:
-    """Per-request columns (n, m) and ``combine``: means (..., m) -> value (...)."""
+    """Per-request columns (n, m) and ``combine``: means (..., m) -> value (...).
+
+    ``also_cover``: other functions of the same means whose bootstrap intervals the value's
+    interval must span too. The direct method uses it: resampling requests cannot see the
+    click model's error, and the one measure of that error in the logs is the
+    importance-weighted residual mean_i sum_k w_ik (c_ik - q_ik), i.e. the doubly robust value."""
 
     columns: np.ndarray
     combine: Callable[[np.ndarray], np.ndarray]
+    also_cover: tuple[Callable[[np.ndarray], np.ndarray], ...] = ()
 
     def value(self) -> float:
         return float(self.combine(self.columns.mean(axis=0)[None, :])[0])
@@ -115,15 +121,26 @@ class SNIPS(Estimator):
         return Contributions(cols, combine)
 
 
+def _first_plus_second(means: np.ndarray) -> np.ndarray:
+    return means[..., 0] + means[..., 1]
+
+
 class DirectMethod(Estimator):
+    """The click model's average over the target's rankings. Its interval spans its own
+    request-sampling interval and the doubly robust interval: a model fitted once cannot
+    report its own bias (refitting it per resample is too slow, and blind to a wrong model
+    form), and DR - DM estimates that bias without assuming the model is right."""
+
     name = "dm"
     needs_model = True
 
     def contributions(self, bandit, policy, q=None, cell=None):
         if q is None:
             raise ValueError("the direct method needs a click model's probabilities q")
-        c, _ = _cells(bandit, cell)
-        return Contributions(_per_request(bandit, (policy.pi * q * c).sum(axis=1))[:, None], _sum_first)
+        c, cs = _cells(bandit, cell)
+        dm = _per_request(bandit, (policy.pi * q * c).sum(axis=1))
+        corr = (policy.weights(bandit) * (bandit.click - _shown(bandit, q)) * cs).sum(axis=1)
+        return Contributions(np.stack([dm, corr], axis=1), _sum_first, (_first_plus_second,))
 
 
 class DoublyRobust(Estimator):
@@ -208,16 +225,20 @@ def bootstrap(contribs: Sequence[Contributions], n_boot: int = 200, seed: int = 
     out, j = [], 0
     for c in contribs:
         m = c.columns.shape[1]
-        out.append(np.asarray(c.combine(means[:, j:j + m]), dtype=np.float64))
+        block = means[:, j:j + m]
+        reps = [np.asarray(f(block), dtype=np.float64) for f in (c.combine, *c.also_cover)]
+        out.append(np.stack(reps, axis=1) if c.also_cover else reps[0])
         j += m
     return out
 
 
 def interval(value: float, replicates: np.ndarray, alpha: float = ALPHA) -> Estimate:
+    """Percentile interval of ``replicates`` (n_boot,); with (n_boot, m) replicates (a value
+    and what its interval must also cover), the span of the m percentile intervals."""
     if len(replicates) == 0:
         return Estimate(float(value), float("nan"), float("nan"))
-    lo, hi = np.quantile(replicates, [alpha / 2, 1 - alpha / 2])
-    return Estimate(float(value), float(lo), float(hi))
+    lo, hi = np.quantile(np.asarray(replicates).reshape(len(replicates), -1), [alpha / 2, 1 - alpha / 2], axis=0)
+    return Estimate(float(value), float(lo.min()), float(hi.max()))
 
 
 def paired_difference(a: Contributions, b: Contributions, n_boot: int = 200, seed: int = 0) -> Estimate:

@@ -117,7 +117,8 @@ def render(result: EvaluationResult, title: str = "Offline A/B evaluation") -> s
              f"<p>{result.n_requests:,} requests evaluated (of {result.n_logged_requests:,} logged); value = expected clicks per "
              f"request on the first {result.slots} positions; 95% percentile bootstrap intervals from {result.n_boot} resamples "
              f"of {'staff members with all their requests' if result.resample == 'staff' else 'requests'} (the same resamples for every policy, so differences are paired). Click model for DM and DR: "
-             f"{_esc(result.click_model or 'none')}.</p>"]
+             f"{_esc(result.click_model or 'none')}; DM's interval spans DR's, the logs' only measure of the click "
+             f"model's own error.</p>"]
     if result.warnings:
         parts.append("<div class='warn'><b>Warnings</b><ul>" + "".join(f"<li>{_esc(w)}</li>" for w in result.warnings) + "</ul></div>")
     parts += ["<h2>Estimates</h2>", _table(result)]
