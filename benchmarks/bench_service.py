@@ -385,6 +385,7 @@ def main() -> None:
     p.add_argument("--duration", type=float, default=10.0, help="seconds per closed-loop measurement")
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--repeat", type=int, default=3, help="runs per worker count (the table shows medians)")
+    p.add_argument("--in-process-only", action="store_true", help="only the in-process scoring and rank() timings")
     p.add_argument("--rate", type=float, help="open-loop rate for the p99 goal (default 300)")
     p.add_argument("--client-tool", choices=["auto", "wrk", "python"], default="auto",
                    help="closed-loop load: wrk if installed (auto), else the built-in asyncio client")
@@ -411,7 +412,7 @@ def main() -> None:
               f"(history lookup alone p50 {results['in_process']['history_lookup_us_p50']:.0f} us); "
               f"engine rank() p50 {results['in_process']['rank_us_p50']:.0f} us", flush=True)
         results["runs"] = []
-        for w in args.workers:
+        for w in ([] if args.in_process_only else args.workers):
             for rep in range(args.repeat):
                 server = Server(config, w)
                 try:
@@ -432,17 +433,19 @@ def main() -> None:
                       f"req/s: p50 {fixed['p50_ms']:.2f} ms, p99 {fixed['p99_ms']:.2f} ms; errors "
                       f"{noop['errors']}/{rank['errors']}/{fixed['errors']}", flush=True)
         med = statistics.median
-        print(f"\nmedians of {args.repeat} run(s) per row (each run: no-op, then rank, then rank at a fixed rate, on one server)")
-        print("| workers | no-op req/s | rank req/s | rank/no-op | rank p50 / p99 (closed loop) | "
-              f"rank p50 / p99 at {args.rate:.0f} req/s |")
-        print("|---|---|---|---|---|---|")
-        for w in args.workers:
-            rs = [r for r in results["runs"] if r["workers"] == w]
-            print(f"| {w} | {med(r['noop']['rps'] for r in rs):.0f} | {med(r['rank']['rps'] for r in rs):.0f} | "
-                  f"{100 * med(r['rank_share_of_noop'] for r in rs):.0f}% | "
-                  f"{med(r['rank']['p50_ms'] for r in rs):.2f} / {med(r['rank']['p99_ms'] for r in rs):.2f} ms | "
-                  f"{med(r['rank_at_rate']['p50_ms'] for r in rs):.2f} / "
-                  f"{med(r['rank_at_rate']['p99_ms'] for r in rs):.2f} ms |")
+        if results["runs"]:
+            print(f"\nmedians of {args.repeat} run(s) per row (each run: no-op, then rank, then rank at a fixed rate, "
+                  "on one server)")
+            print("| workers | no-op req/s | rank req/s | rank/no-op | rank p50 / p99 (closed loop) | "
+                  f"rank p50 / p99 at {args.rate:.0f} req/s |")
+            print("|---|---|---|---|---|---|")
+            for w in args.workers:
+                rs = [r for r in results["runs"] if r["workers"] == w]
+                print(f"| {w} | {med(r['noop']['rps'] for r in rs):.0f} | {med(r['rank']['rps'] for r in rs):.0f} | "
+                      f"{100 * med(r['rank_share_of_noop'] for r in rs):.0f}% | "
+                      f"{med(r['rank']['p50_ms'] for r in rs):.2f} / {med(r['rank']['p99_ms'] for r in rs):.2f} ms | "
+                      f"{med(r['rank_at_rate']['p50_ms'] for r in rs):.2f} / "
+                      f"{med(r['rank_at_rate']['p99_ms'] for r in rs):.2f} ms |")
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=1))
     finally:

@@ -217,8 +217,9 @@ class FeatureEncoder:
         n = len(profiles)
         if n > 1 and all(p is profiles[0] for p in profiles):
             # one person's candidates (the service): encode the profile once
-            one = self.encode_staff(profiles[:1])
-            return StaffArrays({a: np.repeat(c, n) for a, c in one.codes.items()})
+            p = profiles[0]
+            return StaffArrays({a: np.full(n, self.attr_vocab_[a].get(p.get(a) or "", 0), dtype=np.int64)
+                                for a in self.config.staff_attributes})
         codes = {}
         for a in self.config.staff_attributes:
             v = self.attr_vocab_[a]

@@ -285,12 +285,15 @@ class RunningHistory:
         ts = np.asarray(ts, dtype=np.float64)
         nan, empty, nobody = float("nan"), _Sums(), _Person()
         rows = []
+        last_s, p = None, nobody
         for s, b, c in zip(staff, banner, category):
-            p = self._people.get(s, nobody)
-            bs = p.banners.get(b, empty)
-            cs = p.categories.get(c, empty)
+            if s != last_s:  # a request's rows share one person: look them up once
+                last_s, p = s, self._people.get(s, nobody)
+                pb, pc, pt = p.banners, p.categories, p.total
+            bs = pb.get(b, empty)
+            cs = pc.get(c, empty)
             g = self._global.get(b, empty)
-            rows.append((bs.views_w, bs.clicks_w, cs.views_w, cs.clicks_w, p.total.views_w, p.total.clicks_w,
+            rows.append((bs.views_w, bs.clicks_w, cs.views_w, cs.clicks_w, pt.views_w, pt.clicks_w,
                          bs.clicks > 0, bs.views, cs.views, cs.clicks, g.views, g.clicks, p.last_click))
         table = np.array(rows, dtype=np.float64).reshape(len(rows), len(self._COLUMNS))
         table[:, :self._DECAYED] *= np.exp(-(ts - (self.t_ref or 0.0)) / self.tau)[:, None]

@@ -39,12 +39,17 @@ def candidate_features(
 def history_features(history, staff_ids: Sequence[str], staff_idx: np.ndarray, banners: BannerArrays,
                      banner_idx: np.ndarray, ts: np.ndarray) -> dict[str, np.ndarray]:
     """The history counters of each row (strictly before its time): the input of the
-    numeric features. Split out so that training can query every row once and reuse it."""
+    numeric features. Split out so that training can query every row once and reuse it.
+    ``staff_idx`` and ``banner_idx`` index the ids; ``range(n)`` for both says the rows are
+    the ids as given (one request's candidates), which spares the gathering."""
     ts = np.asarray(ts, dtype=np.float64)
     if isinstance(history, History):
         # look the distinct ids up once, then index: training queries millions of rows
         s_codes, b_codes, c_codes = history.codes(list(staff_ids), list(banners.ids), list(banners.categories))
         return history.query_codes(s_codes[staff_idx], b_codes[banner_idx], c_codes[banner_idx], ts)
+    if isinstance(staff_idx, range) and isinstance(banner_idx, range) and staff_idx == banner_idx == range(len(ts)):
+        # rows aligned with the ids as given (the service's one request)
+        return history.query(staff_ids, banners.ids, banners.categories, ts)
     si, bi = np.asarray(staff_idx).tolist(), np.asarray(banner_idx).tolist()
     ids = [staff_ids[i] for i in si]
     bids = [banners.ids[i] for i in bi]

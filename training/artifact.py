@@ -99,7 +99,7 @@ class ModelArtifact:
         ts = np.asarray(rows.ts, dtype=np.float64)
         staff_ids = list(rows.staff_id)
         if self.kind == "logistic":
-            hist = history_features(history, staff_ids, idx, banners, idx, ts)
+            hist = history_features(history, staff_ids, range(n), banners, range(n), ts)
             return enc.linear_logit(self._coef, self._intercept, staff, idx, banners, idx, ts, position, hist)
         X = candidate_features(enc, history, staff_ids, staff, idx, banners, idx, ts, position, self.dense)
         return self.logit_from_matrix(X)
