@@ -326,7 +326,8 @@ class FeatureEncoder:
         ccode = banners.category_code[banner_idx]
         # one-hot columns: each attribute, category, banner, then attribute x category and
         # attribute x banner for each crossed attribute (block offset + code)
-        attrs = np.array([staff.codes[a][staff_idx] for a in cfg.staff_attributes], dtype=np.int64).reshape(-1, n)
+        attrs = np.array([staff.codes[a][staff_idx] for a in cfg.staff_attributes], dtype=np.int64).reshape(
+            len(cfg.staff_attributes), n)
         off = self.offsets_
         crossed = attrs[off["cross_rows"]]
         one_hot = np.concatenate([

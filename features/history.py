@@ -172,7 +172,6 @@ class RunningHistory:
         self.t_ref = t_ref
         self._people: dict[str, _Person] = {}
         self._global: dict[str, _Sums] = {}  # banner -> everyone's impressions and clicks
-        self.latest = -np.inf  # the latest impression time held
         self.n_events = 0
 
     def __len__(self) -> int:
@@ -182,10 +181,26 @@ class RunningHistory:
     def n_people(self) -> int:
         return len(self._people)
 
+    # growth weights stay below exp(REBASE): past that the origin moves up to the new event
+    # (a history file spanning decades, or a service running for years, cannot overflow)
+    REBASE = 50.0
+
     def _weight(self, ts: float) -> float:
         if self.t_ref is None:
             self.t_ref = float(ts)
-        return math.exp((ts - self.t_ref) / self.tau)
+        elif ts - self.t_ref > self.REBASE * self.tau:
+            self._rebase(float(ts))
+        return math.exp((ts - self.t_ref) / self.tau)  # far before t_ref: 0.0 (fully decayed)
+
+    def _rebase(self, t_ref: float) -> None:
+        """Move the weights' origin forward: every weighted sum scales by
+        exp(-(new - old) / tau) (what the decay at query time would have applied)."""
+        f = math.exp(-(t_ref - self.t_ref) / self.tau)
+        for p in self._people.values():
+            for sums in (p.total, *p.banners.values(), *p.categories.values()):
+                sums.views_w *= f
+                sums.clicks_w *= f
+        self.t_ref = t_ref
 
     def add_impression(self, staff: str, banner: str, category: str, ts: float) -> None:
         p = self._people.get(staff)
@@ -198,7 +213,6 @@ class RunningHistory:
             sums.views_w += w
         g = self._global.get(banner) or self._global.setdefault(banner, _Sums())
         g.views += 1
-        self.latest = max(self.latest, float(ts))
         self.n_events += 1
 
     def add_click(self, staff: str, banner: str, category: str, ts: float) -> None:
@@ -226,7 +240,9 @@ class RunningHistory:
         ts = np.asarray(events.ts, dtype=np.float64)
         clicked = (np.asarray(events.clicked) > 0).astype(np.float64)
         if self.t_ref is None:
-            self.t_ref = float(ts.min())
+            self.t_ref = float(ts.max())  # weights <= 1; events decades older underflow to 0
+        elif float(ts.max()) - self.t_ref > self.REBASE * self.tau:
+            self._rebase(float(ts.max()))
         w = np.exp((ts - self.t_ref) / self.tau)
 
         def totals(key: np.ndarray):
@@ -272,7 +288,6 @@ class RunningHistory:
         for key in np.flatnonzero(np.isfinite(last)).tolist():
             p = people[key]
             p.last_click = float(last[key]) if np.isnan(p.last_click) else max(p.last_click, float(last[key]))
-        self.latest = max(self.latest, float(ts.max()))
         self.n_events += len(ts)
 
     _COLUMNS = ("views_banner", "clicks_banner", "views_category", "clicks_category", "views_person", "clicks_person",
@@ -299,5 +314,6 @@ class RunningHistory:
         table[:, :self._DECAYED] *= np.exp(-(ts - (self.t_ref or 0.0)) / self.tau)[:, None]
         out = dict(zip(self._COLUMNS, table.T))
         last = out.pop("last_click")
-        out["hours_since_click"] = np.where(np.isnan(last), nan, (ts - last) / 3600.0)
+        # >= 0: a ranking synced from a host whose clock runs ahead is not "in the future"
+        out["hours_since_click"] = np.where(np.isnan(last), nan, np.maximum(ts - last, 0.0) / 3600.0)
         return out

@@ -57,13 +57,15 @@ def history_features(history, staff_ids: Sequence[str], staff_idx: np.ndarray, b
     return history.query(ids, bids, cats, ts)
 
 
-def events_from_log(log, catalog) -> Events:
+def events_from_log(log, catalog, unknown_category: str = "") -> Events:
     """History events from an ImpressionLog (every impression, with its click)."""
-    return events_from_logs([log], catalog)
+    return events_from_logs([log], catalog, unknown_category)
 
 
-def events_from_logs(logs: Sequence, catalog) -> Events:
-    """History events from several ImpressionLogs, ids kept coded (no per-row lookups)."""
+def events_from_logs(logs: Sequence, catalog, unknown_category: str = "") -> Events:
+    """History events from several ImpressionLogs, ids kept coded (no per-row lookups).
+    A banner the catalog does not hold gets ``unknown_category`` (the service passes the
+    category it gives unknown candidates, so both count under one category)."""
     cat_of = {b.banner_id: b.category for b in catalog}
     staff_vocab: dict[str, int] = {}
     banner_vocab: dict[str, int] = {}
@@ -75,7 +77,7 @@ def events_from_logs(logs: Sequence, catalog) -> Events:
                       b_map[log.banner] if len(log) else np.zeros(0, np.int64), log.ts, log.clicked))
     banner_ids = list(banner_vocab)
     cat_vocab: dict[str, int] = {}
-    cat_of_banner = np.array([cat_vocab.setdefault(cat_of.get(b, ""), len(cat_vocab)) for b in banner_ids], dtype=np.int64)
+    cat_of_banner = np.array([cat_vocab.setdefault(cat_of.get(b, unknown_category), len(cat_vocab)) for b in banner_ids], dtype=np.int64)
     cat = lambda i: np.concatenate([p[i] for p in parts]) if parts else np.zeros(0)  # noqa: E731
     b_codes = cat(1).astype(np.int64)
     return Events(

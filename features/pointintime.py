@@ -45,7 +45,6 @@ class EventIndex:
         self.ts = ts[order]
         w = np.ones(len(keys)) if weights is None else np.asarray(weights, dtype=np.float64)[order]
         self.cum = np.concatenate([[0.0], np.cumsum(w)])
-        self.has_clicks = clicked is not None
         if clicked is not None:
             c = np.asarray(clicked)[order] > 0
             self.cum_clicks = np.concatenate([[0], np.cumsum(c)])

@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from features.definition import FeatureConfig, FeatureEncoder
-from features.history import Events, History
+from features.history import Coded, Events, History, RunningHistory
 from features.pipeline import candidate_features
 from recommender.domain import Banner
 
@@ -97,6 +97,22 @@ def test_one_profile_repeated_encodes_like_distinct_copies():
         assert np.array_equal(same.codes[a], copies.codes[a])
 
 
+def events_from_rows(rows, coded=False) -> Events:
+    """Events of (staff, banner, ts, clicked) rows; ``coded``: ids as vocabularies and codes
+    (how the service loads a history file), with vocabulary entries no event uses."""
+    ts = np.array([e[2] for e in rows], dtype=float)
+    clicked = np.array([e[3] for e in rows])
+    if not coded:
+        return Events([e[0] for e in rows], [e[1] for e in rows], [CATS[e[1]] for e in rows], ts, clicked)
+    staff_vocab = ["unused-person"] + STAFF
+    banner_vocab = ["unused-banner"] + [b.banner_id for b in BANNERS]
+    cat_vocab = ["unused-category"] + sorted(set(CATS.values()))
+    return Events(Coded(staff_vocab, np.array([staff_vocab.index(e[0]) for e in rows], dtype=np.int64)),
+                  Coded(banner_vocab, np.array([banner_vocab.index(e[1]) for e in rows], dtype=np.int64)),
+                  Coded(cat_vocab, np.array([cat_vocab.index(CATS[e[1]]) for e in rows], dtype=np.int64)),
+                  ts, clicked)
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.lists(event, max_size=30), st.data())
 def test_running_history_answers_like_history(events, data):
@@ -105,12 +121,13 @@ def test_running_history_answers_like_history(events, data):
     from features.history import RunningHistory
 
     events = sorted(events, key=lambda e: e[2])
-    run = RunningHistory(7.0, t_ref=data.draw(st.one_of(st.none(), st.integers(0, 500).map(float))))
+    # an origin near the events, or decades before them (the weights then move it forward)
+    run = RunningHistory(7.0, t_ref=data.draw(st.one_of(st.none(), st.integers(0, 500).map(float),
+                                                        st.integers(-10**9, 0).map(float))))
     # the history loaded at start in bulk, then events one at a time
     n_bulk = data.draw(st.integers(0, len(events)))
     bulk, later = events[:n_bulk], events[n_bulk:]
-    run.add_events(Events([e[0] for e in bulk], [e[1] for e in bulk], [CATS[e[1]] for e in bulk],
-                          np.array([e[2] for e in bulk], dtype=float), np.array([e[3] for e in bulk])))
+    run.add_events(events_from_rows(bulk, coded=data.draw(st.booleans())))
     for s, b, ts, clicked in later:
         run.add_impression(s, b, CATS[b], ts)
     for s, b, ts, clicked in later:  # clicks arrive after their impressions
@@ -125,3 +142,27 @@ def test_running_history_answers_like_history(events, data):
     assert set(got) == set(want)
     for k in want:
         assert np.allclose(got[k], want[k], rtol=1e-9, atol=1e-12, equal_nan=True), k
+
+
+def test_running_history_spans_decades_without_overflow():
+    """A history file with a row decades old must not break the service's counters."""
+    run = RunningHistory(7.0)
+    run.add_events(events_from_rows([("s1", "b1", 0.0, 1)]))
+    later = 40 * 365 * 86400.0
+    run.add_impression("s1", "b1", "policy", later)
+    run.add_click("s1", "b1", "policy", later)
+    q = run.query(["s1"], ["b1"], ["policy"], np.array([later + 60.0]))
+    assert all(np.all(np.isfinite(v)) for v in q.values())
+    assert q["ever_views_banner"][0] == 2 and q["ever_clicked_banner"][0] == 1
+    assert np.isclose(q["views_banner"][0], np.exp(-60.0 / run.tau))  # the old view has fully decayed
+
+
+def test_sparse_features_of_no_rows():
+    enc = encoder()
+    staff = enc.encode_staff([{"role": "teacher"}])
+    banners = enc.encode_banners(BANNERS)
+    none = np.zeros(0, dtype=np.int64)
+    X = candidate_features(enc, History.empty(), ["s1"], staff, none, banners, none, np.zeros(0))
+    assert X.shape == (0, enc.n_features_)
+    assert enc.linear_logit(np.ones(enc.n_features_), 0.0, staff, none, banners, none, np.zeros(0), None,
+                            {k: np.zeros(0) for k in History.empty().query([], [], [], np.zeros(0))}).shape == (0,)

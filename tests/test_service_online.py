@@ -142,3 +142,27 @@ def test_worker_started_between_a_ranking_and_its_click_applies_the_click(tmp_pa
     finally:
         for w in workers:
             w.close()
+
+
+def test_a_ranking_the_store_refuses_does_not_take_its_batch_with_it(tmp_path):
+    cfg = config_from(write_config(tmp_path))
+    reg = FakeRegistry(cfg.models)
+    add_fake_model(cfg.models, "m1")
+    reg.promote("m1", verify=False)
+    engine = RankingEngine(cfg, open_store(cfg.db), registry=reg, start_threads=False)
+    write = engine.store.log_rankings
+
+    def refuse_one(records):
+        if any(r.staff_id == "refused" for r in records):
+            raise ValueError("the store refuses this record")
+        write(records)
+
+    engine.store.log_rankings = refuse_one
+    try:
+        for staff in ("s-1", "refused", "s-2"):
+            engine.rank(staff)
+        engine.flush()  # one batch of three: written one by one after the batch keeps failing
+        assert sorted(r.staff_id for r in engine.store.iter_rankings()) == ["s-1", "s-2"]
+    finally:
+        engine.store.log_rankings = write
+        engine.close()

@@ -136,12 +136,13 @@ class RankingEngine:
 
             from ..contracts.impressions import load_impressions
 
-            self.online.load(events_from_log(load_impressions(self.config.history), self.catalog))
+            self.online.load(events_from_log(load_impressions(self.config.history), self.catalog, UNKNOWN))
         # everything in the store up to now is "before start"; the sync cursor starts here
         since = self.clock() - self.config.history_days * 86400.0
         clicks: dict[str, list[str]] = {}
         for e in self.store.iter_events():
-            clicks.setdefault(e.request_id, []).append(e.banner_id)
+            if e.type == "click":
+                clicks.setdefault(e.request_id, []).append(e.banner_id)
             self._seq_events = max(self._seq_events, e.seq)
         n = 0
         for r in self.store.iter_rankings():
@@ -288,6 +289,14 @@ class RankingEngine:
                 self.store_error = f"ranking log write failed: {e}"
                 log.error("%s (attempt %d)", self.store_error, attempt + 1)
                 time.sleep(0.05 * 2**attempt)
+        else:
+            if len(batch) > 1:
+                # one record the store refuses must not take the rest of the batch with it
+                for record in batch:
+                    try:
+                        self.store.log_rankings([record])
+                    except Exception as e:
+                        log.error("ranking %s dropped from the log: %s", record.request_id, e)
         with self._pending_cv:
             self._pending -= len(batch)
             self._pending_cv.notify_all()
@@ -393,6 +402,10 @@ class RankingEngine:
         self._wake.set()
         for t in self._threads:
             t.join(timeout=10)
+        if any(t.is_alive() for t in self._threads):
+            # the writer is still retrying a write: closing the store under it would lose that batch
+            log.error("the ranking-log writer did not stop within 10 s; leaving the store open")
+            return
         self._threads = []
         self.flush()
         self.store.close()
