@@ -11,6 +11,15 @@ from recommender.store import ClickEvent, open_store
 from service_support import FakeRegistry, add_fake_model, config_from, write_config
 
 
+def engine_with_fake_model(tmp_path, arms: str | None = None) -> RankingEngine:
+    """An engine (no background threads) serving the fake model m1 from a fresh config."""
+    cfg = config_from(write_config(tmp_path) if arms is None else write_config(tmp_path, arms=arms))
+    reg = FakeRegistry(cfg.models)
+    add_fake_model(cfg.models, "m1")
+    reg.promote("m1", verify=False)
+    return RankingEngine(cfg, open_store(cfg.db), registry=reg, start_threads=False)
+
+
 def test_click_before_its_ranking_is_applied_when_the_ranking_arrives():
     h = OnlineHistory()
     assert h.add_click("r-1", "b-2") is False  # another worker's ranking, not synced yet
@@ -22,11 +31,7 @@ def test_click_before_its_ranking_is_applied_when_the_ranking_arrives():
 
 def test_online_rows_equal_what_export_writes(tmp_path):
     """The online layer and the exported impressions describe the same events."""
-    cfg = config_from(write_config(tmp_path))
-    reg = FakeRegistry(cfg.models)
-    add_fake_model(cfg.models, "m1")
-    reg.promote("m1", verify=False)
-    engine = RankingEngine(cfg, open_store(cfg.db), registry=reg, start_threads=False)
+    engine = engine_with_fake_model(tmp_path)
     try:
         outs = [engine.rank("s-1", slots=2) for _ in range(3)]
         engine.record_events([ClickEvent("e1", outs[0].request_id, outs[0].result.items[1].banner_id, 0.0)])
@@ -45,11 +50,7 @@ def test_online_rows_equal_what_export_writes(tmp_path):
 @pytest.mark.parametrize("epsilon", [0.3])
 def test_exploration_logs_exact_propensities(tmp_path, epsilon):
     arms = f'[arms]\nsalt = "s"\n[arms.A]\nshare = 1.0\nepsilon = {epsilon}\n'
-    cfg = config_from(write_config(tmp_path, arms=arms))
-    reg = FakeRegistry(cfg.models)
-    add_fake_model(cfg.models, "m1")
-    reg.promote("m1", verify=False)
-    engine = RankingEngine(cfg, open_store(cfg.db), registry=reg, start_threads=False)
+    engine = engine_with_fake_model(tmp_path, arms)
     try:
         n = 3000
         counts: dict[tuple[str, int], int] = {}
@@ -89,11 +90,7 @@ def test_seeded_exploration_is_reproducible(tmp_path):
     for k in range(2):
         d = tmp_path / str(k)
         d.mkdir()
-        cfg = config_from(write_config(d, arms=arms))
-        reg = FakeRegistry(cfg.models)
-        add_fake_model(cfg.models, "m1")
-        reg.promote("m1", verify=False)
-        engine = RankingEngine(cfg, open_store(cfg.db), registry=reg, start_threads=False)
+        engine = engine_with_fake_model(d, arms)
         runs.append([tuple(engine.rank(f"p{i}").result.banner_ids) for i in range(50)])
         engine.close()
     assert runs[0] == runs[1] and len(set(runs[0])) > 1
@@ -101,16 +98,12 @@ def test_seeded_exploration_is_reproducible(tmp_path):
 
 def test_restart_loads_the_stored_history(tmp_path):
     """After a restart, the store's rankings and clicks are the base history."""
-    cfg = config_from(write_config(tmp_path))
-    reg = FakeRegistry(cfg.models)
-    add_fake_model(cfg.models, "m1")
-    reg.promote("m1", verify=False)
-    engine = RankingEngine(cfg, open_store(cfg.db), registry=reg, start_threads=False)
+    engine = engine_with_fake_model(tmp_path)
     out = engine.rank("s-1")
     assert out.result.banner_ids[1] == "b-survey"
     engine.record_events([ClickEvent("e1", out.request_id, "b-survey", 0.0)])
     engine.close()
-    engine = RankingEngine(cfg, open_store(cfg.db), registry=reg, start_threads=False)
+    engine = RankingEngine(engine.config, open_store(engine.config.db), registry=engine.registry, start_threads=False)
     try:
         assert len(engine.online) == len(out.result.items[:out.slots])  # the stored ranking's impressions
         assert engine.rank("s-1").result.banner_ids[-1] == "b-survey"
@@ -145,11 +138,7 @@ def test_worker_started_between_a_ranking_and_its_click_applies_the_click(tmp_pa
 
 
 def test_a_ranking_the_store_refuses_does_not_take_its_batch_with_it(tmp_path):
-    cfg = config_from(write_config(tmp_path))
-    reg = FakeRegistry(cfg.models)
-    add_fake_model(cfg.models, "m1")
-    reg.promote("m1", verify=False)
-    engine = RankingEngine(cfg, open_store(cfg.db), registry=reg, start_threads=False)
+    engine = engine_with_fake_model(tmp_path)
     write = engine.store.log_rankings
 
     def refuse_one(records):
