@@ -118,3 +118,5 @@ class ReadyResponse(BaseModel):
     arms: dict[str, dict]
     catalog_banners: int
     staff: int
+    history: dict[str, int] = Field(default_factory=dict,
+                                    description="the click history held: impressions, people, open_rankings")

@@ -181,6 +181,7 @@ def test_health_ready_and_metrics(api):
     assert client.get("/healthz").json() == {"status": "alive"}
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["status"] == "ok"
+    assert set(ready.json()["history"]) == {"impressions", "people", "open_rankings"}
     out = rank(client)
     client.post("/v1/events", json={"events": [{"event_id": "m-1", "request_id": out["request_id"],
                                                 "banner_id": "b-survey"}]}, headers=C)

@@ -155,3 +155,15 @@ def test_a_ranking_the_store_refuses_does_not_take_its_batch_with_it(tmp_path):
     finally:
         engine.store.log_rankings = write
         engine.close()
+
+
+def test_readiness_reports_the_click_history_held(tmp_path):
+    engine = engine_with_fake_model(tmp_path)
+    try:
+        assert engine.readiness()["history"] == {"impressions": 0, "people": 0, "open_rankings": 0}
+        out = engine.rank("s-1", slots=2)
+        engine.rank("s-2", slots=2)
+        assert engine.readiness()["history"] == {"impressions": 4, "people": 2, "open_rankings": 2}
+        assert out.slots == 2
+    finally:
+        engine.close()

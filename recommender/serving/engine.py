@@ -431,4 +431,5 @@ class RankingEngine:
                 problems.append(f"arm {name}: {st.error}")
         degraded = bool(problems)
         return {"ready": store_ok, "status": "degraded" if degraded else "ok", "problems": problems, "arms": arms,
-                "catalog_banners": len(self.catalog), "staff": len(self.staff)}
+                "catalog_banners": len(self.catalog), "staff": len(self.staff),
+                "history": self.online.counts()}

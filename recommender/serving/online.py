@@ -95,7 +95,9 @@ class OnlineHistory:
         with self._lock:
             return self._running.query(staff, banner, category, ts)
 
-    def counts(self) -> tuple[int, int]:
-        """(people with online events, requests whose clicks can still be attributed)."""
+    def counts(self) -> dict[str, int]:
+        """What it holds, for /readyz: impressions, people, and the rankings whose clicks
+        can still be attributed."""
         with self._lock:
-            return self._running.n_people, len(self._requests)
+            return {"impressions": len(self._running), "people": self._running.n_people,
+                    "open_rankings": len(self._requests)}
