@@ -165,8 +165,9 @@ class RunningHistory:
     clicked impression."""
 
     def __init__(self, half_life_days: float = 7.0, t_ref: float | None = None):
-        """``t_ref``: the origin of the growth weights (default: the first impression's
-        time); any value near the events' times gives the same answers."""
+        """``t_ref``: the origin of the growth weights (default: the time of the first
+        impression added, or the latest of a first bulk load); any origin gives the same
+        answers (it moves forward by itself when weights would grow too large)."""
         self.half_life_days = float(half_life_days)
         self.tau = self.half_life_days * 86400.0 / np.log(2.0)
         self.t_ref = t_ref
@@ -259,10 +260,10 @@ class RunningHistory:
             sums.clicks += k
             sums.clicks_w += kw
 
-        people = []
-        for i in range(len(staff_ids)):
+        people: list[_Person | None] = [None] * len(staff_ids)
+        for i in np.unique(s).tolist():  # only the people with events (a vocabulary may hold more)
             p = self._people.get(staff_ids[i])
-            people.append(p if p is not None else self._people.setdefault(staff_ids[i], _Person()))
+            people[i] = p if p is not None else self._people.setdefault(staff_ids[i], _Person())
         uniq, rows = totals(s)
         for key, t in zip(uniq.tolist(), rows):
             add(people[key].total, *t)

@@ -142,6 +142,7 @@ def test_running_history_answers_like_history(events, data):
     assert set(got) == set(want)
     for k in want:
         assert np.allclose(got[k], want[k], rtol=1e-9, atol=1e-12, equal_nan=True), k
+    assert run.n_people == len({e[0] for e in events})  # nobody from an unused vocabulary entry
 
 
 def test_running_history_spans_decades_without_overflow():
