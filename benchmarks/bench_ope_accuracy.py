@@ -2,7 +2,8 @@
 
 Per seed: a province logged by epsilon-greedy (0.2) popularity; the first --history-days
 are history and train the target model (training.train.fit_click_model, greedy); the rest
-(>= 100,000 requests by default) are evaluated exactly as `recommender evaluate` does
+(~560,000 requests by default; --staff 24000 gives ~112,000) are evaluated exactly as
+`recommender evaluate` does
 (click model for DM/DR fitted on the evaluated logs, 200 bootstrap resamples). The truth
 is the target's expected clicks per request under the ground-truth click model.
 
@@ -14,7 +15,7 @@ interval's width is right, whatever the seed count). Then where plain IPS breaks
 tiny propensities (epsilon 0.01) and a target far from the logging policy (the reverse of
 the popularity order), with the effective sample size and whether the tool warned.
 
-    .venv/bin/python benchmarks/bench_ope_accuracy.py [--seeds 30] [--first-seed 1000] [--staff 24000] [--days 6] [--out results.jsonl]
+    .venv/bin/python benchmarks/bench_ope_accuracy.py [--seeds 30] [--first-seed 1000] [--staff 120000] [--days 6] [--out results.jsonl]
     .venv/bin/python benchmarks/bench_ope_accuracy.py --summarise results.jsonl [more.jsonl ...]
 """
 from __future__ import annotations
@@ -108,7 +109,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=30)
     ap.add_argument("--first-seed", type=int, default=1000, help="seeds first-seed .. first-seed + seeds - 1")
-    ap.add_argument("--staff", type=int, default=24_000)
+    ap.add_argument("--staff", type=int, default=120_000,
+                    help="staff per province (120,000: ~560,000 evaluated requests; 24,000: ~112,000)")
     ap.add_argument("--days", type=int, default=6)
     ap.add_argument("--history-days", type=int, default=2)
     ap.add_argument("--out", default="ope_accuracy.jsonl", help="per-seed results (JSON Lines)")
