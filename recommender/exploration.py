@@ -18,14 +18,27 @@ def greedy_keys(score: np.ndarray, pinned: np.ndarray, priority: np.ndarray) -> 
     """A sort key per banner (ascending = shown first): pinned first, by priority and then
     by score; then the others by score, ties broken by priority; last, catalog order. The
     operators' rule (DESIGN.md) with the scores deciding what it leaves open; the Ranker,
-    the simulator and offline evaluation all order by it."""
+    the simulator and offline evaluation all order by it.
+
+    ``score`` is (n,) for one request or (m, n) for m requests over the same n banners;
+    ``pinned`` and ``priority`` are (n,)."""
     score = np.asarray(score, dtype=np.float64)
-    n = len(score)
-    idx = np.arange(n)
-    rank_score = np.empty(n)
-    rank_score[np.lexsort((idx, -np.asarray(priority), -score))] = idx
-    pin_rank = np.empty(n)
-    pin_rank[np.lexsort((idx, -score, -np.asarray(priority)))] = idx
+    shape = score.shape
+    idx = np.arange(shape[-1])
+    neg_priority = -np.asarray(priority, dtype=np.float64)
+    if score.ndim > 1:
+        idx, neg_priority = np.broadcast_to(idx, shape), np.broadcast_to(neg_priority, shape)
+
+    def places(order: np.ndarray) -> np.ndarray:
+        out = np.empty(shape)
+        if score.ndim == 1:  # one request (the service's hot path): plain indexing
+            out[order] = idx
+        else:
+            np.put_along_axis(out, order, idx.astype(np.float64), axis=-1)
+        return out
+
+    rank_score = places(np.lexsort((idx, neg_priority, -score), axis=-1))
+    pin_rank = places(np.lexsort((idx, -score, neg_priority), axis=-1))
     return np.where(np.asarray(pinned, dtype=bool), pin_rank - PIN_OFFSET, rank_score)
 
 

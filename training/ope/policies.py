@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from recommender.exploration import marginal_propensity
+from recommender.exploration import greedy_keys, marginal_propensity
 from recommender.ranker import CandidateRows
 
 from .data import LoggedBandit
@@ -58,31 +58,22 @@ class TargetPolicy:
 
 
 def greedy_rank(bandit: LoggedBandit, scores: np.ndarray) -> np.ndarray:
-    """0-based place of each candidate row in its request's greedy order (the Ranker's rule)."""
+    """0-based place of each candidate row in its request's greedy order: the Ranker's
+    rule (recommender.exploration.greedy_keys) on a (requests, banners) score matrix,
+    banners that are not a request's candidates placed after all of its candidates."""
     banners = bandit.catalog.banners
-    nb = len(banners)
-    pinned_b = np.array([b.pinned for b in banners], dtype=bool)
-    prio_b = np.array([b.priority for b in banners], dtype=np.int64)
-    # (request, pinned block first, pinned by priority) as one integer group; inside it the
-    # score, then (priority desc, catalog order) as one static tie rank per banner
-    dense_prio = np.unique(-prio_b, return_inverse=True)[1].reshape(-1)  # equal priorities share a rank
-    sub_b = np.where(pinned_b, dense_prio, nb)  # pinned: by priority, then by score; others: one block
-    tie_b = np.empty(nb, dtype=np.int64)
-    tie_b[np.lexsort((np.arange(nb), -prio_b))] = np.arange(nb)
-    # dense (requests, banners) matrices: three stable sorts of at most nb columns per row
-    n = bandit.n
+    pinned = np.array([b.pinned for b in banners], dtype=bool)
+    priority = np.array([b.priority for b in banners], dtype=np.float64)
     r, b = bandit.cand_request, bandit.cand_banner
-    neg = np.full((n, nb), np.inf)
-    neg[r, b] = -np.asarray(scores, dtype=np.float64)
-    sub = np.full((n, nb), nb + 1, dtype=np.int64)
-    sub[r, b] = sub_b[b]
-    perm = np.argsort(tie_b, kind="stable")  # last key: the static tie order
-    idx = perm[np.argsort(neg[:, perm], axis=1, kind="stable")]  # then the score
-    idx = np.take_along_axis(idx, np.argsort(np.take_along_axis(sub, idx, axis=1), axis=1, kind="stable"), axis=1)
-    place = np.empty((n, nb), dtype=np.int64)
-    np.put_along_axis(place, idx, np.broadcast_to(np.arange(nb), (n, nb)), axis=1)
-    rank = place[r, b]
-    return rank
+    score = np.zeros((bandit.n, len(banners)))
+    score[r, b] = scores
+    is_candidate = np.zeros(score.shape, dtype=bool)
+    is_candidate[r, b] = True
+    keys = np.where(is_candidate, greedy_keys(score, pinned, priority), np.inf)
+    order = np.argsort(keys, axis=1, kind="stable")
+    place = np.empty(score.shape, dtype=np.int64)
+    np.put_along_axis(place, order, np.broadcast_to(np.arange(len(banners)), score.shape), axis=1)
+    return place[r, b]
 
 
 def ranking_policy(bandit: LoggedBandit, scores: np.ndarray, epsilon: float = 0.0, name: str = "ranking") -> TargetPolicy:
