@@ -303,7 +303,7 @@ def in_process(config: Path, candidates: list[str], n: int = 3000) -> dict:
         if arm.scorer is None:
             raise SystemExit(f"the model did not load: {arm.error}")
         attrs = {"role": "teacher", "school_level": "elementary", "region": "Suwon"}
-        cands, _ = engine.candidates_for(attrs, time.time(), candidates, engine.catalog)
+        cands = engine.candidates_for(attrs, time.time(), candidates, engine.catalog).banners
         score_t, hist_t, rank_t = [], [], []
         for i in range(n):
             staff = f"s-{i % 20000:06d}"

@@ -101,32 +101,59 @@ class StaffArrays:
 
 
 @dataclass
-class SparseParts:
-    """A linear model's rows in parts: ``one_hot`` (n, k) columns with value 1, one
-    completion column per row with its value, a dense numeric block of columns
-    ``numeric_offset + j``, and the tags as (row, column) pairs with value 1."""
+class StaticParts:
+    """The person x banner part of a linear model's rows, which no history changes:
+    ``one_hot`` (n, k) columns with value 1 (attributes, category, banner, crosses), and
+    the tags as (row, column) pairs with value 1. Constant for one profile and one
+    banner, so the service computes it once per profile and candidate list."""
 
     one_hot: np.ndarray
-    completion_col: np.ndarray
-    completion_val: np.ndarray
-    numeric_offset: int
-    numeric: np.ndarray
     tag_row: np.ndarray
     tag_col: np.ndarray
 
     def dot(self, coef: np.ndarray) -> np.ndarray:
-        """The rows times a weight vector (what X @ coef gives for the CSR matrix)."""
-        nn = self.numeric.shape[1]
-        out = coef[self.one_hot].sum(axis=1) + coef[self.completion_col] * self.completion_val
-        out += self.numeric @ coef[self.numeric_offset:self.numeric_offset + nn]
+        out = coef[self.one_hot].sum(axis=1)
         if len(self.tag_row):
             out += np.bincount(self.tag_row, weights=coef[self.tag_col], minlength=len(out))
         return out
 
-    def to_csr(self, n_features: int) -> sp.csr_matrix:
-        n, k = self.one_hot.shape
+
+@dataclass
+class HistoryParts:
+    """The part that changes with the click history and the time: one completion column
+    per row with its value, and a dense numeric block of columns ``numeric_offset + j``
+    (log position, then the standardised numeric features)."""
+
+    completion_col: np.ndarray
+    completion_val: np.ndarray
+    numeric_offset: int
+    numeric: np.ndarray
+
+    def dot(self, coef: np.ndarray) -> np.ndarray:
         nn = self.numeric.shape[1]
-        tag_counts = np.bincount(self.tag_row, minlength=n) if n else np.zeros(0, dtype=np.int64)
+        out = self.numeric @ coef[self.numeric_offset:self.numeric_offset + nn]
+        out += coef[self.completion_col] * self.completion_val
+        return out
+
+
+@dataclass
+class SparseParts:
+    """A linear model's rows: the static and the history parts (each column appears in
+    exactly one of them, so the row is their sum)."""
+
+    static: StaticParts
+    history: HistoryParts
+
+    def dot(self, coef: np.ndarray) -> np.ndarray:
+        """The rows times a weight vector (what X @ coef gives for the CSR matrix)."""
+        return self.static.dot(coef) + self.history.dot(coef)
+
+    def to_csr(self, n_features: int) -> sp.csr_matrix:
+        one_hot, tag_row, tag_col = self.static.one_hot, self.static.tag_row, self.static.tag_col
+        numeric = self.history.numeric
+        n, k = one_hot.shape
+        nn = numeric.shape[1]
+        tag_counts = np.bincount(tag_row, minlength=n) if n else np.zeros(0, dtype=np.int64)
         per_row = k + 1 + nn + tag_counts
         indptr = np.concatenate([[0], np.cumsum(per_row)])
         idx_type = np.int32 if n_features < 2**31 and indptr[-1] < 2**31 else np.int64
@@ -136,17 +163,17 @@ class SparseParts:
         # the fixed part laid out row-major at the start of each row, the tags after it
         base = indptr[:-1]
         fixed_idx = base[:, None] + np.arange(k + 1 + nn)[None, :]
-        indices[fixed_idx[:, :k]] = self.one_hot
+        indices[fixed_idx[:, :k]] = one_hot
         data[fixed_idx[:, :k]] = 1.0
-        indices[fixed_idx[:, k]] = self.completion_col
-        data[fixed_idx[:, k]] = self.completion_val
-        indices[fixed_idx[:, k + 1:]] = self.numeric_offset + np.arange(nn)[None, :]
-        data[fixed_idx[:, k + 1:]] = self.numeric
-        if len(self.tag_row):
+        indices[fixed_idx[:, k]] = self.history.completion_col
+        data[fixed_idx[:, k]] = self.history.completion_val
+        indices[fixed_idx[:, k + 1:]] = self.history.numeric_offset + np.arange(nn)[None, :]
+        data[fixed_idx[:, k + 1:]] = numeric
+        if len(tag_row):
             # tag_row is sorted (rows in order), so a tag's slot is its rank within its row
-            first = np.concatenate([[0], np.cumsum(tag_counts)])[self.tag_row]
-            dest = base[self.tag_row] + k + 1 + nn + (np.arange(len(self.tag_row)) - first)
-            indices[dest] = self.tag_col
+            first = np.concatenate([[0], np.cumsum(tag_counts)])[tag_row]
+            dest = base[tag_row] + k + 1 + nn + (np.arange(len(tag_row)) - first)
+            indices[dest] = tag_col
             data[dest] = 1.0
         X = sp.csr_matrix((data, indices, indptr), shape=(n, n_features))
         X.sum_duplicates()
@@ -226,6 +253,10 @@ class FeatureEncoder:
             codes[a] = np.fromiter((v.get(p.get(a) or "", 0) for p in profiles), dtype=np.int64, count=n)
         return StaffArrays(codes)
 
+    def profile_key(self, profile: Mapping[str, str]) -> tuple[int, ...]:
+        """The codes of one profile: profiles with equal keys encode alike."""
+        return tuple(self.attr_vocab_[a].get(profile.get(a) or "", 0) for a in self.config.staff_attributes)
+
     def encode_banners(self, banners: Sequence) -> BannerArrays:
         tag_codes = [np.array([self.tag_vocab_.get(t, 0) for t in b.tags], dtype=np.int64) for b in banners]
         counts = np.fromiter((len(b.tags) for b in banners), dtype=np.int64, count=len(banners))
@@ -243,38 +274,43 @@ class FeatureEncoder:
 
     # ---- numeric features from history ---------------------------------------------
     # NUMERIC_FEATURES columns filled from one log1p of count-like inputs, and from one
-    # logit of smoothed rates (few array operations: the service scores a handful of rows)
+    # logit of smoothed rates. Few array operations: the service scores a handful of rows
+    # per request, where each numpy call costs more than its arithmetic.
     _LOG1P_COLS = [0, 3, 5, 6, 10, 12, 13, 14, 17]
     _RATE_COLS = [7, 8, 16]
+    # history counters in one block: rows 0-7 are log1p inputs (after age and hours), rows
+    # 8-11 clicks and 12-15 views of the category, person, banner-global and all-time
+    # category rates, then the completion flag
+    _HIST_BLOCK = ("views_banner", "clicks_category", "views_category", "hours_since_click", "ever_views_banner",
+                   "ever_clicks_category", "ever_views_category", "global_views",
+                   "clicks_category", "clicks_person", "global_clicks", "ever_clicks_category",
+                   "views_category", "views_person", "global_views", "ever_views_category",
+                   "ever_clicked_banner")
 
     def numeric(self, banner_rows: BannerArrays, banner_idx: np.ndarray, ts: np.ndarray, hist: Mapping[str, np.ndarray]) -> np.ndarray:
         a, m = self.config.prior_strength, self.base_rate_
         n = len(ts)
         start = banner_rows.start[banner_idx]
         open_ended = np.isnan(start)
-        hours = hist["hours_since_click"]
-        never = np.isnan(hours)
-        age_days = np.where(open_ended, 0.0, np.maximum(ts - np.where(open_ended, 0.0, start), 0.0) / DAY)
-        # np.array rather than np.stack: the same array, with a fraction of the per-call cost
-        counts = np.array([age_days, hist["views_banner"], hist["clicks_category"], hist["views_category"],
-                           np.where(never, 0.0, hours), hist["ever_views_banner"], hist["ever_clicks_category"],
-                           hist["ever_views_category"], hist["global_views"]], dtype=np.float64)
+        h = np.empty((1 + len(self._HIST_BLOCK), n))
+        # days since the banner's start (0 when open-ended: fmax ignores the nan)
+        np.fmax(np.subtract(ts, start, out=h[0]), 0.0, out=h[0])
+        h[0] /= DAY
+        h[1:] = [hist[k] for k in self._HIST_BLOCK]
+        never = np.isnan(h[4])
+        h[4][never] = 0.0
+        out = np.empty((len(NUMERIC_FEATURES), n))
+        out[self._LOG1P_COLS] = np.log1p(h[:9])
         # category, person, banner-global (popularity) and all-time category click rates
-        clicks = np.array([hist["clicks_category"], hist["clicks_person"], hist["global_clicks"], hist["ever_clicks_category"]],
-                          dtype=np.float64)
-        views = np.array([hist["views_category"], hist["views_person"], hist["global_views"], hist["ever_views_category"]],
-                         dtype=np.float64)
-        rates = _logit(smoothed_rate(clicks, views, m, a))
-        out = np.empty((n, len(NUMERIC_FEATURES)))
-        out[:, self._LOG1P_COLS] = np.log1p(counts).T
-        out[:, self._RATE_COLS] = rates[:3].T
-        out[:, 1] = open_ended
-        out[:, 2] = banner_rows.targeted[banner_idx]
-        out[:, 4] = hist["ever_clicked_banner"]
-        out[:, 9] = rates[0] - rates[1]
-        out[:, 11] = never
-        out[:, 15] = rates[3] - _logit(m)
-        return out
+        rates = _logit(smoothed_rate(h[9:13], h[13:17], m, a))
+        out[self._RATE_COLS] = rates[:3]
+        out[1] = open_ended
+        out[2] = banner_rows.targeted[banner_idx]
+        out[4] = h[17]
+        np.subtract(rates[0], rates[1], out=out[9])
+        out[11] = never
+        np.subtract(rates[3], _logit(m), out=out[15])
+        return out.T
 
     def popularity(self, hist: Mapping[str, np.ndarray]) -> np.ndarray:
         """Each banner's smoothed global click rate before the request: the popularity order."""
@@ -315,13 +351,17 @@ class FeatureEncoder:
         return np.column_stack([np.column_stack(cols).astype(np.float64), num]) if n else np.zeros((0, len(cols) + num.shape[1]))
 
     def sparse_parts(self, staff: StaffArrays, staff_idx: np.ndarray, banners: BannerArrays, banner_idx: np.ndarray,
-                     ts: np.ndarray, position: np.ndarray | None, hist: Mapping[str, np.ndarray]) -> "SparseParts":
+                     ts: np.ndarray, position: np.ndarray | None, hist: Mapping[str, np.ndarray]) -> SparseParts:
         """The linear model's view of each row: which columns are on, and the values of the
         others. The single definition behind both the CSR matrix and the direct dot product."""
+        return SparseParts(self.static_parts(staff, staff_idx, banners, banner_idx),
+                           self.history_parts(banners, banner_idx, ts, position, hist))
+
+    def static_parts(self, staff: StaffArrays, staff_idx: np.ndarray, banners: BannerArrays,
+                     banner_idx: np.ndarray) -> StaticParts:
+        """One-hots, crosses and tags of rows (person staff_idx[i], banner banner_idx[i])."""
         cfg = self.config
-        n = len(ts)
-        pos = self._positions(n, position)
-        num = self.numeric(banners, banner_idx, ts, hist)
+        n = len(banner_idx)
         bcode = banners.banner_code[banner_idx]
         ccode = banners.category_code[banner_idx]
         # one-hot columns: each attribute, category, banner, then attribute x category and
@@ -337,10 +377,6 @@ class FeatureEncoder:
             crossed * (len(self.category_vocab_) + 1) + ccode + off["cross_category"][:, None],
             crossed * (len(self.banner_vocab_) + 1) + bcode + off["cross_banner"][:, None],
         ]).T
-        # numeric block = log(position) followed by the standardised numeric features
-        if getattr(self, "numeric_mean_", None) is not None:
-            num = (num - self.numeric_mean_) / self.numeric_scale_
-        num = np.concatenate([np.log(pos.astype(np.float64))[:, None], num], axis=1)
         # tags: multi-hot, a variable number per banner
         tag_counts = banners.tag_counts[banner_idx]
         n_tags = int(tag_counts.sum())
@@ -348,15 +384,27 @@ class FeatureEncoder:
         # each row's tags are the slice tag_start[b]:tag_start[b] + count of the flat tag list
         first = np.repeat(banners.tag_start[banner_idx] - (np.cumsum(tag_counts) - tag_counts), tag_counts)
         tag_col = self.blocks_["tags"][0] + banners.tag_flat[first + np.arange(n_tags)]
-        return SparseParts(
-            one_hot=one_hot,
+        return StaticParts(one_hot=one_hot, tag_row=tag_row, tag_col=tag_col)
+
+    def history_parts(self, banners: BannerArrays, banner_idx: np.ndarray, ts: np.ndarray,
+                      position: np.ndarray | None, hist: Mapping[str, np.ndarray]) -> HistoryParts:
+        """Completion and the numeric block of rows (banner banner_idx[i] at ts[i], with the
+        history counters ``hist`` of their person)."""
+        n = len(ts)
+        pos = self._positions(n, position)
+        # numeric block = log(position) followed by the standardised numeric features
+        block = np.empty((n, 1 + len(NUMERIC_FEATURES)))
+        block[:, 0] = np.log(pos)
+        block[:, 1:] = self.numeric(banners, banner_idx, ts, hist)
+        if getattr(self, "numeric_mean_", None) is not None:
+            block[:, 1:] -= self.numeric_mean_
+            block[:, 1:] /= self.numeric_scale_
+        return HistoryParts(
             # completion x category: ever clicked this banner, in the banner's category column
-            completion_col=self.blocks_["completed x category"][0] + ccode,
+            completion_col=self.blocks_["completed x category"][0] + banners.category_code[banner_idx],
             completion_val=np.asarray(hist["ever_clicked_banner"], dtype=np.float64),
             numeric_offset=self.blocks_["log position"][0],
-            numeric=num,
-            tag_row=tag_row,
-            tag_col=tag_col,
+            numeric=block,
         )
 
     def dense_column(self, name: str) -> int:

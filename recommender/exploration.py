@@ -14,32 +14,42 @@ import numpy as np
 PIN_OFFSET = 1e9
 
 
-def greedy_keys(score: np.ndarray, pinned: np.ndarray, priority: np.ndarray) -> np.ndarray:
-    """A sort key per banner (ascending = shown first): pinned first, by priority and then
-    by score; then the others by score, ties broken by priority; last, catalog order. The
-    operators' rule (DESIGN.md) with the scores deciding what it leaves open; the Ranker,
-    the simulator and offline evaluation all order by it.
+def greedy_rank(score: np.ndarray, pinned: np.ndarray, priority: np.ndarray) -> np.ndarray:
+    """The greedy order (banner indices, first shown first): pinned first, by priority and
+    then by score; then the others by score, ties broken by priority; last, catalog order.
+    The operators' rule (DESIGN.md) with the scores deciding what it leaves open; the
+    Ranker, the simulator and offline evaluation all order by it (directly or through
+    ``greedy_keys``).
 
     ``score`` is (n,) for one request or (m, n) for m requests over the same n banners;
     ``pinned`` and ``priority`` are (n,)."""
     score = np.asarray(score, dtype=np.float64)
-    shape = score.shape
-    idx = np.arange(shape[-1])
+    pinned = np.asarray(pinned, dtype=bool)
     neg_priority = -np.asarray(priority, dtype=np.float64)
+    neg_score = -score
+    # one lexsort (last key first): unpinned after pinned; then priority or score first,
+    # as the block says; then the other; then catalog order
+    first = np.where(pinned, neg_priority, neg_score)
+    second = np.where(pinned, neg_score, neg_priority)
+    idx, free = np.arange(score.shape[-1]), ~pinned
     if score.ndim > 1:
-        idx, neg_priority = np.broadcast_to(idx, shape), np.broadcast_to(neg_priority, shape)
+        idx, free = np.broadcast_to(idx, score.shape), np.broadcast_to(free, score.shape)
+    return np.lexsort((idx, second, first, free), axis=-1)
 
-    def places(order: np.ndarray) -> np.ndarray:
-        out = np.empty(shape)
-        if score.ndim == 1:  # one request (the service's hot path): plain indexing
-            out[order] = idx
-        else:
-            np.put_along_axis(out, order, idx.astype(np.float64), axis=-1)
-        return out
 
-    rank_score = places(np.lexsort((idx, neg_priority, -score), axis=-1))
-    pin_rank = places(np.lexsort((idx, -score, neg_priority), axis=-1))
-    return np.where(np.asarray(pinned, dtype=bool), pin_rank - PIN_OFFSET, rank_score)
+def greedy_keys(score: np.ndarray, pinned: np.ndarray, priority: np.ndarray) -> np.ndarray:
+    """A sort key per banner (ascending = shown first) giving ``greedy_rank``'s order: the
+    banner's place in it, minus PIN_OFFSET for pinned banners (so that pinned banners
+    still come first among keys mixed with random numbers in [-0.5, 0.5), as
+    ``epsilon_greedy`` does). Shapes as ``greedy_rank``."""
+    order = greedy_rank(score, pinned, priority)
+    keys = np.empty(order.shape)
+    if order.ndim == 1:
+        keys[order] = np.arange(order.shape[-1])
+    else:
+        np.put_along_axis(keys, order, np.broadcast_to(np.arange(order.shape[-1], dtype=np.float64), order.shape), axis=-1)
+    keys -= np.where(np.asarray(pinned, dtype=bool), PIN_OFFSET, 0.0)
+    return keys
 
 
 def epsilon_greedy(

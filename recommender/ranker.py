@@ -18,7 +18,7 @@ import numpy as np
 from features.history import History
 
 from .domain import Banner
-from .exploration import greedy_keys, marginal_propensity
+from .exploration import greedy_rank, marginal_propensity
 
 FALLBACK_VERSION = "fallback"
 log = logging.getLogger(__name__)
@@ -33,6 +33,16 @@ class CandidateRows:
     attributes: Sequence[Mapping[str, str]]  # the person's profile per row
     banner: Sequence[Banner]
     ts: np.ndarray  # request time per row, epoch seconds UTC
+    single_request: bool = False  # every row is the same request (one person, one time)
+
+    @classmethod
+    def for_request(cls, staff_id: str, attributes: Mapping[str, str], ts: float,
+                    candidates: Sequence[Banner]) -> "CandidateRows":
+        """One request's candidates (the service): scorers may treat the rows as one
+        person at one time, and ``banner`` is the candidate sequence as given."""
+        n = len(candidates)
+        return cls(np.zeros(n, dtype=np.int64), [staff_id] * n, [attributes] * n, candidates,
+                   np.full(n, float(ts)), single_request=True)
 
     def __len__(self) -> int:
         return len(self.banner)
@@ -56,46 +66,72 @@ class RankedItem:
 
 @dataclass
 class RankResult:
+    """A ranking as parallel lists in shown order (position = index + 1)."""
+
     model_version: str
     explored: bool
-    items: list[RankedItem]
+    banner_ids: list[str]
+    scores: list[float]
+    propensities: list[float]
+
+    def __len__(self) -> int:
+        return len(self.banner_ids)
 
     @property
-    def banner_ids(self) -> list[str]:
-        return [i.banner_id for i in self.items]
+    def items(self) -> list[RankedItem]:
+        return [RankedItem(b, p, s, q) for p, (b, s, q) in
+                enumerate(zip(self.banner_ids, self.scores, self.propensities), 1)]
 
 
-def _keys(candidates: Sequence[Banner], scores: np.ndarray) -> np.ndarray:
-    pinned = np.fromiter((b.pinned for b in candidates), dtype=bool, count=len(candidates))
-    priority = np.fromiter((b.priority for b in candidates), dtype=np.float64, count=len(candidates))
-    return greedy_keys(scores, pinned, priority)
+class CandidateSet:
+    """A request's candidates with the operators' rule inputs (pinned, priority) as
+    arrays, built once: the service keeps one per profile and candidate list."""
+
+    def __init__(self, banners: Sequence[Banner]):
+        self.banners = list(banners)
+        n = len(self.banners)
+        self.ids = [b.banner_id for b in self.banners]
+        self.pinned = np.fromiter((b.pinned for b in self.banners), dtype=bool, count=n)
+        self.priority = np.fromiter((b.priority for b in self.banners), dtype=np.float64, count=n)
+        self.n_pinned = int(self.pinned.sum())
+
+    def __len__(self) -> int:
+        return len(self.banners)
 
 
-def operator_order(candidates: Sequence[Banner]) -> list[int]:
+def _as_set(candidates: "Sequence[Banner] | CandidateSet") -> CandidateSet:
+    return candidates if isinstance(candidates, CandidateSet) else CandidateSet(candidates)
+
+
+def operator_order(candidates: "Sequence[Banner] | CandidateSet") -> list[int]:
     """Indices of the candidates in the operators' order: pinned, then priority, then as given
     (the greedy order when every score is equal)."""
     return greedy_order(candidates, np.zeros(len(candidates)))
 
 
-def greedy_order(candidates: Sequence[Banner], scores: np.ndarray) -> list[int]:
+def greedy_order(candidates: "Sequence[Banner] | CandidateSet", scores: np.ndarray) -> list[int]:
     """Pinned first (by priority), then by score descending; ties by priority, then as given
-    (recommender.exploration.greedy_keys, the simulator's rule)."""
-    return np.argsort(_keys(candidates, np.asarray(scores, dtype=np.float64)), kind="stable").tolist()
+    (recommender.exploration.greedy_rank, the simulator's rule)."""
+    c = _as_set(candidates)
+    return greedy_rank(np.asarray(scores, dtype=np.float64), c.pinned, c.priority).tolist()
 
 
-def explore_order(greedy: list[int], candidates: Sequence[Banner], rng: np.random.Generator) -> list[int]:
-    n_pin = sum(1 for i in greedy if candidates[i].pinned)
+def explore_order(greedy: list[int], candidates: "Sequence[Banner] | CandidateSet",
+                  rng: np.random.Generator) -> list[int]:
+    """The pinned block as greedy has it, then the other candidates in a uniformly random order."""
+    n_pin = _as_set(candidates).n_pinned  # greedy puts every pinned candidate first
     free = greedy[n_pin:]
     return greedy[:n_pin] + [free[j] for j in rng.permutation(len(free)).tolist()]
 
 
-def propensities(shown: list[int], greedy: list[int], candidates: Sequence[Banner], epsilon: float) -> list[float]:
+def propensities(shown: list[int], greedy: list[int], candidates: "Sequence[Banner] | CandidateSet",
+                 epsilon: float) -> list[float]:
     """Marginal probability that epsilon-greedy puts each shown banner at its position."""
-    n_pin = sum(1 for i in greedy if candidates[i].pinned)
-    n_free = max(len(greedy) - n_pin, 1)
-    at_greedy = np.array([g == i for g, i in zip(greedy, shown)], dtype=np.float64)
-    pinned = np.array([candidates[i].pinned for i in shown], dtype=bool)
-    return marginal_propensity(at_greedy, pinned, epsilon, n_free).tolist()
+    c = _as_set(candidates)
+    n_free = max(len(greedy) - c.n_pinned, 1)
+    shown_a = np.asarray(shown, dtype=np.int64)
+    at_greedy = shown_a == np.asarray(greedy[:len(shown)], dtype=np.int64)
+    return marginal_propensity(at_greedy, c.pinned[shown_a], epsilon, n_free).tolist()
 
 
 class Ranker:
@@ -112,8 +148,7 @@ class Ranker:
                history: History) -> tuple[np.ndarray | None, str]:
         if self.scorer is None or not candidates:
             return None, FALLBACK_VERSION
-        rows = CandidateRows(np.zeros(len(candidates), dtype=np.int64), [staff_id] * len(candidates),
-                             [attributes] * len(candidates), list(candidates), np.full(len(candidates), float(ts)))
+        rows = CandidateRows.for_request(staff_id, attributes, ts, candidates)
         try:
             s = np.asarray(self.scorer.score(rows, history), dtype=np.float64)
             if s.shape != (len(candidates),) or not np.all(np.isfinite(s)):
@@ -123,17 +158,16 @@ class Ranker:
             log.exception("scorer %s failed; answering with the operators' order", getattr(self.scorer, "version", "?"))
             return None, FALLBACK_VERSION
 
-    def rank(self, staff_id: str, attributes: Mapping[str, str], ts: float, candidates: Sequence[Banner],
-             history: History) -> RankResult:
-        scores, version = self.scores(staff_id, attributes, ts, candidates, history)
+    def rank(self, staff_id: str, attributes: Mapping[str, str], ts: float,
+             candidates: "Sequence[Banner] | CandidateSet", history: History) -> RankResult:
+        c = _as_set(candidates)
+        scores, version = self.scores(staff_id, attributes, ts, c.banners, history)
         if scores is None:
-            order = operator_order(candidates)
-            return RankResult(version, False, [RankedItem(candidates[i].banner_id, p + 1, 0.0, 1.0)
-                                               for p, i in enumerate(order)])
-        greedy = greedy_order(candidates, scores)
+            order = operator_order(c)
+            return RankResult(version, False, [c.ids[i] for i in order], [0.0] * len(order), [1.0] * len(order))
+        greedy = greedy_order(c, scores)
         explored = self.epsilon > 0 and self.rng.random() < self.epsilon
-        shown = explore_order(greedy, candidates, self.rng) if explored else greedy
-        props = propensities(shown, greedy, candidates, self.epsilon)
+        shown = explore_order(greedy, c, self.rng) if explored else greedy
+        props = propensities(shown, greedy, c, self.epsilon)
         sc = scores.tolist()
-        return RankResult(version, explored, [RankedItem(candidates[i].banner_id, p, sc[i], q)
-                                              for p, (i, q) in enumerate(zip(shown, props), 1)])
+        return RankResult(version, explored, [c.ids[i] for i in shown], [sc[i] for i in shown], props)

@@ -33,7 +33,7 @@ def endpoint_label(path: str) -> str:
 def observe_rank(outcome, seconds: float) -> None:
     r = outcome.result
     RANKINGS.labels(outcome.arm, r.model_version, str(r.explored).lower()).inc()
-    n = min(outcome.slots, len(r.items))
+    n = min(outcome.slots, len(r))
     if n:
         IMPRESSIONS.labels(outcome.arm).inc(n)
     RANK_SECONDS.labels(outcome.arm).observe(seconds)

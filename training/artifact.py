@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 import platform
 from pathlib import Path
 
@@ -42,6 +43,19 @@ def library_versions() -> dict[str, str]:
             "scipy": scipy.__version__, "joblib": joblib.__version__}
 
 
+class _CandidateList:
+    """What a model keeps of one candidate list: the banners (their identity is the
+    key), their encodings, and the static logits per profile key."""
+
+    __slots__ = ("banners", "arrays", "index", "static")
+
+    def __init__(self, banners: list, arrays: BannerArrays):
+        self.banners = banners
+        self.arrays = arrays
+        self.index = np.arange(len(banners))
+        self.static: dict[tuple, np.ndarray] = {}
+
+
 class ModelArtifact:
     """A fitted click model: the encoder, the estimator and its metadata.
 
@@ -50,12 +64,16 @@ class ModelArtifact:
     position (what the direct method of offline evaluation needs).
     """
 
+    # bounds of the per-candidate-list cache and of each list's per-profile static logits
+    MAX_CANDIDATE_LISTS = 64
+    MAX_PROFILES = 20_000
+
     def __init__(self, encoder: FeatureEncoder, estimator, kind: str, metadata: dict | None = None):
         self.encoder = encoder
         self.estimator = estimator
         self.kind = kind
         self.metadata = metadata or {}
-        self._banner_cache: dict[tuple, tuple[list, BannerArrays]] = {}
+        self._lists: dict[tuple, _CandidateList] = {}
         if kind == "logistic":
             self._coef = np.ascontiguousarray(estimator.coef_.ravel(), dtype=np.float64)
             self._intercept = float(estimator.intercept_[0])
@@ -77,24 +95,25 @@ class ModelArtifact:
         return np.asarray(self.estimator.decision_function(X), dtype=np.float64)
 
     # -- the Scorer protocol --------------------------------------------------------------
-    def _banner_arrays(self, banners) -> BannerArrays:
-        """The encoder's arrays of a candidate list, remembered for the next request with
-        the same banner objects (the service ranks the same catalog over and over)."""
+    def _candidate_list(self, banners) -> "_CandidateList":
+        """The encoder's arrays of a candidate list (and, for a linear model, its static
+        logits per profile), remembered for the next request with the same banner
+        objects: the service ranks the same catalog over and over."""
         key = tuple(map(id, banners))
-        hit = self._banner_cache.get(key)
-        if hit is not None and all(a is b for a, b in zip(hit[0], banners)):
-            return hit[1]
-        arrays = self.encoder.encode_banners(banners)
-        if len(self._banner_cache) >= 64:
-            self._banner_cache.clear()
-        self._banner_cache[key] = (list(banners), arrays)  # holding the objects keeps their ids unique
-        return arrays
+        hit = self._lists.get(key)
+        if hit is not None and all(map(operator.is_, hit.banners, banners)):
+            return hit
+        if len(self._lists) >= self.MAX_CANDIDATE_LISTS:
+            self._lists.clear()
+        # holding the objects keeps their ids unique
+        entry = self._lists[key] = _CandidateList(list(banners), self.encoder.encode_banners(banners))
+        return entry
 
     def _logit(self, rows, history, position) -> np.ndarray:
         enc = self.encoder
         n = len(rows)
         staff = enc.encode_staff(rows.attributes)
-        banners = self._banner_arrays(rows.banner)
+        banners = self._candidate_list(rows.banner).arrays
         idx = np.arange(n)
         ts = np.asarray(rows.ts, dtype=np.float64)
         staff_ids = list(rows.staff_id)
@@ -104,9 +123,31 @@ class ModelArtifact:
         X = candidate_features(enc, history, staff_ids, staff, idx, banners, idx, ts, position, self.dense)
         return self.logit_from_matrix(X)
 
+    def _request_logit(self, rows, history) -> np.ndarray:
+        """A linear model's logits of one request's candidates: the static part (one-hots,
+        crosses, tags) of this profile and candidate list comes from the cache, so a
+        request computes only the history part. The same encoder functions as
+        ``linear_logit``, summed in two pieces."""
+        enc = self.encoder
+        n = len(rows)
+        cands = self._candidate_list(rows.banner)
+        profile = rows.attributes[0]
+        key = enc.profile_key(profile)
+        static = cands.static.get(key)
+        if static is None:
+            if len(cands.static) >= self.MAX_PROFILES:
+                cands.static.clear()
+            parts = enc.static_parts(enc.encode_staff([profile]), np.zeros(n, dtype=np.int64), cands.arrays, cands.index)
+            static = cands.static[key] = parts.dot(self._coef) + self._intercept
+        ts = rows.ts
+        hist = history_features(history, rows.staff_id, range(n), cands.arrays, range(n), ts)
+        return static + enc.history_parts(cands.arrays, cands.index, ts, None, hist).dot(self._coef)
+
     def score(self, rows, history) -> np.ndarray:
         if len(rows) == 0:
             return np.zeros(0)
+        if self.kind == "logistic" and rows.single_request:
+            return self._request_logit(rows, history)
         return self._logit(rows, history, None)
 
     def click_probability(self, rows, history, position: np.ndarray) -> np.ndarray:

@@ -23,10 +23,10 @@ import numpy as np
 
 from ..contracts.banners import banner_from_dict, banner_to_dict, load_banners
 from ..domain import UNKNOWN, Banner, Catalog, Staff, StaffDirectory
-from ..eligibility import eligible_banners, is_eligible
 from ..ranker import FALLBACK_VERSION, RankResult, Ranker
 from ..store import ClickEvent, EventsOutcome, EventStore, RankingRecord
 from .arms import Arm, ArmAssigner
+from .candidates import CandidateCache, Candidates
 from .config import ServiceConfig
 from .online import OnlineHistory
 from .registry import ModelRegistry
@@ -78,6 +78,7 @@ class RankingEngine:
         self.half_life_days = 7.0
         self._seed_seq = np.random.SeedSequence(config.seed) if config.seed is not None else np.random.SeedSequence()
         self.arms: dict[str, ArmState] = {}
+        self._candidates = CandidateCache()
         self._reload_lock = threading.Lock()
         self.last_reload: ReloadReport | None = None
         self._registry_stamp = None
@@ -213,23 +214,10 @@ class RankingEngine:
         return self.staff.get(staff_id).attributes
 
     def candidates_for(self, attributes: Mapping[str, str], ts: float, ids: Sequence[str] | None,
-                       catalog: Catalog) -> tuple[list[Banner], int]:
+                       catalog: Catalog) -> Candidates:
         """The request's candidates: its own list (eligibility applied to known banners;
         unknown ids ranked with cold-start defaults), else every eligible banner."""
-        if ids is None:
-            return eligible_banners(catalog, attributes, ts), 0
-        out, seen, unknown = [], set(), 0
-        for bid in ids:
-            if bid in seen:
-                continue
-            seen.add(bid)
-            b = catalog.get(bid)
-            if b is None:
-                out.append(Banner(bid, UNKNOWN))
-                unknown += 1
-            elif is_eligible(b, attributes, ts):
-                out.append(b)
-        return out, unknown
+        return self._candidates.get(catalog, attributes, ts, ids)
 
     def rank(self, staff_id: str, profile: Mapping[str, str] | None = None, candidates: Sequence[str] | None = None,
              slots: int | None = None) -> RankOutcome:
@@ -237,19 +225,19 @@ class RankingEngine:
         slots = int(slots or self.config.slots)
         catalog = self.catalog
         attrs = self.profile_for(staff_id, profile)
-        cands, n_unknown = self.candidates_for(attrs, ts, candidates, catalog)
+        cands = self.candidates_for(attrs, ts, candidates, catalog)
         arm_name = self.assigner.assign(staff_id)
         state = self.arms[arm_name]
         with state.lock:
             result = state.ranker.rank(staff_id, attrs, ts, cands, self.online)
         request_id = uuid.uuid4().hex
-        items = [(i.banner_id, i.position, i.score, i.propensity) for i in result.items]
-        category = {b.banner_id: b.category for b in cands}
-        self.online.add_ranking(staff_id, request_id, ts,
-                                [(i.banner_id, category.get(i.banner_id, UNKNOWN)) for i in result.items[:slots]])
+        ids = result.banner_ids
+        category = cands.category
+        self.online.add_ranking(staff_id, request_id, ts, [(b, category.get(b, UNKNOWN)) for b in ids[:slots]])
+        items = list(zip(ids, range(1, len(ids) + 1), result.scores, result.propensities))
         self._enqueue(RankingRecord(request_id, ts, staff_id, arm_name, result.model_version, result.explored, slots,
-                                    items, [b.banner_id for b in cands], self.writer_id))
-        return RankOutcome(request_id, arm_name, result, slots, n_unknown)
+                                    items, cands.ids, self.writer_id))
+        return RankOutcome(request_id, arm_name, result, slots, cands.n_unknown)
 
     # -- the ranking log (written by a background thread, in batches) -----------------
     # The writer wakes every LOG_INTERVAL seconds (or when flushed) and writes whatever

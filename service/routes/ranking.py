@@ -24,8 +24,8 @@ def to_response(outcome) -> Response:
     r = outcome.result
     body = {"request_id": outcome.request_id, "model_version": r.model_version, "arm": outcome.arm,
             "explored": r.explored,
-            "ranking": [{"banner_id": i.banner_id, "position": i.position, "score": i.score,
-                         "propensity": i.propensity} for i in r.items]}
+            "ranking": [{"banner_id": b, "position": p, "score": s, "propensity": q}
+                        for p, (b, s, q) in enumerate(zip(r.banner_ids, r.scores, r.propensities), 1)]}
     return Response(orjson.dumps(body), media_type="application/json")
 
 
@@ -38,5 +38,5 @@ async def rank(body: RankRequest, engine: RankingEngine = Depends(get_engine), _
     if log.isEnabledFor(logging.DEBUG):
         log.debug("rank %s staff=%s arm=%s model=%s n=%d", outcome.request_id,
                   staff_ref(engine.config.log_salt, body.staff_id), outcome.arm, outcome.result.model_version,
-                  len(outcome.result.items))
+                  len(outcome.result))
     return to_response(outcome)

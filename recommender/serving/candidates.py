@@ -1,0 +1,82 @@
+"""The candidates of a ranking request, remembered per (candidate ids, profile).
+
+Eligibility (DESIGN.md) is a function of the banner, the person's attributes and the
+time; between two window bounds of the banners involved, the time does not change the
+answer. The service asks the same question for every request of a person with the same
+profile and candidate list, so the answer is kept with the span of time it holds for,
+and the same list object comes back: the models' per-candidate-list caches key on it.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable, Mapping, Sequence
+
+from ..domain import UNKNOWN, Banner, Catalog
+from ..eligibility import eligible_banners, is_eligible
+from ..ranker import CandidateSet
+
+
+class Candidates(CandidateSet):
+    """One request's candidates, in order, and what the engine needs of them."""
+
+    def __init__(self, banners: Sequence[Banner], n_unknown: int):
+        super().__init__(banners)
+        self.n_unknown = n_unknown  # ids the catalog does not know, ranked with cold-start defaults
+        self.category = {b.banner_id: b.category for b in self.banners}
+
+
+def select_candidates(catalog: Catalog, attributes: Mapping[str, str], ts: float,
+                      ids: Sequence[str] | None) -> Candidates:
+    """The request's own list (eligibility applied to known banners; unknown ids kept with
+    cold-start defaults; repeats dropped), else every eligible banner of the catalog."""
+    if ids is None:
+        return Candidates(eligible_banners(catalog, attributes, ts), 0)
+    out, seen, unknown = [], set(), 0
+    for bid in ids:
+        if bid in seen:
+            continue
+        seen.add(bid)
+        b = catalog.get(bid)
+        if b is None:
+            out.append(Banner(bid, UNKNOWN))
+            unknown += 1
+        elif is_eligible(b, attributes, ts):
+            out.append(b)
+    return Candidates(out, unknown)
+
+
+def stable_span(banners: Iterable[Banner], ts: float) -> tuple[float, float]:
+    """[from, until): the time around ``ts`` in which no banner's window opens or closes."""
+    lo, hi = -math.inf, math.inf
+    for b in banners:
+        for bound in (b.start, b.end):
+            if bound is None:
+                continue
+            if bound <= ts:
+                lo = max(lo, bound)
+            else:
+                hi = min(hi, bound)
+    return lo, hi
+
+
+class CandidateCache:
+    """``select_candidates`` with its answers kept (at most ``max_entries``; the whole
+    cache is dropped when full, which costs one recomputation per entry)."""
+
+    def __init__(self, max_entries: int = 20_000):
+        self.max_entries = max_entries
+        self._entries: dict[tuple, tuple[Catalog, float, float, Candidates]] = {}
+
+    def get(self, catalog: Catalog, attributes: Mapping[str, str], ts: float,
+            ids: Sequence[str] | None) -> Candidates:
+        key = (None if ids is None else tuple(ids), tuple(sorted(attributes.items())))
+        hit = self._entries.get(key)
+        if hit is not None and hit[0] is catalog and hit[1] <= ts < hit[2]:
+            return hit[3]
+        found = select_candidates(catalog, attributes, ts, ids)
+        involved = catalog if ids is None else (b for b in map(catalog.get, set(ids)) if b is not None)
+        lo, hi = stable_span(involved, ts)
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        self._entries[key] = (catalog, lo, hi, found)
+        return found
