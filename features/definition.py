@@ -19,6 +19,7 @@ position could not.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Mapping, Sequence
 
@@ -76,8 +77,13 @@ def smoothed_rate(clicks, views, base_rate: float, strength: float):
 
 
 def _logit(p):
-    p = np.clip(p, 1e-6, 1 - 1e-6)
+    p = np.minimum(np.maximum(p, 1e-6), 1 - 1e-6)  # np.clip, at a fraction of its per-call cost
     return np.log(p) - np.log1p(-p)
+
+
+def _scalar_logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return math.log(p) - math.log1p(-p)
 
 
 @dataclass
@@ -276,8 +282,8 @@ class FeatureEncoder:
     # NUMERIC_FEATURES columns filled from one log1p of count-like inputs, and from one
     # logit of smoothed rates. Few array operations: the service scores a handful of rows
     # per request, where each numpy call costs more than its arithmetic.
-    _LOG1P_COLS = [0, 3, 5, 6, 10, 12, 13, 14, 17]
-    _RATE_COLS = [7, 8, 16]
+    _LOG1P_COLS = np.array([0, 3, 5, 6, 10, 12, 13, 14, 17], dtype=np.intp)
+    _RATE_COLS = np.array([7, 8, 16], dtype=np.intp)
     # history counters in one block: rows 0-7 are log1p inputs (after age and hours), rows
     # 8-11 clicks and 12-15 views of the category, person, banner-global and all-time
     # category rates, then the completion flag
@@ -309,7 +315,7 @@ class FeatureEncoder:
         out[4] = h[17]
         np.subtract(rates[0], rates[1], out=out[9])
         out[11] = never
-        np.subtract(rates[3], _logit(m), out=out[15])
+        np.subtract(rates[3], _scalar_logit(m), out=out[15])
         return out.T
 
     def popularity(self, hist: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -391,10 +397,13 @@ class FeatureEncoder:
         """Completion and the numeric block of rows (banner banner_idx[i] at ts[i], with the
         history counters ``hist`` of their person)."""
         n = len(ts)
-        pos = self._positions(n, position)
         # numeric block = log(position) followed by the standardised numeric features
         block = np.empty((n, 1 + len(NUMERIC_FEATURES)))
-        block[:, 0] = np.log(pos)
+        if position is None:  # scoring: every row at the reference position
+            cfg = self.config
+            block[:, 0] = math.log(min(max(cfg.reference_position, 1), cfg.max_position))
+        else:
+            block[:, 0] = np.log(self._positions(n, position))
         block[:, 1:] = self.numeric(banners, banner_idx, ts, hist)
         if getattr(self, "numeric_mean_", None) is not None:
             block[:, 1:] -= self.numeric_mean_

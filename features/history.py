@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from typing import Sequence
+
 import numpy as np
 
 from .pointintime import EventIndex, TimeRanks
@@ -103,6 +105,10 @@ class History:
         """History counters for each (staff, banner, category, ts) query, strictly before ts."""
         return self.query_codes(*self.codes(staff, banner, category), ts)
 
+    def query_person(self, staff: str, banner, category, ts: float) -> dict[str, np.ndarray]:
+        """``query`` of one person's rows at one time."""
+        return self.query([staff] * len(banner), banner, category, np.full(len(banner), float(ts)))
+
     def query_codes(self, s: np.ndarray, b: np.ndarray, c: np.ndarray, ts) -> dict[str, np.ndarray]:
         ts = np.asarray(ts, dtype=np.float64)
         known_s = s >= 0
@@ -152,6 +158,22 @@ class _Person:
         self.last_click = float("nan")
 
 
+class _ListCodes:
+    """A candidate list as RunningHistory reads it: each banner's code (0 when the
+    history has not seen it yet), its distinct categories and each row's category slot."""
+
+    __slots__ = ("banner", "category", "codes", "complete", "n_codes", "distinct_categories", "category_slot")
+
+    def __init__(self, banner: list[str], category: list[str], banner_code: dict[str, int]):
+        self.banner, self.category = banner, category
+        self.codes = np.fromiter((banner_code.get(b, 0) for b in banner), dtype=np.intp, count=len(banner))
+        self.complete = bool(np.all(self.codes > 0))  # else: looked up again once the history grows
+        self.n_codes = len(banner_code)
+        slot = {c: j for j, c in enumerate(dict.fromkeys(category))}
+        self.distinct_categories = list(slot)
+        self.category_slot = np.fromiter((slot[c] for c in category), dtype=np.intp, count=len(category))
+
+
 class RunningHistory:
     """The counters of ``History`` kept up to date event by event, for the service: an
     impression or a click costs a few dictionary updates instead of rebuilding an index,
@@ -171,7 +193,11 @@ class RunningHistory:
         self.tau = self.half_life_days * 86400.0 / np.log(2.0)
         self.t_ref = t_ref
         self._people: dict[str, _Person] = {}
-        self._global: dict[str, list] = {}  # banner -> everyone's impressions and clicks
+        # everyone's impressions and clicks per banner, in arrays by banner code (code 0:
+        # no banner, always zero), so a request reads its candidates' totals in one step
+        self._banner_code: dict[str, int] = {}
+        self._global = np.zeros((2, 64))
+        self._lists: dict[int, _ListCodes] = {}  # per candidate list (by identity)
         self.n_events = 0
 
     def __len__(self) -> int:
@@ -192,6 +218,29 @@ class RunningHistory:
             self._rebase(float(ts))
         return math.exp((ts - self.t_ref) / self.tau)  # far before t_ref: 0.0 (fully decayed)
 
+    def _code(self, banner: str) -> int:
+        code = self._banner_code.get(banner)
+        if code is None:
+            code = self._banner_code[banner] = len(self._banner_code) + 1
+            if code >= self._global.shape[1]:
+                grown = np.zeros((2, 2 * code))
+                grown[:, :self._global.shape[1]] = self._global
+                self._global = grown
+        return code
+
+    def _list_codes(self, banner: Sequence[str], category: Sequence[str]) -> "_ListCodes":
+        """Banner codes and distinct categories of a candidate list, kept for the next
+        request with the same list (checked by value; an identical list compares in one
+        pass of pointer checks)."""
+        hit = self._lists.get(id(banner))
+        if hit is not None and hit.banner == banner and hit.category == category and (
+                hit.complete or hit.n_codes == len(self._banner_code)):
+            return hit
+        if len(self._lists) >= 64:
+            self._lists.clear()
+        entry = self._lists[id(banner)] = _ListCodes(list(banner), list(category), self._banner_code)
+        return entry
+
     def _rebase(self, t_ref: float) -> None:
         """Move the weights' origin forward: every weighted sum scales by
         exp(-(new - old) / tau) (what the decay at query time would have applied)."""
@@ -211,8 +260,7 @@ class RunningHistory:
                      p.categories.get(category) or p.categories.setdefault(category, _sums())):
             sums[VIEWS] += 1
             sums[VIEWS_W] += w
-        g = self._global.get(banner) or self._global.setdefault(banner, _sums())
-        g[VIEWS] += 1
+        self._global[0, self._code(banner)] += 1
         self.n_events += 1
 
     def add_click(self, staff: str, banner: str, category: str, ts: float) -> None:
@@ -223,7 +271,7 @@ class RunningHistory:
         for sums in (p.total, p.banners[banner], p.categories[category]):
             sums[CLICKS] += 1
             sums[CLICKS_W] += w
-        self._global[banner][CLICKS] += 1
+        self._global[1, self._code(banner)] += 1
         p.last_click = ts if np.isnan(p.last_click) else max(p.last_click, ts)
 
     def add_events(self, events: Events) -> None:
@@ -279,9 +327,9 @@ class RunningHistory:
             add(d.get(cid) or d.setdefault(cid, _sums()), *t)
         uniq, rows = totals(b)
         for key, (v, _vw, k, _kw) in zip(uniq.tolist(), rows):
-            g = self._global.get(banner_ids[key]) or self._global.setdefault(banner_ids[key], _sums())
-            g[VIEWS] += v
-            g[CLICKS] += k
+            code = self._code(banner_ids[key])
+            self._global[0, code] += v
+            self._global[1, code] += k
         last = np.full(len(staff_ids), -np.inf)
         hit = clicked > 0
         np.maximum.at(last, s[hit], ts[hit])
@@ -290,36 +338,80 @@ class RunningHistory:
             p.last_click = float(last[key]) if np.isnan(p.last_click) else max(p.last_click, float(last[key]))
         self.n_events += len(ts)
 
+    def query_person(self, staff: str, banner: Sequence[str], category: Sequence[str],
+                     ts: float) -> dict[str, np.ndarray]:
+        """``query`` of one person's rows at one time (a ranking request): the same
+        counters, with the person's totals looked up once, each distinct category once,
+        and per-banner totals copied only for the banners the person has seen."""
+        n = len(banner)
+        p = self._people.get(staff) or _Person()
+        empty = _sums()
+        codes = self._list_codes(banner, category)
+        g = self._global[:, codes.codes]
+        pb = p.banners
+        seen_rows, seen = [], []
+        for i, b in enumerate(banner):
+            sums = pb.get(b)
+            if sums is not None:
+                seen_rows.append(i)
+                seen.extend(sums)
+        own = np.zeros((n, 4))
+        if seen_rows:
+            own[seen_rows] = np.array(seen, dtype=np.float64).reshape(len(seen_rows), 4)
+        pc = p.categories
+        flat: list = []
+        for c in codes.distinct_categories:
+            flat.extend(pc.get(c, empty))
+        cat = np.array(flat, dtype=np.float64).reshape(-1, 4)[codes.category_slot]
+        decay = math.exp(-(ts - (self.t_ref or 0.0)) / self.tau)
+        total = p.total
+        # >= 0: a ranking synced from a host whose clock runs ahead is not "in the future"
+        hours = max(ts - p.last_click, 0.0) / 3600.0 if not math.isnan(p.last_click) else math.nan
+        person = np.empty((3, n))  # the same for every row
+        person[0] = total[VIEWS_W] * decay
+        person[1] = total[CLICKS_W] * decay
+        person[2] = hours
+        return {
+            "views_banner": own[:, VIEWS_W] * decay, "clicks_banner": own[:, CLICKS_W] * decay,
+            "views_category": cat[:, VIEWS_W] * decay, "clicks_category": cat[:, CLICKS_W] * decay,
+            "views_person": person[0], "clicks_person": person[1],
+            "ever_clicked_banner": (own[:, CLICKS] > 0).astype(np.float64), "ever_views_banner": own[:, VIEWS],
+            "ever_views_category": cat[:, VIEWS], "ever_clicks_category": cat[:, CLICKS],
+            "global_views": g[0], "global_clicks": g[1],
+            "hours_since_click": person[2],
+        }
+
     def query(self, staff, banner, category, ts) -> dict[str, np.ndarray]:
         """History.query's counters; every event held counts as before ``ts``."""
         ts = np.asarray(ts, dtype=np.float64)
         empty, nobody = _sums(), _Person()
-        # per row: the person's totals of the banner, of its category, everyone's totals of
-        # the banner, the person's overall totals (4 each), the person's last click
+        # per row: the person's totals of the banner, of its category, the person's overall
+        # totals (4 each), the person's last click; everyone's totals come from the arrays
         values: list = []
         extend, append = values.extend, values.append
         last_s, p = None, nobody
-        pb, pc, glob = p.banners, p.categories, self._global
+        pb, pc = p.banners, p.categories
         for s, b, c in zip(staff, banner, category):
             if s != last_s:  # a request's rows share one person: look them up once
                 last_s, p = s, self._people.get(s, nobody)
                 pb, pc = p.banners, p.categories
             extend(pb.get(b, empty))
             extend(pc.get(c, empty))
-            extend(glob.get(b, empty))
             extend(p.total)
             append(p.last_click)
-        t = np.array(values, dtype=np.float64).reshape(len(ts), 17).T
+        t = np.array(values, dtype=np.float64).reshape(len(ts), 13).T
+        codes = np.fromiter((self._banner_code.get(b, 0) for b in banner), dtype=np.intp, count=len(ts))
+        g = self._global[:, codes]
         decay = np.exp(-(ts - (self.t_ref or 0.0)) / self.tau)
-        weighted = t[[VIEWS_W, CLICKS_W, 4 + VIEWS_W, 4 + CLICKS_W, 12 + VIEWS_W, 12 + CLICKS_W]] * decay
-        last = t[16]
+        weighted = t[[VIEWS_W, CLICKS_W, 4 + VIEWS_W, 4 + CLICKS_W, 8 + VIEWS_W, 8 + CLICKS_W]] * decay
+        last = t[12]
         return {
             "views_banner": weighted[0], "clicks_banner": weighted[1],
             "views_category": weighted[2], "clicks_category": weighted[3],
             "views_person": weighted[4], "clicks_person": weighted[5],
             "ever_clicked_banner": (t[CLICKS] > 0).astype(np.float64), "ever_views_banner": t[VIEWS],
             "ever_views_category": t[4 + VIEWS], "ever_clicks_category": t[4 + CLICKS],
-            "global_views": t[8 + VIEWS], "global_clicks": t[8 + CLICKS],
+            "global_views": g[0], "global_clicks": g[1],
             # >= 0: a ranking synced from a host whose clock runs ahead is not "in the future"
             "hours_since_click": np.maximum(ts - last, 0.0) / 3600.0,  # nan when never clicked
         }

@@ -57,6 +57,11 @@ def history_features(history, staff_ids: Sequence[str], staff_idx: np.ndarray, b
     return history.query(ids, bids, cats, ts)
 
 
+def request_history(history, staff_id: str, banners: BannerArrays, ts: float) -> dict[str, np.ndarray]:
+    """``history_features`` of one request: one person's rows, one per banner, at one time."""
+    return history.query_person(staff_id, banners.ids, banners.categories, float(ts))
+
+
 def events_from_log(log, catalog, unknown_category: str = "") -> Events:
     """History events from an ImpressionLog (every impression, with its click)."""
     return events_from_logs([log], catalog, unknown_category)

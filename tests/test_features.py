@@ -143,6 +143,16 @@ def test_running_history_answers_like_history(events, data):
     for k in want:
         assert np.allclose(got[k], want[k], rtol=1e-9, atol=1e-12, equal_nan=True), k
     assert run.n_people == len({e[0] for e in events})  # nobody from an unused vocabulary entry
+    # one person's request (the service's path), candidates in any order, with repeats
+    ids = data.draw(st.lists(st.sampled_from([b.banner_id for b in BANNERS] + ["unseen"]), max_size=8))
+    cats_of = [CATS.get(b, "newsletter") for b in ids]
+    for person in [*STAFF, "nobody"]:
+        want = history(events).query([person] * len(ids), ids, cats_of, np.full(len(ids), t))
+        got = run.query_person(person, ids, cats_of, t)
+        assert set(got) == set(want)
+        for k in want:
+            assert got[k].shape == (len(ids),)
+            assert np.allclose(got[k], want[k], rtol=1e-9, atol=1e-12, equal_nan=True), k
 
 
 def test_running_history_spans_decades_without_overflow():

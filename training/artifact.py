@@ -17,7 +17,7 @@ import joblib
 import numpy as np
 
 from features.definition import BannerArrays, FeatureEncoder
-from features.pipeline import candidate_features, history_features
+from features.pipeline import candidate_features, history_features, request_history
 
 MODEL_FILE = "model.joblib"
 METADATA_FILE = "metadata.json"
@@ -139,9 +139,8 @@ class ModelArtifact:
                 cands.static.clear()
             parts = enc.static_parts(enc.encode_staff([profile]), np.zeros(n, dtype=np.int64), cands.arrays, cands.index)
             static = cands.static[key] = parts.dot(self._coef) + self._intercept
-        ts = rows.ts
-        hist = history_features(history, rows.staff_id, range(n), cands.arrays, range(n), ts)
-        return static + enc.history_parts(cands.arrays, cands.index, ts, None, hist).dot(self._coef)
+        hist = request_history(history, rows.staff_id[0], cands.arrays, rows.ts[0])
+        return static + enc.history_parts(cands.arrays, cands.index, rows.ts, None, hist).dot(self._coef)
 
     def score(self, rows, history) -> np.ndarray:
         if len(rows) == 0:

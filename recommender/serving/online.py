@@ -95,6 +95,10 @@ class OnlineHistory:
         with self._lock:
             return self._running.query(staff, banner, category, ts)
 
+    def query_person(self, staff: str, banner, category, ts: float) -> dict[str, np.ndarray]:
+        with self._lock:
+            return self._running.query_person(staff, banner, category, ts)
+
     def counts(self) -> dict[str, int]:
         """What it holds, for /readyz: impressions, people, and the rankings whose clicks
         can still be attributed."""
