@@ -4,9 +4,11 @@ Starts the real server (`recommender serve`, uvicorn) with 1 and then 2 workers 
 loopback port, with 30 candidates per request, and drives it from a second process:
 - closed loop: wrk (32 connections, 1 thread) when installed, else a built-in asyncio
   HTTP/1.1 keep-alive client (32 connections); throughput and p50/p99 of POST /v1/rank next to POST /v1/noop (same body, same
-  auth, no ranking) on the same server in the same run;
+  auth, no ranking) on the same server in the same run, in alternating windows (no-op,
+  rank, no-op, rank, ...: on a shared machine whose speed drifts, both see the same drift);
 - open loop at a fixed rate (default 300 requests/s) with the asyncio client: p50/p99 of
-  /v1/rank measured from each request's scheduled send time (no coordinated omission);
+  /v1/rank measured from each request's scheduled send time (no coordinated omission),
+  and of /v1/noop at the same rate: what the machine and the HTTP stack alone give;
 - in-process: the model's score() for 30 candidates, and the engine's whole rank() call.
 
     .venv/bin/python benchmarks/bench_service.py                     # stand-in numpy model
@@ -163,6 +165,16 @@ def summarize(lat: list[float], errors: int, took: float) -> dict:
     lat = sorted(lat)
     q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1000 if lat else float("nan")  # noqa: E731
     return {"requests": len(lat), "errors": errors, "rps": len(lat) / took, "p50_ms": q(0.50), "p99_ms": q(0.99)}
+
+
+def combine(windows: list[dict]) -> dict:
+    """One closed-loop figure from alternating windows: throughput over their total time;
+    p50 and p99 as the medians of the windows' own."""
+    took = sum(w["requests"] / w["rps"] for w in windows if w["rps"])
+    return {"requests": sum(w["requests"] for w in windows), "errors": sum(w["errors"] for w in windows),
+            "rps": sum(w["requests"] for w in windows) / took if took else 0.0,
+            "p50_ms": statistics.median(w["p50_ms"] for w in windows),
+            "p99_ms": statistics.median(w["p99_ms"] for w in windows)}
 
 
 def client_main(args) -> None:
@@ -383,6 +395,8 @@ def main() -> None:
     p.add_argument("--province", help="a simulated province: its banners, staff and impressions (history)")
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     p.add_argument("--duration", type=float, default=10.0, help="seconds per closed-loop measurement")
+    p.add_argument("--alternations", type=int, default=4,
+                   help="closed-loop windows per endpoint, alternating no-op and rank (duration split among them)")
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--repeat", type=int, default=3, help="runs per worker count (the table shows medians)")
     p.add_argument("--in-process-only", action="store_true", help="only the in-process scoring and rank() timings")
@@ -418,34 +432,41 @@ def main() -> None:
                 try:
                     for path in ("/v1/noop", "/v1/rank"):  # warm-up
                         load(server.url, path, candidates, 2, args.connections, None, tmp, use_wrk)
-                    noop = load(server.url, "/v1/noop", candidates, args.duration, args.connections, None, tmp, use_wrk)
-                    rank = load(server.url, "/v1/rank", candidates, args.duration, args.connections, None, tmp, use_wrk)
+                    windows: dict[str, list[dict]] = {"/v1/noop": [], "/v1/rank": []}
+                    for _ in range(args.alternations):
+                        for path in windows:
+                            windows[path].append(load(server.url, path, candidates, args.duration / args.alternations,
+                                                      args.connections, None, tmp, use_wrk))
+                    noop, rank = combine(windows["/v1/noop"]), combine(windows["/v1/rank"])
                     fixed = load(server.url, "/v1/rank", candidates, args.duration, args.connections, args.rate, tmp,
                                  use_wrk)
+                    fixed_noop = load(server.url, "/v1/noop", candidates, args.duration, args.connections, args.rate,
+                                      tmp, use_wrk)
                 finally:
                     server.stop()
                 run = {"workers": w, "repetition": rep, "noop": noop, "rank": rank, "rank_at_rate": fixed,
-                       "rate": args.rate, "rank_share_of_noop": rank["rps"] / noop["rps"]}
+                       "noop_at_rate": fixed_noop, "rate": args.rate, "rank_share_of_noop": rank["rps"] / noop["rps"]}
                 results["runs"].append(run)
                 print(f"workers={w} #{rep + 1}: noop {noop['rps']:.0f} req/s (p50 {noop['p50_ms']:.2f} ms, p99 "
                       f"{noop['p99_ms']:.2f} ms); rank {rank['rps']:.0f} req/s (p50 {rank['p50_ms']:.2f} ms, p99 "
                       f"{rank['p99_ms']:.2f} ms) = {100 * run['rank_share_of_noop']:.0f}% of noop; at {args.rate:.0f} "
-                      f"req/s: p50 {fixed['p50_ms']:.2f} ms, p99 {fixed['p99_ms']:.2f} ms; errors "
+                      f"req/s: p50 {fixed['p50_ms']:.2f} ms, p99 {fixed['p99_ms']:.2f} ms (no-op p99 {fixed_noop['p99_ms']:.2f} ms); errors "
                       f"{noop['errors']}/{rank['errors']}/{fixed['errors']}", flush=True)
         med = statistics.median
         if results["runs"]:
-            print(f"\nmedians of {args.repeat} run(s) per row (each run: no-op, then rank, then rank at a fixed rate, "
-                  "on one server)")
+            print(f"\nmedians of {args.repeat} run(s) per row (each run, on one server: no-op and rank in "
+                  f"{args.alternations} alternating windows each, then rank and no-op at a fixed rate)")
             print("| workers | no-op req/s | rank req/s | rank/no-op | rank p50 / p99 (closed loop) | "
-                  f"rank p50 / p99 at {args.rate:.0f} req/s |")
-            print("|---|---|---|---|---|---|")
+                  f"rank p50 / p99 at {args.rate:.0f} req/s | no-op p99 at {args.rate:.0f} req/s |")
+            print("|---|---|---|---|---|---|---|")
             for w in args.workers:
                 rs = [r for r in results["runs"] if r["workers"] == w]
                 print(f"| {w} | {med(r['noop']['rps'] for r in rs):.0f} | {med(r['rank']['rps'] for r in rs):.0f} | "
                       f"{100 * med(r['rank_share_of_noop'] for r in rs):.0f}% | "
                       f"{med(r['rank']['p50_ms'] for r in rs):.2f} / {med(r['rank']['p99_ms'] for r in rs):.2f} ms | "
                       f"{med(r['rank_at_rate']['p50_ms'] for r in rs):.2f} / "
-                      f"{med(r['rank_at_rate']['p99_ms'] for r in rs):.2f} ms |")
+                      f"{med(r['rank_at_rate']['p99_ms'] for r in rs):.2f} ms | "
+                      f"{med(r['noop_at_rate']['p99_ms'] for r in rs):.2f} ms |")
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=1))
     finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import operator
 import platform
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 
-from features.definition import BannerArrays, FeatureEncoder
+from features.definition import NUMERIC_FEATURES, BannerArrays, FeatureEncoder
 from features.pipeline import candidate_features, history_features, request_history
 
 MODEL_FILE = "model.joblib"
@@ -47,13 +48,14 @@ class _CandidateList:
     """What a model keeps of one candidate list: the banners (their identity is the
     key), their encodings, and the static logits per profile key."""
 
-    __slots__ = ("banners", "arrays", "index", "static")
+    __slots__ = ("banners", "arrays", "index", "static", "completion_weight")
 
     def __init__(self, banners: list, arrays: BannerArrays):
         self.banners = banners
         self.arrays = arrays
         self.index = np.arange(len(banners))
         self.static: dict[tuple, np.ndarray] = {}
+        self.completion_weight: np.ndarray | None = None  # each row's completion-column weight
 
 
 class ModelArtifact:
@@ -77,6 +79,22 @@ class ModelArtifact:
         if kind == "logistic":
             self._coef = np.ascontiguousarray(estimator.coef_.ravel(), dtype=np.float64)
             self._intercept = float(estimator.intercept_[0])
+            self._fold_numeric()
+
+    def _fold_numeric(self) -> None:
+        """The numeric block's weights for raw numeric features: standardised feature j
+        is (x_j - mean_j) / scale_j, so its term is x_j * w_j / scale_j minus a constant;
+        at scoring, log(position) is the reference position's, another constant."""
+        enc = self.encoder
+        start, _ = enc.blocks_["log position"]
+        w = self._coef[start + 1:start + 1 + len(NUMERIC_FEATURES)]
+        mean = getattr(enc, "numeric_mean_", None)
+        scale = enc.numeric_scale_ if mean is not None else np.ones(len(w))
+        self._numeric_weight = np.ascontiguousarray(w / scale)
+        cfg = enc.config
+        self._history_constant = self._coef[start] * math.log(min(max(cfg.reference_position, 1), cfg.max_position))
+        if mean is not None:
+            self._history_constant -= float(mean @ self._numeric_weight)
 
     @property
     def version(self) -> str:
@@ -126,8 +144,9 @@ class ModelArtifact:
     def _request_logit(self, rows, history) -> np.ndarray:
         """A linear model's logits of one request's candidates: the static part (one-hots,
         crosses, tags) of this profile and candidate list comes from the cache, so a
-        request computes only the history part. The same encoder functions as
-        ``linear_logit``, summed in two pieces."""
+        request computes only the history part: the encoder's numeric features times
+        weights with their standardisation folded in, plus the completion column. The
+        same encoder functions as ``linear_logit`` (a property test checks equality)."""
         enc = self.encoder
         n = len(rows)
         cands = self._candidate_list(rows.banner)
@@ -139,8 +158,13 @@ class ModelArtifact:
                 cands.static.clear()
             parts = enc.static_parts(enc.encode_staff([profile]), np.zeros(n, dtype=np.int64), cands.arrays, cands.index)
             static = cands.static[key] = parts.dot(self._coef) + self._intercept
+            static += self._history_constant
         hist = request_history(history, rows.staff_id[0], cands.arrays, rows.ts[0])
-        return static + enc.history_parts(cands.arrays, cands.index, rows.ts, None, hist).dot(self._coef)
+        num = enc.numeric(cands.arrays, cands.index, rows.ts, hist)
+        if cands.completion_weight is None:
+            cands.completion_weight = self._coef[enc.history_parts(cands.arrays, cands.index, rows.ts, None, hist)
+                                                 .completion_col]
+        return static + num @ self._numeric_weight + cands.completion_weight * hist["ever_clicked_banner"]
 
     def score(self, rows, history) -> np.ndarray:
         if len(rows) == 0:
