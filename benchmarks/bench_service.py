@@ -128,6 +128,7 @@ async def open_loop(url: str, path: str, candidates, duration: float, rate: floa
     when its request was due (no coordinated omission)."""
     lat: list[float] = []
     errors = 0
+    kinds: dict[str, int] = {}
     reqs = Requests(url, path, candidates)
     idle: list[Connection] = []
     sem = asyncio.Semaphore(max_in_flight)
@@ -138,10 +139,13 @@ async def open_loop(url: str, path: str, candidates, duration: float, rate: floa
             conn = idle.pop() if idle else await Connection.open(url)
             try:
                 status = await asyncio.wait_for(conn.send(reqs[i]), 10)
-                errors += status != 200
+                if status != 200:
+                    errors += 1
+                    kinds[f"HTTP {status}"] = kinds.get(f"HTTP {status}", 0) + 1
                 idle.append(conn)
-            except (asyncio.TimeoutError, OSError, asyncio.IncompleteReadError, RuntimeError):
+            except (asyncio.TimeoutError, OSError, asyncio.IncompleteReadError, RuntimeError) as e:
                 errors += 1
+                kinds[type(e).__name__] = kinds.get(type(e).__name__, 0) + 1
                 conn.close()
             lat.append(time.perf_counter() - scheduled)
 
@@ -158,7 +162,7 @@ async def open_loop(url: str, path: str, candidates, duration: float, rate: floa
     took = time.perf_counter() - t0
     for c in idle:
         c.close()
-    return summarize(lat, errors, took)
+    return {**summarize(lat, errors, took), "error_kinds": kinds}
 
 
 def summarize(lat: list[float], errors: int, took: float) -> dict:
@@ -451,7 +455,8 @@ def main() -> None:
                       f"{noop['p99_ms']:.2f} ms); rank {rank['rps']:.0f} req/s (p50 {rank['p50_ms']:.2f} ms, p99 "
                       f"{rank['p99_ms']:.2f} ms) = {100 * run['rank_share_of_noop']:.0f}% of noop; at {args.rate:.0f} "
                       f"req/s: p50 {fixed['p50_ms']:.2f} ms, p99 {fixed['p99_ms']:.2f} ms (no-op p99 {fixed_noop['p99_ms']:.2f} ms); errors "
-                      f"{noop['errors']}/{rank['errors']}/{fixed['errors']}", flush=True)
+                      f"{noop['errors']}/{rank['errors']}/{fixed['errors']}"
+                      f"{' ' + str(fixed.get('error_kinds')) if fixed['errors'] else ''}", flush=True)
         med = statistics.median
         if results["runs"]:
             print(f"\nmedians of {args.repeat} run(s) per row (each run, on one server: no-op and rank in "
