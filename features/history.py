@@ -197,6 +197,7 @@ class RunningHistory:
         # no banner, always zero), so a request reads its candidates' totals in one step
         self._banner_code: dict[str, int] = {}
         self._global = np.zeros((2, 64))
+        self._views_at, self._clicks_at = memoryview(self._global[0]), memoryview(self._global[1])
         self._lists: dict[int, _ListCodes] = {}  # per candidate list (by identity)
         self.n_events = 0
 
@@ -226,6 +227,8 @@ class RunningHistory:
                 grown = np.zeros((2, 2 * code))
                 grown[:, :self._global.shape[1]] = self._global
                 self._global = grown
+                # item updates through memoryviews: a numpy scalar update costs ~20x more
+                self._views_at, self._clicks_at = memoryview(grown[0]), memoryview(grown[1])
         return code
 
     def _list_codes(self, banner: Sequence[str], category: Sequence[str]) -> "_ListCodes":
@@ -260,7 +263,7 @@ class RunningHistory:
                      p.categories.get(category) or p.categories.setdefault(category, _sums())):
             sums[VIEWS] += 1
             sums[VIEWS_W] += w
-        self._global[0, self._code(banner)] += 1
+        self._views_at[self._code(banner)] += 1
         self.n_events += 1
 
     def add_click(self, staff: str, banner: str, category: str, ts: float) -> None:
@@ -271,7 +274,7 @@ class RunningHistory:
         for sums in (p.total, p.banners[banner], p.categories[category]):
             sums[CLICKS] += 1
             sums[CLICKS_W] += w
-        self._global[1, self._code(banner)] += 1
+        self._clicks_at[self._code(banner)] += 1
         p.last_click = ts if np.isnan(p.last_click) else max(p.last_click, ts)
 
     def add_events(self, events: Events) -> None:

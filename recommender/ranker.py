@@ -151,7 +151,7 @@ class Ranker:
         rows = CandidateRows.for_request(staff_id, attributes, ts, candidates)
         try:
             s = np.asarray(self.scorer.score(rows, history), dtype=np.float64)
-            if s.shape != (len(candidates),) or not np.all(np.isfinite(s)):
+            if s.shape != (len(candidates),) or not np.isfinite(s).all():
                 raise ValueError(f"scorer returned {s.shape} values, some not finite")
             return s, self.scorer.version
         except Exception:  # the banner server must get an answer even when the model breaks

@@ -30,13 +30,26 @@ def endpoint_label(path: str) -> str:
     return path if path in KNOWN_ENDPOINTS else "other"
 
 
+_children: dict[tuple, object] = {}
+
+
+def _child(metric, *labels: str):
+    """``metric.labels(*labels)``, remembered: the lookup costs more than the increment,
+    and a ranking updates three series."""
+    key = (metric, labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)
+    return child
+
+
 def observe_rank(outcome, seconds: float) -> None:
     r = outcome.result
-    RANKINGS.labels(outcome.arm, r.model_version, str(r.explored).lower()).inc()
+    _child(RANKINGS, outcome.arm, r.model_version, "true" if r.explored else "false").inc()
     n = min(outcome.slots, len(r))
     if n:
-        IMPRESSIONS.labels(outcome.arm).inc(n)
-    RANK_SECONDS.labels(outcome.arm).observe(seconds)
+        _child(IMPRESSIONS, outcome.arm).inc(n)
+    _child(RANK_SECONDS, outcome.arm).observe(seconds)
 
 
 def observe_events(outcome, arms_of_stored: dict[str, str]) -> None:

@@ -11,7 +11,6 @@ import numpy as np
 
 from ..contracts.banners import write_banners
 from ..domain import CATEGORIES, Banner
-from ..eligibility import matches_target
 from ..exploration import epsilon_greedy, greedy_keys
 from ..progress import progress_bar
 from ..timeutil import KST

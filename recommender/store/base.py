@@ -12,7 +12,6 @@ the logic above the queries (joining, tailing) lives here.
 """
 from __future__ import annotations
 
-import json
 
 import orjson
 from abc import ABC, abstractmethod
