@@ -12,11 +12,11 @@ the logic above the queries (joining, tailing) lives here.
 """
 from __future__ import annotations
 
-
-import orjson
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
+
+import orjson
 
 from ..timeutil import format_ts
 
