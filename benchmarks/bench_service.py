@@ -136,9 +136,19 @@ async def open_loop(url: str, path: str, candidates, duration: float, rate: floa
     async def one(i: int, scheduled: float):
         nonlocal errors
         async with sem:
+            reused = bool(idle)
             conn = idle.pop() if idle else await Connection.open(url)
             try:
-                status = await asyncio.wait_for(conn.send(reqs[i]), 10)
+                try:
+                    status = await asyncio.wait_for(conn.send(reqs[i]), 10)
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    if not reused:
+                        raise
+                    # an idle pooled connection the server closed (uvicorn's keep-alive
+                    # timeout is 5 s): what any HTTP client does, send again on a new one
+                    conn.close()
+                    conn = await Connection.open(url)
+                    status = await asyncio.wait_for(conn.send(reqs[i]), 10)
                 if status != 200:
                     errors += 1
                     kinds[f"HTTP {status}"] = kinds.get(f"HTTP {status}", 0) + 1
