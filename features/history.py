@@ -371,12 +371,13 @@ class RunningHistory:
         # >= 0: a ranking synced from a host whose clock runs ahead is not "in the future"
         hours = max(ts - p.last_click, 0.0) / 3600.0 if not math.isnan(p.last_click) else math.nan
         person = np.empty((3, n))  # the same for every row
-        person[0] = total[VIEWS_W] * decay
-        person[1] = total[CLICKS_W] * decay
-        person[2] = hours
+        person[:] = [[total[VIEWS_W] * decay], [total[CLICKS_W] * decay], [hours]]
+        decayed = [1.0, decay, 1.0, decay]  # the weighted sums decay; the counts do not
+        own *= decayed
+        cat *= decayed
         return {
-            "views_banner": own[:, VIEWS_W] * decay, "clicks_banner": own[:, CLICKS_W] * decay,
-            "views_category": cat[:, VIEWS_W] * decay, "clicks_category": cat[:, CLICKS_W] * decay,
+            "views_banner": own[:, VIEWS_W], "clicks_banner": own[:, CLICKS_W],
+            "views_category": cat[:, VIEWS_W], "clicks_category": cat[:, CLICKS_W],
             "views_person": person[0], "clicks_person": person[1],
             "ever_clicked_banner": (own[:, CLICKS] > 0).astype(np.float64), "ever_views_banner": own[:, VIEWS],
             "ever_views_category": cat[:, VIEWS], "ever_clicks_category": cat[:, CLICKS],

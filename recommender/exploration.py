@@ -27,6 +27,8 @@ def greedy_rank(score: np.ndarray, pinned: np.ndarray, priority: np.ndarray) -> 
     pinned = np.asarray(pinned, dtype=bool)
     neg_priority = -np.asarray(priority, dtype=np.float64)
     neg_score = -score
+    if score.ndim == 1 and not pinned.any():  # one request, nothing pinned: the same order, fewer steps
+        return np.lexsort((np.arange(len(score)), neg_priority, neg_score))
     # one lexsort (last key first): unpinned after pinned; then priority or score first,
     # as the block says; then the other; then catalog order
     first = np.where(pinned, neg_priority, neg_score)
