@@ -314,8 +314,6 @@ epsilon = 0.1
 def in_process(config: Path, candidates: list[str], n: int = 3000) -> dict:
     """Median time of the model's score() for 30 candidates (of which the click-history
     lookup, measured alone), and of the engine's whole rank()."""
-    import numpy as np
-
     from recommender.ranker import CandidateRows
     from recommender.serving.config import load_config
     from recommender.serving.engine import RankingEngine
@@ -330,16 +328,17 @@ def in_process(config: Path, candidates: list[str], n: int = 3000) -> dict:
             raise SystemExit(f"the model did not load: {arm.error}")
         attrs = {"role": "teacher", "school_level": "elementary", "region": "Suwon"}
         cands = engine.candidates_for(attrs, time.time(), candidates, engine.catalog).banners
+        ids, categories = [b.banner_id for b in cands], [b.category for b in cands]
         score_t, hist_t, rank_t = [], [], []
         for i in range(n):
             staff = f"s-{i % 20000:06d}"
-            rows = CandidateRows(np.zeros(len(cands), np.int64), [staff] * len(cands), [attrs] * len(cands), cands,
-                                 np.full(len(cands), time.time()))
+            now = time.time()
+            rows = CandidateRows.for_request(staff, attrs, now, cands)  # as the Ranker asks
             t = time.perf_counter()
             arm.scorer.score(rows, engine.online)
             score_t.append(time.perf_counter() - t)
             t = time.perf_counter()
-            engine.online.query(rows.staff_id, [b.banner_id for b in cands], [b.category for b in cands], rows.ts)
+            engine.online.query_person(staff, ids, categories, now)
             hist_t.append(time.perf_counter() - t)
             t = time.perf_counter()
             engine.rank(staff, attrs, candidates)

@@ -67,8 +67,8 @@ class ModelArtifact:
     """
 
     # bounds of the per-candidate-list cache and of each list's per-profile static logits
-    MAX_CANDIDATE_LISTS = 64
-    MAX_PROFILES = 20_000
+    MAX_CANDIDATE_LISTS = 16
+    MAX_PROFILES = 4096  # per list: ~1.5 MB of 30-candidate logits
 
     def __init__(self, encoder: FeatureEncoder, estimator, kind: str, metadata: dict | None = None):
         self.encoder = encoder

@@ -59,17 +59,27 @@ def stable_span(banners: Iterable[Banner], ts: float) -> tuple[float, float]:
     return lo, hi
 
 
+def targeted_attributes(catalog: Catalog) -> tuple[str, ...]:
+    """The attributes some banner of the catalog targets: the only ones eligibility reads."""
+    return tuple(sorted({name for b in catalog for name, allowed in b.target.items() if allowed}))
+
+
 class CandidateCache:
-    """``select_candidates`` with its answers kept (at most ``max_entries``; the whole
+    """``select_candidates`` with its answers kept, keyed by the candidate ids and the
+    values of the attributes the catalog targets (at most ``max_entries``; the whole
     cache is dropped when full, which costs one recomputation per entry)."""
 
-    def __init__(self, max_entries: int = 20_000):
+    def __init__(self, max_entries: int = 4096):
         self.max_entries = max_entries
         self._entries: dict[tuple, tuple[Catalog, float, float, Candidates]] = {}
+        self._targeted: tuple[Catalog | None, tuple[str, ...]] = (None, ())
 
     def get(self, catalog: Catalog, attributes: Mapping[str, str], ts: float,
             ids: Sequence[str] | None) -> Candidates:
-        key = (None if ids is None else tuple(ids), tuple(sorted(attributes.items())))
+        if self._targeted[0] is not catalog:
+            self._targeted = (catalog, targeted_attributes(catalog))
+        profile = tuple(attributes.get(name) or "" for name in self._targeted[1])
+        key = (None if ids is None else tuple(ids), profile)
         hit = self._entries.get(key)
         if hit is not None and hit[0] is catalog and hit[1] <= ts < hit[2]:
             return hit[3]
