@@ -342,11 +342,19 @@ class FeatureEncoder:
         sparse parts, summed as weights. What the service uses to score a few rows."""
         return self.sparse_parts(staff, staff_idx, banners, banner_idx, ts, position, hist).dot(coef) + intercept
 
+    @property
+    def reference_position(self) -> int:
+        """The position every candidate is scored at (clamped to the encoded range)."""
+        return min(max(self.config.reference_position, 1), self.config.max_position)
+
     def _positions(self, n: int, position: np.ndarray | None) -> np.ndarray:
-        cfg = self.config
         if position is None:
-            return np.full(n, min(max(cfg.reference_position, 1), cfg.max_position))
-        return np.minimum(np.maximum(np.asarray(position), 1), cfg.max_position)
+            return np.full(n, self.reference_position)
+        return np.minimum(np.maximum(np.asarray(position), 1), self.config.max_position)
+
+    def completion_columns(self, banners: BannerArrays, banner_idx: np.ndarray) -> np.ndarray:
+        """Each row's completion x category column: where its ever-clicked flag goes."""
+        return self.blocks_["completed x category"][0] + banners.category_code[banner_idx]
 
     def _dense(self, staff, staff_idx, banners, banner_idx, ts, position, hist) -> np.ndarray:
         n = len(ts)
@@ -400,8 +408,7 @@ class FeatureEncoder:
         # numeric block = log(position) followed by the standardised numeric features
         block = np.empty((n, 1 + len(NUMERIC_FEATURES)))
         if position is None:  # scoring: every row at the reference position
-            cfg = self.config
-            block[:, 0] = math.log(min(max(cfg.reference_position, 1), cfg.max_position))
+            block[:, 0] = math.log(self.reference_position)
         else:
             block[:, 0] = np.log(self._positions(n, position))
         block[:, 1:] = self.numeric(banners, banner_idx, ts, hist)
@@ -410,7 +417,7 @@ class FeatureEncoder:
             block[:, 1:] /= self.numeric_scale_
         return HistoryParts(
             # completion x category: ever clicked this banner, in the banner's category column
-            completion_col=self.blocks_["completed x category"][0] + banners.category_code[banner_idx],
+            completion_col=self.completion_columns(banners, banner_idx),
             completion_val=np.asarray(hist["ever_clicked_banner"], dtype=np.float64),
             numeric_offset=self.blocks_["log position"][0],
             numeric=block,

@@ -55,7 +55,7 @@ class _CandidateList:
         self.arrays = arrays
         self.index = np.arange(len(banners))
         self.static: dict[tuple, np.ndarray] = {}
-        self.completion_weight: np.ndarray | None = None  # each row's completion-column weight
+        self.completion_weight: np.ndarray | None = None  # a linear model's weight of each row's completion column
 
 
 class ModelArtifact:
@@ -91,8 +91,7 @@ class ModelArtifact:
         mean = getattr(enc, "numeric_mean_", None)
         scale = enc.numeric_scale_ if mean is not None else np.ones(len(w))
         self._numeric_weight = np.ascontiguousarray(w / scale)
-        cfg = enc.config
-        self._history_constant = self._coef[start] * math.log(min(max(cfg.reference_position, 1), cfg.max_position))
+        self._history_constant = self._coef[start] * math.log(enc.reference_position)
         if mean is not None:
             self._history_constant -= float(mean @ self._numeric_weight)
 
@@ -125,6 +124,8 @@ class ModelArtifact:
             self._lists.clear()
         # holding the objects keeps their ids unique
         entry = self._lists[key] = _CandidateList(list(banners), self.encoder.encode_banners(banners))
+        if self.kind == "logistic":
+            entry.completion_weight = self._coef[self.encoder.completion_columns(entry.arrays, entry.index)]
         return entry
 
     def _logit(self, rows, history, position) -> np.ndarray:
@@ -161,9 +162,6 @@ class ModelArtifact:
             static += self._history_constant
         hist = request_history(history, rows.staff_id[0], cands.arrays, rows.ts[0])
         num = enc.numeric(cands.arrays, cands.index, rows.ts, hist)
-        if cands.completion_weight is None:
-            cands.completion_weight = self._coef[enc.history_parts(cands.arrays, cands.index, rows.ts, None, hist)
-                                                 .completion_col]
         return static + num @ self._numeric_weight + cands.completion_weight * hist["ever_clicked_banner"]
 
     def score(self, rows, history) -> np.ndarray:
