@@ -162,10 +162,10 @@ class _ListCodes:
     """A candidate list as RunningHistory reads it: each banner's code (0 when the
     history has not seen it yet), its distinct categories and each row's category slot."""
 
-    __slots__ = ("banner", "category", "codes", "complete", "n_codes", "distinct_categories", "category_slot")
+    __slots__ = ("category", "codes", "complete", "n_codes", "distinct_categories", "category_slot")
 
     def __init__(self, banner: list[str], category: list[str], banner_code: dict[str, int]):
-        self.banner, self.category = banner, category
+        self.category = category
         self.codes = np.fromiter((banner_code.get(b, 0) for b in banner), dtype=np.intp, count=len(banner))
         self.complete = bool(np.all(self.codes > 0))  # else: looked up again once the history grows
         self.n_codes = len(banner_code)
@@ -198,7 +198,7 @@ class RunningHistory:
         self._banner_code: dict[str, int] = {}
         self._global = np.zeros((2, 64))
         self._views_at, self._clicks_at = memoryview(self._global[0]), memoryview(self._global[1])
-        self._lists: dict[int, _ListCodes] = {}  # per candidate list (by identity)
+        self._lists: dict[tuple[str, ...], _ListCodes] = {}  # per candidate list
         self.n_events = 0
 
     def __len__(self) -> int:
@@ -233,15 +233,15 @@ class RunningHistory:
 
     def _list_codes(self, banner: Sequence[str], category: Sequence[str]) -> "_ListCodes":
         """Banner codes and distinct categories of a candidate list, kept for the next
-        request with the same list (checked by value; an identical list compares in one
-        pass of pointer checks)."""
-        hit = self._lists.get(id(banner))
-        if hit is not None and hit.banner == banner and hit.category == category and (
-                hit.complete or hit.n_codes == len(self._banner_code)):
+        request with the same banners (looked up again once the history has grown, if it
+        had not seen them all)."""
+        key = tuple(banner)
+        hit = self._lists.get(key)
+        if hit is not None and hit.category == category and (hit.complete or hit.n_codes == len(self._banner_code)):
             return hit
         if len(self._lists) >= 64:
             self._lists.clear()
-        entry = self._lists[id(banner)] = _ListCodes(list(banner), list(category), self._banner_code)
+        entry = self._lists[key] = _ListCodes(list(banner), list(category), self._banner_code)
         return entry
 
     def _rebase(self, t_ref: float) -> None:
@@ -386,36 +386,16 @@ class RunningHistory:
         }
 
     def query(self, staff, banner, category, ts) -> dict[str, np.ndarray]:
-        """History.query's counters; every event held counts as before ``ts``."""
-        ts = np.asarray(ts, dtype=np.float64)
-        empty, nobody = _sums(), _Person()
-        # per row: the person's totals of the banner, of its category, the person's overall
-        # totals (4 each), the person's last click; everyone's totals come from the arrays
-        values: list = []
-        extend, append = values.extend, values.append
-        last_s, p = None, nobody
-        pb, pc = p.banners, p.categories
-        for s, b, c in zip(staff, banner, category):
-            if s != last_s:  # a request's rows share one person: look them up once
-                last_s, p = s, self._people.get(s, nobody)
-                pb, pc = p.banners, p.categories
-            extend(pb.get(b, empty))
-            extend(pc.get(c, empty))
-            extend(p.total)
-            append(p.last_click)
-        t = np.array(values, dtype=np.float64).reshape(len(ts), 13).T
-        codes = np.fromiter((self._banner_code.get(b, 0) for b in banner), dtype=np.intp, count=len(ts))
-        g = self._global[:, codes]
-        decay = np.exp(-(ts - (self.t_ref or 0.0)) / self.tau)
-        weighted = t[[VIEWS_W, CLICKS_W, 4 + VIEWS_W, 4 + CLICKS_W, 8 + VIEWS_W, 8 + CLICKS_W]] * decay
-        last = t[12]
-        return {
-            "views_banner": weighted[0], "clicks_banner": weighted[1],
-            "views_category": weighted[2], "clicks_category": weighted[3],
-            "views_person": weighted[4], "clicks_person": weighted[5],
-            "ever_clicked_banner": (t[CLICKS] > 0).astype(np.float64), "ever_views_banner": t[VIEWS],
-            "ever_views_category": t[4 + VIEWS], "ever_clicks_category": t[4 + CLICKS],
-            "global_views": g[0], "global_clicks": g[1],
-            # >= 0: a ranking synced from a host whose clock runs ahead is not "in the future"
-            "hours_since_click": np.maximum(ts - last, 0.0) / 3600.0,  # nan when never clicked
-        }
+        """History.query's counters; every event held counts as before ``ts``. Rows come
+        in runs of one person at one time (a request's candidates), each read by
+        ``query_person``."""
+        t = np.asarray(ts, dtype=np.float64).tolist()
+        staff, banner, category = list(staff), list(banner), list(category)
+        starts = [i for i in range(len(t)) if i == 0 or staff[i] != staff[i - 1] or t[i] != t[i - 1]]
+        parts = [self.query_person(staff[i], banner[i:j], category[i:j], t[i])
+                 for i, j in zip(starts, [*starts[1:], len(t)])]
+        if len(parts) == 1:
+            return parts[0]
+        if not parts:
+            return self.query_person("", [], [], 0.0)
+        return {k: np.concatenate([q[k] for q in parts]) for k in parts[0]}

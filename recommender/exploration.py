@@ -27,13 +27,16 @@ def greedy_rank(score: np.ndarray, pinned: np.ndarray, priority: np.ndarray) -> 
     pinned = np.asarray(pinned, dtype=bool)
     neg_priority = -np.asarray(priority, dtype=np.float64)
     neg_score = -score
-    if score.ndim == 1 and not pinned.any():  # one request, nothing pinned: the same order, fewer steps
-        return np.lexsort((np.arange(len(score)), neg_priority, neg_score))
+    idx = np.arange(score.shape[-1])
+    if not pinned.any():  # nothing pinned: by score, then priority, then catalog order
+        if score.ndim > 1:
+            idx, neg_priority = np.broadcast_to(idx, score.shape), np.broadcast_to(neg_priority, score.shape)
+        return np.lexsort((idx, neg_priority, neg_score), axis=-1)
     # one lexsort (last key first): unpinned after pinned; then priority or score first,
     # as the block says; then the other; then catalog order
     first = np.where(pinned, neg_priority, neg_score)
     second = np.where(pinned, neg_score, neg_priority)
-    idx, free = np.arange(score.shape[-1]), ~pinned
+    free = ~pinned
     if score.ndim > 1:
         idx, free = np.broadcast_to(idx, score.shape), np.broadcast_to(free, score.shape)
     return np.lexsort((idx, second, first, free), axis=-1)
