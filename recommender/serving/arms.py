@@ -45,6 +45,6 @@ class ArmAssigner:
         self._bounds = bounds
 
     def assign(self, staff_id: str) -> str:
-        if len(self.arms) == 1:
+        if not self._bounds:  # one arm: the hash decides nothing
             return self.arms[0].name
         return self.arms[bisect_right(self._bounds, unit_hash(self.salt, staff_id))].name

@@ -77,7 +77,6 @@ class RankingEngine:
         self.clock = clock
         self.writer_id = uuid.uuid4().hex[:12]
         self._ids = random.Random(os.urandom(32))
-        self._id_lock = threading.Lock()
         self.assigner = ArmAssigner(config.arms, config.arm_salt)
         self.half_life_days = 7.0
         self._seed_seq = np.random.SeedSequence(config.seed) if config.seed is not None else np.random.SeedSequence()
@@ -108,9 +107,9 @@ class RankingEngine:
 
     def _request_id(self) -> str:
         """A random 128-bit id (32 hex digits, as uuid4().hex): from a generator seeded by
-        the OS at start, since a system call per ranking (uuid4) costs more than the id."""
-        with self._id_lock:
-            return f"{self._ids.getrandbits(128):032x}"
+        the OS at start, since a system call per ranking (uuid4) costs more than the id.
+        ``getrandbits`` is one call into C: threads cannot interleave inside it."""
+        return f"{self._ids.getrandbits(128):032x}"
 
     @property
     def catalog_version(self) -> int:
