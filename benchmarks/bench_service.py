@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import os
 import re
@@ -128,7 +129,7 @@ async def open_loop(url: str, path: str, candidates, duration: float, rate: floa
     when its request was due (no coordinated omission)."""
     lat: list[float] = []
     errors = 0
-    kinds: dict[str, int] = {}
+    kinds: collections.Counter[str] = collections.Counter()
     reqs = Requests(url, path, candidates)
     idle: list[Connection] = []
     sem = asyncio.Semaphore(max_in_flight)
@@ -151,11 +152,11 @@ async def open_loop(url: str, path: str, candidates, duration: float, rate: floa
                     status = await asyncio.wait_for(conn.send(reqs[i]), 10)
                 if status != 200:
                     errors += 1
-                    kinds[f"HTTP {status}"] = kinds.get(f"HTTP {status}", 0) + 1
+                    kinds[f"HTTP {status}"] += 1
                 idle.append(conn)
             except (asyncio.TimeoutError, OSError, asyncio.IncompleteReadError, RuntimeError) as e:
                 errors += 1
-                kinds[type(e).__name__] = kinds.get(type(e).__name__, 0) + 1
+                kinds[type(e).__name__] += 1
                 conn.close()
             lat.append(time.perf_counter() - scheduled)
 
@@ -172,7 +173,7 @@ async def open_loop(url: str, path: str, candidates, duration: float, rate: floa
     took = time.perf_counter() - t0
     for c in idle:
         c.close()
-    return {**summarize(lat, errors, took), "error_kinds": kinds}
+    return {**summarize(lat, errors, took), "error_kinds": dict(kinds)}
 
 
 def summarize(lat: list[float], errors: int, took: float) -> dict:
