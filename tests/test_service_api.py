@@ -54,6 +54,20 @@ def test_rank_orders_by_model_with_pinned_first(api):
     assert len(out["request_id"]) >= 16
 
 
+def test_request_ids_are_unique_and_grow_with_time(api):
+    """The ranking log's index relies on it: ids sort in the order the rankings were made
+    (to the millisecond), and stay unique within one millisecond."""
+    _, engine = api
+    earlier = [engine.rank("s-1").request_id for _ in range(200)]
+    time.sleep(0.002)
+    later = engine.rank("s-1").request_id
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in [*earlier, later])
+    assert len(set(earlier)) == len(earlier)
+    assert [i[:12] for i in earlier] == sorted(i[:12] for i in earlier)
+    assert later > max(earlier)
+    assert abs(int(later[:12], 16) / 1000 - time.time()) < 60
+
+
 def test_profile_from_request_then_directory_then_unknown(api):
     client, _ = api
     heads = lambda body: "b-heads" in [i["banner_id"] for i in rank(client, **body)["ranking"]]  # noqa: E731
