@@ -1,6 +1,7 @@
 """The event store contract, run against SQLite (WAL) and the local PostgreSQL server."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -78,6 +79,21 @@ def test_ranking_logged_twice_is_kept_once(store):
     assert [r.request_id for r in got] == ["r-1", "r-2"]
     assert got[0].items[0] == ("b-1", 1, 0.9, 0.9) and got[0].candidates == ["b-1", "b-2", "b-3"]
     assert store.rankings_after(got[0].seq)[0].request_id == "r-2"
+
+
+@pytest.mark.parametrize("max_params", [None, 25])
+def test_a_batch_of_rankings_is_stored_whole_and_once(store, max_params):
+    """The writer's batch goes in one statement when it fits (None: the backend's limit),
+    else in several statements of one transaction (25 parameters: 2 rows each)."""
+    if max_params is not None:
+        store.dialect = dataclasses.replace(store.dialect, max_params=max_params)
+    batch = [_ranking(f"r-{i:03d}", staff=f"s-{i}", ts=1.7e9 + i) for i in range(101)]
+    store.log_rankings(batch)
+    store.log_rankings(batch[50:] + [_ranking("r-new")])  # a retry of half of it, and one more
+    got = list(store.iter_rankings())
+    assert [r.request_id for r in got] == [r.request_id for r in batch] + ["r-new"]
+    assert [r.staff_id for r in got[:101]] == [r.staff_id for r in batch]
+    assert got[100].items == batch[100].items and got[100].ts == batch[100].ts
 
 
 def test_export_writes_the_impressions_contract(store, tmp_path):

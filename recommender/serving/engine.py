@@ -254,10 +254,15 @@ class RankingEngine:
         return RankOutcome(request_id, arm_name, result, slots, cands.n_unknown)
 
     # -- the ranking log (written by a background thread, in batches) -----------------
-    # The writer wakes every LOG_INTERVAL seconds (or when flushed) and writes whatever
-    # is queued: waking it for each ranking cost more than the ranking (one transaction
-    # per ranking, and the two threads handing the GIL back and forth).
-    LOG_INTERVAL = 0.05
+    # The writer wakes every LOG_INTERVAL seconds (or when flushed, as before storing
+    # clicks) and writes whatever is queued, in one statement per LOG_BATCH rankings.
+    # Each wake-up and each driver call makes the thread take the GIL back from the one
+    # serving requests, which stalls it for far longer than the rows cost: waking per
+    # ranking cost more than the ranking; at 0.05 s the log still took ~10% of rank
+    # throughput on 2 cores, at 0.1 s with one statement per batch ~2% (bench_service.py
+    # variants, side by side). A crash loses at most the last interval's rankings; a
+    # click for one of them is still stored, flagged unknown_request.
+    LOG_INTERVAL = 0.1
     LOG_BATCH = 500
 
     def _enqueue(self, record: RankingRecord) -> None:

@@ -21,7 +21,7 @@ import psycopg
 from .sql import Dialect, SQLStore, T
 
 POSTGRES = Dialect(mark="%s", serial="BIGSERIAL PRIMARY KEY", real="DOUBLE PRECISION", boolean="BOOLEAN",
-                   or_clause=False)
+                   or_clause=False, max_params=65535)  # the protocol's count of parameters is 16 bits
 
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 

@@ -77,6 +77,7 @@ class Dialect:
     real: str  # a float column
     boolean: str  # the explored flag's column type
     or_clause: bool  # SQLite's INSERT OR IGNORE / OR REPLACE rather than ON CONFLICT
+    max_params: int  # bound parameters one statement may hold
 
     def sql(self, text: str) -> str:
         return text if self.mark == "?" else text.replace("?", self.mark)
@@ -100,8 +101,6 @@ class Dialect:
 class SQLStore(EventStore):
     """An EventStore over one DB-API connection guarded by a lock."""
 
-    ROWS_PER_INSERT = 90  # 10 columns: 900 parameters, under SQLite's historical limit of 999
-
     dialect: Dialect
     _lock: threading.Lock
     _db: Any
@@ -111,25 +110,40 @@ class SQLStore(EventStore):
         """Run ``fn(db)`` in one write transaction, committed (and durable) on return;
         ``db`` has ``execute`` and ``executemany`` returning cursors."""
 
+    def _write_statement(self, sql: str, args: Sequence) -> None:
+        """One write statement, committed (and durable) on return. A backend that can run
+        a lone statement as its own transaction in one driver call overrides this."""
+        self._tx(lambda db: db.execute(sql, args))
+
     @abstractmethod
     def _read(self, sql: str, args: Sequence = ()) -> list:
         """All rows of one query (driver placeholders)."""
 
     # -- writes -----------------------------------------------------------------------
     def log_rankings(self, records: list[RankingRecord]) -> None:
+        """Every record in as few statements as the backend allows (one for a writer's
+        batch): each driver call hands the GIL over and takes it back, and a writer thread
+        taking it back stalls the thread that serves requests far longer than the rows
+        cost (measured with bench_service.py: row by row, executemany cost the requests
+        ~125 us per ranking). Records already stored (same request_id) are skipped, so a
+        retry is harmless."""
         if not records:
             return
         rows = [(r.request_id, r.ts, r.staff_id, r.arm, r.model_version, bool(r.explored), r.slots, r.items_json(),
                  r.candidates_json(), r.writer) for r in records]
+        per_statement = self.dialect.max_params // len(RANKING_INSERT)
+
+        def insert(chunk: list[tuple]) -> tuple[str, list]:
+            return (self.dialect.insert("rankings", RANKING_INSERT, "request_id", rows=len(chunk)),
+                    [v for row in chunk for v in row])
+
+        if len(rows) <= per_statement:
+            self._write_statement(*insert(rows))
+            return
 
         def work(db):
-            # many rows per statement: each statement is one hand-over of the GIL by the
-            # driver, and a writer thread taking the GIL back row by row slows the thread
-            # that serves requests far more than the rows cost (executemany did that)
-            for i in range(0, len(rows), self.ROWS_PER_INSERT):
-                chunk = rows[i:i + self.ROWS_PER_INSERT]
-                db.execute(self.dialect.insert("rankings", RANKING_INSERT, "request_id", rows=len(chunk)),
-                           [v for row in chunk for v in row])
+            for i in range(0, len(rows), per_statement):
+                db.execute(*insert(rows[i:i + per_statement]))
 
         self._tx(work)
 

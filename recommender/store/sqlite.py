@@ -16,7 +16,9 @@ from typing import Any, Callable, Sequence
 from .sql import Dialect, SQLStore, T
 
 SQLITE = Dialect(mark="?", serial="INTEGER PRIMARY KEY AUTOINCREMENT", real="REAL", boolean="INTEGER",
-                 or_clause=True)
+                 or_clause=True,
+                 # SQLITE_MAX_VARIABLE_NUMBER's default: 32766 since SQLite 3.32, 999 before
+                 max_params=32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999)
 
 
 class SQLiteStore(SQLStore):
@@ -46,6 +48,12 @@ class SQLiteStore(SQLStore):
                 raise
             self._db.execute("COMMIT")
             return out
+
+    def _write_statement(self, sql: str, args: Sequence) -> None:
+        # outside BEGIN, a statement is a transaction of its own (autocommit): atomic, and
+        # durable on return (synchronous=FULL), in one driver call instead of three
+        with self._lock:
+            self._db.execute(sql, args)
 
     def _read(self, sql: str, args: Sequence = ()) -> list:
         with self._lock:
