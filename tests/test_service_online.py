@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from recommender.exploration import greedy_keys, position_propensities
 from recommender.serving.engine import RankingEngine
@@ -27,6 +29,36 @@ def test_click_before_its_ranking_is_applied_when_the_ranking_arrives():
     q = h.query(["s-1", "s-1"], ["b-1", "b-2"], ["info", "survey"], [200.0, 200.0])
     assert q["ever_clicked_banner"].tolist() == [0.0, 1.0]
     assert q["ever_views_banner"].tolist() == [1.0, 1.0]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from([0.0, 1.0, 3599.0, 3600.0, 43200.0, 86399.0, 86400.0, 86401.0]) | st.floats(0, 3 * 86400.0),
+                min_size=1, max_size=60),
+       st.sampled_from([0.5, 1.0, 2.0]))
+def test_rankings_open_to_clicks_are_those_of_the_click_window(gaps, window_days):
+    """Clicks attribute to the rankings of the last ``click_window_days`` (by the latest
+    ranking's time); older ones are forgotten, in order, however many have expired."""
+    h = OnlineHistory(click_window_days=window_days)
+    ts = np.cumsum(gaps).tolist()
+    for i, t in enumerate(ts):
+        h.add_ranking("s-1", f"r-{i}", t, [("b-1", "info")])
+    open_ = [i for i, t in enumerate(ts) if t >= ts[-1] - window_days * 86400.0]
+    assert h.counts()["open_rankings"] == len(open_)
+    assert [h.add_click(f"r-{i}", "b-1") for i in range(len(ts))] == [i in open_ for i in range(len(ts))]
+
+
+def test_early_clicks_are_bounded_oldest_dropped_first():
+    h = OnlineHistory()
+    h.max_early = 3
+    for i in range(5):
+        assert h.add_click(f"r-{i}", "b-1") is False
+    for i in range(5):
+        h.add_ranking("s-1", f"r-{i}", 100.0 + i, [("b-1", "info")])
+    q = h.query(["s-1"], ["b-1"], ["info"], [200.0])
+    assert q["ever_views_banner"].tolist() == [5.0]
+    assert h.query_person("s-1", ["b-1"], ["info"], 200.0)["ever_clicked_banner"].tolist() == [1.0]
+    clicked = [h._requests[f"r-{i}"][3] for i in range(5)]
+    assert clicked == [set(), set(), {"b-1"}, {"b-1"}, {"b-1"}]  # r-0 and r-1's clicks were dropped
 
 
 def test_online_rows_equal_what_export_writes(tmp_path):

@@ -12,6 +12,7 @@ from request to impressions (to attribute clicks) keeps the last ``click_window_
 """
 from __future__ import annotations
 
+import collections
 import threading
 from typing import Iterable
 
@@ -26,11 +27,15 @@ class OnlineHistory:
         self.click_window = click_window_days * 86400.0
         self._lock = threading.Lock()
         self._running = RunningHistory(half_life_days)
-        # request -> (staff, ts, banner -> category, clicked banners); insertion (~time) order
+        # request -> (staff, ts, banner -> category, clicked banners), and the request ids
+        # in insertion (~time) order, oldest first. Not the dict's own order: after
+        # deletions from its front, next(iter(dict)) walks every slot deleted since the
+        # dict last resized, up to its size per call once rankings start expiring
         self._requests: dict[str, tuple[str, float, dict[str, str], set[str]]] = {}
+        self._order: collections.deque[str] = collections.deque()
         # clicks that arrived before their ranking (another worker's ranking not yet
         # synced): applied when the ranking arrives; bounded, oldest dropped first
-        self._early: dict[str, set[str]] = {}
+        self._early: collections.OrderedDict[str, set[str]] = collections.OrderedDict()
         self.max_early = 100_000
 
     def load(self, events: Events) -> None:
@@ -53,16 +58,15 @@ class OnlineHistory:
                     self._running.add_impression(staff_id, banner_id, category, ts)
             entry = (staff_id, ts, banners, set())
             self._requests[request_id] = entry
+            self._order.append(request_id)
             for banner_id in [*clicked, *self._early.pop(request_id, ())]:
                 self._click(entry, banner_id)
             self._forget_old(ts)
 
     def _forget_old(self, now: float) -> None:
-        while self._requests:
-            oldest = next(iter(self._requests))
-            if self._requests[oldest][1] >= now - self.click_window:
-                return
-            del self._requests[oldest]
+        cutoff = now - self.click_window
+        while self._order and self._requests[self._order[0]][1] < cutoff:
+            del self._requests[self._order.popleft()]
 
     def _click(self, entry, banner_id: str) -> bool:
         staff_id, ts, banners, clicked = entry
@@ -79,7 +83,7 @@ class OnlineHistory:
             entry = self._requests.get(request_id)
             if entry is None:
                 if len(self._early) >= self.max_early:
-                    self._early.pop(next(iter(self._early)))
+                    self._early.popitem(last=False)
                 self._early.setdefault(request_id, set()).add(banner_id)
                 return False
             return self._click(entry, banner_id)
