@@ -94,9 +94,21 @@ class CandidateSet:
         self.pinned = np.fromiter((b.pinned for b in self.banners), dtype=bool, count=n)
         self.priority = np.fromiter((b.priority for b in self.banners), dtype=np.float64, count=n)
         self.n_pinned = int(self.pinned.sum())
+        self._greedy_propensities: dict[float, list[float]] = {}
 
     def __len__(self) -> int:
         return len(self.banners)
+
+    def greedy_propensities(self, epsilon: float) -> list[float]:
+        """``propensities`` of the greedy order itself (what most requests show): the
+        same for every greedy order of these candidates, since greedy puts the pinned
+        ones first, so it is computed once per epsilon."""
+        hit = self._greedy_propensities.get(epsilon)
+        if hit is None:
+            order = list(range(len(self.banners)))  # any order with the pinned block first will do
+            order.sort(key=lambda i: not self.pinned[i])
+            hit = self._greedy_propensities[epsilon] = propensities(order, order, self, epsilon)
+        return list(hit)
 
 
 def _as_set(candidates: "Sequence[Banner] | CandidateSet") -> CandidateSet:
@@ -168,6 +180,6 @@ class Ranker:
         greedy = greedy_order(c, scores)
         explored = self.epsilon > 0 and self.rng.random() < self.epsilon
         shown = explore_order(greedy, c, self.rng) if explored else greedy
-        props = propensities(shown, greedy, c, self.epsilon)
+        props = propensities(shown, greedy, c, self.epsilon) if explored else c.greedy_propensities(self.epsilon)
         sc = scores.tolist()
         return RankResult(version, explored, [c.ids[i] for i in shown], [sc[i] for i in shown], props)
