@@ -213,7 +213,7 @@ local cands = '%(cands)s'
 local n = 0
 request = function()
   n = n + 1
-  local body = '{"staff_id":"s-' .. (n %% 20000) .. '","profile":{"role":"' .. roles[(n %% 7) + 1] ..
+  local body = '{"staff_id":"' .. string.format("s-%%06d", n %% 20000) .. '","profile":{"role":"' .. roles[(n %% 7) + 1] ..
     '","school_level":"' .. levels[(n %% 6) + 1] .. '","region":"' .. regions[(n %% 7) + 1] ..
     '"},"candidates":' .. cands .. '}'
   return wrk.format(nil, "%(path)s", nil, body)
