@@ -258,9 +258,10 @@ class RankingEngine:
     # clicks) and writes whatever is queued, in one statement per LOG_BATCH rankings.
     # Each wake-up and each driver call makes the thread take the GIL back from the one
     # serving requests, which stalls it for far longer than the rows cost: waking per
-    # ranking cost more than the ranking; at 0.05 s the log still took ~10% of rank
-    # throughput on 2 cores, at 0.1 s with one statement per batch ~2% (bench_service.py
-    # variants, side by side). A crash loses at most the last interval's rankings; a
+    # ranking cost more than the ranking; at 0.05 s with BEGIN, INSERT, COMMIT the log
+    # still cost ~10 points of rank / no-op throughput on 2 cores, at 0.1 s with one
+    # statement per batch ~1 point (bench_service.py's setup, variants side by side;
+    # see the README). A crash loses at most the last interval's rankings; a
     # click for one of them is still stored, flagged unknown_request.
     LOG_INTERVAL = 0.1
     LOG_BATCH = 500
