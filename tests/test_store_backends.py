@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sqlite3
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -87,13 +88,34 @@ def test_a_batch_of_rankings_is_stored_whole_and_once(store, max_params):
     else in several statements of one transaction (25 parameters: 2 rows each)."""
     if max_params is not None:
         store.dialect = dataclasses.replace(store.dialect, max_params=max_params)
+    calls = []
+    for name in ("_write_statement", "_tx"):  # count the backend's write calls
+        method = getattr(store, name)
+        setattr(store, name, lambda *a, _m=method, _n=name: calls.append(_n) or _m(*a))
     batch = [_ranking(f"r-{i:03d}", staff=f"s-{i}", ts=1.7e9 + i) for i in range(101)]
     store.log_rankings(batch)
+    # one statement, or one transaction of 51 statements; never a call per row
+    assert calls[0] == ("_write_statement" if max_params is None else "_tx") and len(calls) <= 2
     store.log_rankings(batch[50:] + [_ranking("r-new")])  # a retry of half of it, and one more
     got = list(store.iter_rankings())
     assert [r.request_id for r in got] == [r.request_id for r in batch] + ["r-new"]
     assert [r.staff_id for r in got[:101]] == [r.staff_id for r in batch]
     assert got[100].items == batch[100].items and got[100].ts == batch[100].ts
+
+
+def test_sqlite_refuses_to_log_inside_an_open_transaction(tmp_path):
+    """A lone statement would join it and never commit: an error, not silent loss."""
+    s = open_store(f"sqlite:///{tmp_path / 'events.db'}")
+    try:
+        assert s.dialect.max_params == s._db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        s._db.execute("BEGIN")
+        with pytest.raises(sqlite3.OperationalError, match="inside a transaction"):
+            s.log_rankings([_ranking("r-1")])
+        s._db.execute("ROLLBACK")
+        s.log_rankings([_ranking("r-1")])
+        assert [r.request_id for r in s.iter_rankings()] == ["r-1"]
+    finally:
+        s.close()
 
 
 def test_export_writes_the_impressions_contract(store, tmp_path):

@@ -261,8 +261,10 @@ class RankingEngine:
     # ranking cost more than the ranking; at 0.05 s with BEGIN, INSERT, COMMIT the log
     # still cost ~10 points of rank / no-op throughput on 2 cores, at 0.1 s with one
     # statement per batch ~1 point (bench_service.py's setup, variants side by side;
-    # see the README). A crash loses at most the last interval's rankings; a
-    # click for one of them is still stored, flagged unknown_request.
+    # see the README). A crash loses the rankings still queued: the last interval's, or
+    # more while the store is slow or locked (writes wait and retry); a click for one of
+    # them is still stored and exported, flagged unknown_request (as is, for up to an
+    # interval, a click that reaches another worker before the ranking is written).
     LOG_INTERVAL = 0.1
     LOG_BATCH = 500
 

@@ -131,7 +131,7 @@ class SQLStore(EventStore):
             return
         rows = [(r.request_id, r.ts, r.staff_id, r.arm, r.model_version, bool(r.explored), r.slots, r.items_json(),
                  r.candidates_json(), r.writer) for r in records]
-        per_statement = self.dialect.max_params // len(RANKING_INSERT)
+        per_statement = max(1, self.dialect.max_params // len(RANKING_INSERT))
 
         def insert(chunk: list[tuple]) -> tuple[str, list]:
             return (self.dialect.insert("rankings", RANKING_INSERT, "request_id", rows=len(chunk)),

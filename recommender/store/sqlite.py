@@ -8,6 +8,7 @@ SQLite's lock, with a busy timeout. The queries are shared with PostgreSQL (sql.
 """
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import threading
 from pathlib import Path
@@ -15,10 +16,9 @@ from typing import Any, Callable, Sequence
 
 from .sql import Dialect, SQLStore, T
 
+# max_params: SQLite's default limit before 3.32; each store reads its connection's own
 SQLITE = Dialect(mark="?", serial="INTEGER PRIMARY KEY AUTOINCREMENT", real="REAL", boolean="INTEGER",
-                 or_clause=True,
-                 # SQLITE_MAX_VARIABLE_NUMBER's default: 32766 since SQLite 3.32, 999 before
-                 max_params=32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999)
+                 or_clause=True, max_params=999)
 
 
 class SQLiteStore(SQLStore):
@@ -34,6 +34,8 @@ class SQLiteStore(SQLStore):
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=30000")
+        # the limit this build and connection actually have (SQLITE_MAX_VARIABLE_NUMBER)
+        self.dialect = dataclasses.replace(SQLITE, max_params=self._db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
         with self._lock:
             self._db.executescript(self.dialect.schema())
 
@@ -46,13 +48,22 @@ class SQLiteStore(SQLStore):
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
+            try:
+                self._db.execute("COMMIT")
+            except BaseException:
+                # a COMMIT that fails (disk full, I/O error) may leave the transaction open:
+                # close it, or the next autocommit statement would silently join it
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
             return out
 
     def _write_statement(self, sql: str, args: Sequence) -> None:
         # outside BEGIN, a statement is a transaction of its own (autocommit): atomic, and
         # durable on return (synchronous=FULL), in one driver call instead of three
         with self._lock:
+            if self._db.in_transaction:
+                raise sqlite3.OperationalError("the connection is inside a transaction: the statement would not commit")
             self._db.execute(sql, args)
 
     def _read(self, sql: str, args: Sequence = ()) -> list:
