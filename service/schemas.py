@@ -120,3 +120,4 @@ class ReadyResponse(BaseModel):
     staff: int
     history: dict[str, int] = Field(default_factory=dict,
                                     description="the click history held: impressions, people, open_rankings")
+    worker: int = Field(0, description="the process id of the worker that answered (one of several with --workers)")

@@ -111,6 +111,31 @@ def test_serve_rank_click_export(config, tmp_path):
     assert log.n_requests == 2
 
 
+def test_two_workers_share_a_burst_of_connections(tmp_path):
+    """Connections opened all at once (a client's keep-alive pool) spread over the workers:
+    each has a listening socket of its own, so the first to wake cannot take them all. A
+    second server on the same port fails to start instead of sharing it."""
+    import http.client
+
+    server = Server(write_config(tmp_path, extra="workers = 2"), workers=2)
+    try:
+        conns = [http.client.HTTPConnection("127.0.0.1", server.port, timeout=10) for _ in range(16)]
+        for c in conns:
+            c.connect()
+        answered = set()
+        for c in conns:
+            c.request("GET", "/readyz")
+            answered.add(json.loads(c.getresponse().read())["worker"])
+            c.close()
+        assert len(answered) == 2  # all 16 on one of two sockets: probability 2**-15
+        other = subprocess.run([sys.executable, "-m", "recommender.cli", "serve", "--config",
+                                str(tmp_path / "service.toml"), "--port", str(server.port), "--workers", "2"],
+                               cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert other.returncode != 0 and "address already in use" in (other.stdout + other.stderr).lower()
+    finally:
+        server.stop()
+
+
 def test_two_workers_share_clicks_within_a_second(tmp_path):
     """A click posted to one worker changes the person's ranking in every worker within a
     second (each worker tails the store), through a real model loaded by a real server."""

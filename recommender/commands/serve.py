@@ -56,6 +56,17 @@ def run(args: argparse.Namespace) -> int:
         os.environ["RECOMMENDER_NOOP_ENDPOINT"] = "1"
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="recommender-metrics-")
-    uvicorn.run("service.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                http="service.http_protocol:NoDelayHTTPProtocol", log_level=args.log_level, access_log=False)
+    options = dict(factory=True, http="service.http_protocol:NoDelayHTTPProtocol", log_level=args.log_level,
+                   access_log=False)
+    from service.workers import reuse_port_supported, serve
+
+    if workers > 1 and reuse_port_supported():
+        # a listening socket per worker: uvicorn's shared one hands a burst of
+        # connections to a single worker (service/workers.py)
+        try:
+            return serve("service.app:app_from_env", host, port, workers, **options)
+        except OSError as e:  # the port is taken, or the host is not an address of this machine
+            print(f"error: cannot listen on {host}:{port}: {e.strerror or e}", file=sys.stderr)
+            return 1
+    uvicorn.run("service.app:app_from_env", host=host, port=port, workers=workers, **options)
     return 0

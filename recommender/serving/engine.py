@@ -442,4 +442,4 @@ class RankingEngine:
         degraded = bool(problems)
         return {"ready": store_ok, "status": "degraded" if degraded else "ok", "problems": problems, "arms": arms,
                 "catalog_banners": len(self.catalog), "staff": len(self.staff),
-                "history": self.online.counts()}
+                "history": self.online.counts(), "worker": os.getpid()}
