@@ -95,27 +95,9 @@ class CandidateSet:
         self.priority = np.fromiter((b.priority for b in self.banners), dtype=np.float64, count=n)
         self.n_pinned = int(self.pinned.sum())
         self._greedy_propensities: dict[float, list[float]] = {}
-        # greedy_rank's tie-breaks, prepared: the unpinned candidates by priority, then as
-        # given (a stable sort of their scores in this order is their greedy order), and
-        # the pinned ones as given
-        idx = np.arange(n)
-        free = np.flatnonzero(~self.pinned)
-        self._free_by_priority = free[np.lexsort((free, -self.priority[free]))]
-        self._pinned_idx = idx[self.pinned]
 
     def __len__(self) -> int:
         return len(self.banners)
-
-    def greedy_order(self, scores: np.ndarray) -> list[int]:
-        """``exploration.greedy_rank`` of these candidates (tests hold them equal) from one
-        stable sort of the unpinned scores, the ties' order having been prepared once."""
-        neg = -np.asarray(scores, dtype=np.float64)
-        free = self._free_by_priority
-        order = free[np.argsort(neg[free], kind="stable")].tolist()
-        if not self.n_pinned:
-            return order
-        pin = self._pinned_idx  # by priority, then score, then as given
-        return pin[np.lexsort((pin, neg[pin], -self.priority[pin]))].tolist() + order
 
     def greedy_propensities(self, epsilon: float) -> list[float]:
         """``propensities`` of the greedy order itself (what most requests show): the
@@ -195,7 +177,7 @@ class Ranker:
         if scores is None:
             order = operator_order(c)
             return RankResult(version, False, [c.ids[i] for i in order], [0.0] * len(order), [1.0] * len(order))
-        greedy = c.greedy_order(scores)
+        greedy = greedy_order(c, scores)
         explored = self.epsilon > 0 and self.rng.random() < self.epsilon
         shown = explore_order(greedy, c, self.rng) if explored else greedy
         props = propensities(shown, greedy, c, self.epsilon) if explored else c.greedy_propensities(self.epsilon)

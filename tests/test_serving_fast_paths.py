@@ -189,15 +189,6 @@ def test_greedy_rank_is_the_operators_rule(inputs):
     assert greedy_rank(score, pinned, priority).tolist() == want  # plain lists too
 
 
-@settings(max_examples=500, deadline=None)
-@given(rule_inputs())
-def test_a_candidate_sets_greedy_order_is_greedy_rank(inputs):
-    score, pinned, priority = inputs
-    banners = [Banner(f"c{i}", "info", pinned=p, priority=q) for i, (p, q) in enumerate(zip(pinned, priority))]
-    want = greedy_rank(score, np.array(pinned, dtype=bool), np.array(priority)).tolist()
-    assert CandidateSet(banners).greedy_order(score) == want == reference_rank(score.tolist(), pinned, priority)
-
-
 @settings(max_examples=200, deadline=None)
 @given(st.integers(1, 4).flatmap(lambda m: rule_inputs(rows=m)))
 def test_greedy_rank_of_many_requests_is_each_requests_rank(inputs):
