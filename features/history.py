@@ -13,6 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .lru import LRU
 from .pointintime import EventIndex, TimeRanks
 
 
@@ -185,6 +186,8 @@ class RunningHistory:
     click added later updates the click counters of that impression, as History counts a
     clicked impression."""
 
+    MAX_CANDIDATE_LISTS = 1024  # a province's profiles each have their eligible list
+
     def __init__(self, half_life_days: float = 7.0, t_ref: float | None = None):
         """``t_ref``: the origin of the growth weights (default: the time of the first
         impression added, or the latest of a first bulk load); any origin gives the same
@@ -198,7 +201,7 @@ class RunningHistory:
         self._banner_code: dict[str, int] = {}
         self._global = np.zeros((2, 64))
         self._views_at, self._clicks_at = memoryview(self._global[0]), memoryview(self._global[1])
-        self._lists: dict[tuple[str, ...], _ListCodes] = {}  # per candidate list
+        self._lists: LRU[tuple[str, ...], _ListCodes] = LRU(self.MAX_CANDIDATE_LISTS)
         self.n_events = 0
 
     def __len__(self) -> int:
@@ -239,10 +242,7 @@ class RunningHistory:
         hit = self._lists.get(key)
         if hit is not None and hit.category == category and (hit.complete or hit.n_codes == len(self._banner_code)):
             return hit
-        if len(self._lists) >= 64:
-            self._lists.clear()
-        entry = self._lists[key] = _ListCodes(list(banner), list(category), self._banner_code)
-        return entry
+        return self._lists.put(key, _ListCodes(list(banner), list(category), self._banner_code))
 
     def _rebase(self, t_ref: float) -> None:
         """Move the weights' origin forward: every weighted sum scales by

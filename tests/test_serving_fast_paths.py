@@ -431,6 +431,63 @@ def test_linear_model_cache_hits_after_other_lists_and_profiles(scoring):
                 assert_fast_path_matches(model, staff_id, scoring["profiles"][p], ts, scoring["lists"][li], history)
 
 
+class _CountingEncoder:
+    """The model's encoder, counting what a cache miss costs."""
+
+    def __init__(self, encoder):
+        self._encoder = encoder
+        self.calls = {"encode_banners": 0, "static_parts": 0}
+
+    def __getattr__(self, name):
+        attr = getattr(self._encoder, name)
+        if name in self.calls:
+            def counted(*args, **kwargs):
+                self.calls[name] += 1
+                return attr(*args, **kwargs)
+            return counted
+        return attr
+
+
+def test_linear_model_keeps_a_province_worth_of_lists_and_profiles(scoring):
+    """A province's working set (here 40 candidate lists, each with several profiles, more
+    than a bound of 16 that dropped the whole cache when full) is encoded once: the
+    second round over it computes nothing static again."""
+    base = scoring["models"]["every weight"]
+    encoder = _CountingEncoder(base.encoder)
+    model = ModelArtifact(encoder, base.estimator, "logistic")
+    history = RunningHistory()
+    history.add_events(scoring["events"])
+    b = scoring["lists"][0]
+    lists = [b[i:i + k] for k in (3, 4, 5, 6) for i in range(10)]
+    assert len({tuple(map(id, x)) for x in lists}) == 40
+    profiles = scoring["profiles"][:3]
+    for round_ in range(2):
+        for banners in lists:
+            for profile in profiles:
+                model.score(CandidateRows.for_request("someone", profile, scoring["t_end"], banners), history)
+        assert encoder.calls == {"encode_banners": 40, "static_parts": 40 * len(profiles)}, round_
+
+
+def test_linear_model_and_history_with_tiny_cache_bounds(scoring):
+    """Caches that evict on almost every request still answer like the plain code."""
+    class TinyModel(ModelArtifact):
+        MAX_CANDIDATE_LISTS = 2
+        MAX_STATIC = 3
+
+    class TinyHistory(RunningHistory):
+        MAX_CANDIDATE_LISTS = 2
+
+    base = scoring["models"]["every weight"]
+    model = TinyModel(base.encoder, base.estimator, "logistic")
+    history = TinyHistory()
+    history.add_events(scoring["events"])
+    pairs = [(p, li) for p in range(4) for li in range(len(scoring["lists"]))]
+    for order in (pairs, pairs[::-1], sorted(pairs, key=lambda x: (x[1], x[0]))):
+        for p, li in order:
+            assert_fast_path_matches(model, scoring["staff_ids"][0], scoring["profiles"][p], scoring["t_end"],
+                                     scoring["lists"][li], history)
+
+
 def test_linear_model_after_clicks_on_banners_new_to_the_history(scoring):
     """The same candidate list object before and after its banners (some never seen by the
     history nor the model) get impressions and clicks: only the history part moves, and

@@ -8,6 +8,7 @@ joblib file runs code when loaded, so it is only opened once it is known to be o
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import operator
@@ -18,6 +19,7 @@ import joblib
 import numpy as np
 
 from features.definition import NUMERIC_FEATURES, BannerArrays, FeatureEncoder
+from features.lru import LRU
 from features.pipeline import candidate_features, history_features, request_history
 
 MODEL_FILE = "model.joblib"
@@ -46,15 +48,15 @@ def library_versions() -> dict[str, str]:
 
 class _CandidateList:
     """What a model keeps of one candidate list: the banners (their identity is the
-    key), their encodings, and the static logits per profile key."""
+    key) and their encodings."""
 
-    __slots__ = ("banners", "arrays", "index", "static", "completion_weight")
+    __slots__ = ("serial", "banners", "arrays", "index", "completion_weight")
 
-    def __init__(self, banners: list, arrays: BannerArrays):
+    def __init__(self, serial: int, banners: list, arrays: BannerArrays):
+        self.serial = serial  # never reused: keys this list's static logits
         self.banners = banners
         self.arrays = arrays
         self.index = np.arange(len(banners))
-        self.static: dict[tuple, np.ndarray] = {}
         self.completion_weight: np.ndarray | None = None  # a linear model's weight of each row's completion column
 
 
@@ -66,16 +68,19 @@ class ModelArtifact:
     position (what the direct method of offline evaluation needs).
     """
 
-    # bounds of the per-candidate-list cache and of each list's per-profile static logits
-    MAX_CANDIDATE_LISTS = 16
-    MAX_PROFILES = 4096  # per list: ~1.5 MB of 30-candidate logits
+    # bounds of the candidate-list cache and of the static logits per (list, profile): a
+    # province has hundreds to thousands of profiles, each with its eligible list
+    MAX_CANDIDATE_LISTS = 1024
+    MAX_STATIC = 32768  # ~15 MB of 30-candidate logits with their keys
 
     def __init__(self, encoder: FeatureEncoder, estimator, kind: str, metadata: dict | None = None):
         self.encoder = encoder
         self.estimator = estimator
         self.kind = kind
         self.metadata = metadata or {}
-        self._lists: dict[tuple, _CandidateList] = {}
+        self._lists: LRU[tuple, _CandidateList] = LRU(self.MAX_CANDIDATE_LISTS)
+        self._static: LRU[tuple, np.ndarray] = LRU(self.MAX_STATIC)
+        self._serials = itertools.count()
         if kind == "logistic":
             self._coef = np.ascontiguousarray(estimator.coef_.ravel(), dtype=np.float64)
             self._intercept = float(estimator.intercept_[0])
@@ -120,10 +125,9 @@ class ModelArtifact:
         hit = self._lists.get(key)
         if hit is not None and all(map(operator.is_, hit.banners, banners)):
             return hit
-        if len(self._lists) >= self.MAX_CANDIDATE_LISTS:
-            self._lists.clear()
         # holding the objects keeps their ids unique
-        entry = self._lists[key] = _CandidateList(list(banners), self.encoder.encode_banners(banners))
+        entry = self._lists.put(key, _CandidateList(next(self._serials), list(banners),
+                                                    self.encoder.encode_banners(banners)))
         if self.kind == "logistic":
             entry.completion_weight = self._coef[self.encoder.completion_columns(entry.arrays, entry.index)]
         return entry
@@ -152,14 +156,11 @@ class ModelArtifact:
         n = len(rows)
         cands = self._candidate_list(rows.banner)
         profile = rows.attributes[0]
-        key = enc.profile_key(profile)
-        static = cands.static.get(key)
+        key = (cands.serial, enc.profile_key(profile))
+        static = self._static.get(key)
         if static is None:
-            if len(cands.static) >= self.MAX_PROFILES:
-                cands.static.clear()
             parts = enc.static_parts(enc.encode_staff([profile]), np.zeros(n, dtype=np.int64), cands.arrays, cands.index)
-            static = cands.static[key] = parts.dot(self._coef) + self._intercept
-            static += self._history_constant
+            static = self._static.put(key, parts.dot(self._coef) + self._intercept + self._history_constant)
         hist = request_history(history, rows.staff_id[0], cands.arrays, rows.ts[0])
         num = enc.numeric(cands.arrays, cands.index, rows.ts, hist)
         return static + num @ self._numeric_weight + cands.completion_weight * hist["ever_clicked_banner"]

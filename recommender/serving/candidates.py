@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from typing import Iterable, Mapping, Sequence
 
+from features.lru import LRU
+
 from ..domain import UNKNOWN, Banner, Catalog
 from ..eligibility import eligible_banners, is_eligible
 from ..ranker import CandidateSet
@@ -66,12 +68,12 @@ def targeted_attributes(catalog: Catalog) -> tuple[str, ...]:
 
 class CandidateCache:
     """``select_candidates`` with its answers kept, keyed by the candidate ids and the
-    values of the attributes the catalog targets (at most ``max_entries``; the whole
-    cache is dropped when full, which costs one recomputation per entry)."""
+    values of the attributes the catalog targets (at most ``max_entries``, least recently
+    used evicted first)."""
 
     def __init__(self, max_entries: int = 4096):
         self.max_entries = max_entries
-        self._entries: dict[tuple, tuple[Catalog, float, float, Candidates]] = {}
+        self._entries: LRU[tuple, tuple[Catalog, float, float, Candidates]] = LRU(max_entries)
         self._targeted: tuple[Catalog | None, tuple[str, ...]] = (None, ())
 
     def get(self, catalog: Catalog, attributes: Mapping[str, str], ts: float,
@@ -86,7 +88,5 @@ class CandidateCache:
         found = select_candidates(catalog, attributes, ts, ids)
         involved = catalog if ids is None else (b for b in map(catalog.get, set(ids)) if b is not None)
         lo, hi = stable_span(involved, ts)
-        if len(self._entries) >= self.max_entries:
-            self._entries.clear()
-        self._entries[key] = (catalog, lo, hi, found)
+        self._entries.put(key, (catalog, lo, hi, found))
         return found
