@@ -259,11 +259,14 @@ def prepare(tmp: Path, args) -> tuple[Path, list[str], dict]:
     extra = {}
     if args.province:
         prov = Path(args.province)
-        # the province's banners with their windows and targets opened, so that all 30 are
-        # candidates for everyone now (the history features still see the same banner ids)
+        # the province's banners with their windows opened, so that all 30 are candidates
+        # now (the history features still see the same banner ids), and their targets
+        # opened too unless --keep-targets: then each profile has its own eligible list,
+        # as in production (the benchmark's 42 profiles have 42 lists in the demo province)
         from dataclasses import replace
 
-        banners = [replace(b, start=None, end=None, target={}) for b in load_banners(prov / "banners.json")]
+        banners = [replace(b, start=None, end=None, target=b.target if args.keep_targets else {})
+                   for b in load_banners(prov / "banners.json")]
         write_banners(tmp / "banners.json", banners)
         extra["staff"] = str((prov / "staff.csv").resolve())
         extra["history"] = str((prov / "impressions.jsonl").resolve())
@@ -355,11 +358,15 @@ def in_process(config: Path, candidates: list[str], n: int = 3000) -> dict:
 
 
 class Server:
-    def __init__(self, config: Path, workers: int):
+    """``recommender serve`` with the no-op endpoint on a free port, ready when built; by
+    default this checkout's code with this Python (bench_service_side_by_side.py runs
+    other checkouts and virtualenvs)."""
+
+    def __init__(self, config: Path, workers: int, root: Path = ROOT, python: str = sys.executable):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT)])}
-        self.proc = subprocess.Popen([sys.executable, "-m", "recommender.cli", "serve", "--config", str(config),
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "benchmarks"), str(root)])}
+        self.proc = subprocess.Popen([python, "-m", "recommender.cli", "serve", "--config", str(config),
                                       "--port", str(self.port), "--workers", str(workers), "--noop-endpoint",
                                       "--log-level", "warning"],
                                      cwd=config.parent, env=env, start_new_session=True)
@@ -407,6 +414,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="a trained model folder (models/<version>); default: a numpy stand-in")
     p.add_argument("--province", help="a simulated province: its banners, staff and impressions (history)")
+    p.add_argument("--keep-targets", action="store_true",
+                   help="keep the province's banner targets: requests of different profiles get different lists")
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     p.add_argument("--duration", type=float, default=10.0, help="seconds per closed-loop measurement")
     p.add_argument("--alternations", type=int, default=4,
