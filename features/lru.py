@@ -17,7 +17,8 @@ V = TypeVar("V")
 
 class LRU(Generic[K, V]):
     """At most ``max_entries`` entries; ``get`` marks an entry used, ``put`` evicts the
-    least recently used one when full."""
+    least recently used one when full. Not for concurrent use: its callers rank on one
+    thread or hold a lock (the service's event loop, an arm's lock, the online history's)."""
 
     __slots__ = ("max_entries", "_entries")
 
