@@ -71,7 +71,7 @@ class ModelArtifact:
     # bounds of the candidate-list cache and of the static logits per (list, profile): a
     # province has hundreds to thousands of profiles, each with its eligible list
     MAX_CANDIDATE_LISTS = 1024
-    MAX_STATIC = 32768  # ~15 MB of 30-candidate logits with their keys
+    MAX_STATIC = 32768  # ~15 MB for 30-candidate lists (8 bytes per candidate and entry, plus its key)
 
     def __init__(self, encoder: FeatureEncoder, estimator, kind: str, metadata: dict | None = None):
         self.encoder = encoder
