@@ -27,14 +27,16 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from service.launcher import ServeProcess
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -243,12 +245,6 @@ def run_wrk(url: str, path: str, candidates, duration: float, connections: int, 
 
 
 # -- setup -----------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def prepare(tmp: Path, args) -> tuple[Path, list[str], dict]:
     """A config, a catalog of 30 banners, a registry with the model promoted."""
     sys.path.insert(0, str(ROOT))
@@ -357,45 +353,23 @@ def in_process(config: Path, candidates: list[str], n: int = 3000) -> dict:
         engine.close()
 
 
-class Server:
-    """``recommender serve`` with the no-op endpoint on a free port, ready when built; by
-    default this checkout's code with this Python (bench_service_side_by_side.py runs
-    other checkouts and virtualenvs)."""
+def start_server(config: Path, workers: int, root: Path = ROOT, python: str = sys.executable) -> ServeProcess:
+    """``recommender serve`` with the no-op endpoint on a free port, ready and not
+    degraded; by default this checkout's code with this Python
+    (bench_service_side_by_side.py runs other checkouts and virtualenvs)."""
+    sys.path.insert(0, str(ROOT))
+    from service.launcher import ServeProcess
 
-    def __init__(self, config: Path, workers: int, root: Path = ROOT, python: str = sys.executable):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "benchmarks"), str(root)])}
-        self.proc = subprocess.Popen([python, "-m", "recommender.cli", "serve", "--config", str(config),
-                                      "--port", str(self.port), "--workers", str(workers), "--noop-endpoint",
-                                      "--log-level", "warning"],
-                                     cwd=config.parent, env=env, start_new_session=True)
-        import httpx
+    server = ServeProcess(config, workers, extra_args=["--noop-endpoint"], cwd=config.parent, python=python,
+                          extra_env={"PYTHONPATH": os.pathsep.join([str(root / "benchmarks"), str(root)])},
+                          ready_timeout=120)
+    import httpx
 
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit("the server exited")
-            try:
-                r = httpx.get(self.url + "/readyz", timeout=1)
-                if r.status_code == 200:
-                    if r.json()["status"] != "ok":
-                        raise SystemExit(f"server degraded: {r.json()['problems']}")
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise SystemExit("server not ready in 60 s")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+    ready = httpx.get(server.url + "/readyz", timeout=10).json()
+    if ready["status"] != "ok":
+        server.stop()
+        raise SystemExit(f"server degraded: {ready['problems']}")
+    return server
 
 
 def load(url: str, path: str, candidates, duration: float, connections: int, rate: float | None, tmp: Path,
@@ -451,7 +425,7 @@ def main() -> None:
         results["runs"] = []
         for w in ([] if args.in_process_only else args.workers):
             for rep in range(args.repeat):
-                server = Server(config, w)
+                server = start_server(config, w)
                 try:
                     for path in ("/v1/noop", "/v1/rank"):  # warm-up
                         load(server.url, path, candidates, 2, args.connections, None, tmp, use_wrk)

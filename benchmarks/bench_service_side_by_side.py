@@ -26,7 +26,8 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_service import Server, load, prepare  # noqa: E402
+from bench_service import load, prepare, start_server  # noqa: E402
+from service.launcher import ServeProcess  # noqa: E402
 
 
 def parse_variant(text: str) -> tuple[str, Path, str]:
@@ -59,14 +60,14 @@ def main() -> None:
         p.error("variant names must differ")
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-side-by-side-"))
-    servers: dict[str, Server] = {}
+    servers: dict[str, ServeProcess] = {}
     try:
         (tmp / "shared").mkdir()
         config, candidates, info = prepare(tmp / "shared", args)
         for name, root, python in args.variant:
             folder = tmp / name
             shutil.copytree(config.parent, folder)
-            servers[name] = Server(folder / config.name, args.workers, root=root, python=python)
+            servers[name] = start_server(folder / config.name, args.workers, root=root, python=python)
         print(f"model {info['model']}, {len(candidates)} candidates, {args.workers} worker(s) per server; "
               f"{args.rounds} rounds of {args.window:g} s windows after one warm-up round", flush=True)
         rps: dict[str, dict[str, list[float]]] = {n: {"noop": [], "rank": []} for n in names}

@@ -17,8 +17,8 @@ import numpy as np
 from recommender.contracts import load_banners, load_impressions
 from recommender.serving.registry import ModelRegistry
 from recommender.simulator import GroundTruth, SimulationConfig, simulate
+from service.launcher import ServeProcess
 from service_support import ADMIN_KEY, CLIENT_KEY, add_fake_model
-from test_service_integration import Server
 
 ROOT = Path(__file__).resolve().parent.parent
 C = {"X-API-Key": CLIENT_KEY}
@@ -108,7 +108,7 @@ epsilon = 0.3
 """)
     state = TruthState(truth, past)
     staff_ids = truth.staff_ids
-    server = Server(config, extra_env={"PYTHONPATH": str(Path(__file__).resolve().parent)})
+    server = ServeProcess(config, extra_env={"PYTHONPATH": str(Path(__file__).resolve().parent)})
     try:
         with httpx.Client(base_url=server.url, timeout=30) as http:
             assert http.get("/readyz").json()["status"] == "ok"

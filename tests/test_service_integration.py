@@ -2,10 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,66 +11,11 @@ import httpx
 import pytest
 
 from recommender.contracts.impressions import load_impressions
-from service_support import ADMIN_KEY, CLIENT_KEY, write_config
+from service.launcher import ServeProcess
+from service_support import CLIENT_KEY, write_config
 
 C = {"X-API-Key": CLIENT_KEY}
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """`recommender serve` in a subprocess. free_port() only says a port was free a moment
-    ago: until uvicorn binds it, another process (another test run on a shared machine) may
-    take it. So readiness is asked with a client key only this server knows (a foreign
-    server answers 401), and a server that could not bind starts again on another port."""
-
-    def __init__(self, config: Path, workers: int = 1, extra_env: dict | None = None):
-        env = {**os.environ, **(extra_env or {})}
-        self.key = secrets.token_hex(8)
-        env["RECOMMENDER_CLIENT_KEYS"] = ",".join(filter(None, [env.get("RECOMMENDER_CLIENT_KEYS"), self.key]))
-        for _ in range(3):
-            if self._start(config, workers, env):
-                return
-        raise RuntimeError("no free port could be bound in 3 tries")
-
-    def _start(self, config: Path, workers: int, env: dict) -> bool:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "recommender.cli", "serve", "--config", str(config), "--port", str(self.port),
-             "--workers", str(workers), "--log-level", "warning"],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                output = self.proc.stdout.read().decode()
-                if "address already in use" in output.lower():
-                    return False
-                raise RuntimeError(f"server exited: {output}")
-            try:
-                mine = httpx.get(f"{self.url}/v1/banners", headers={"X-API-Key": self.key}, timeout=1)
-                if mine.status_code == 200 and httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return True
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("server did not become ready in 30 s")
-
-    def stop(self) -> str:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        return self.proc.stdout.read().decode(errors="replace")
 
 
 @pytest.fixture
@@ -83,7 +24,7 @@ def config(tmp_path):
 
 
 def test_serve_rank_click_export(config, tmp_path):
-    server = Server(config, extra_env={"RECOMMENDER_CLIENT_KEYS": "env-client-key"})
+    server = ServeProcess(config, extra_env={"RECOMMENDER_CLIENT_KEYS": "env-client-key"})
     try:
         with httpx.Client(base_url=server.url, timeout=10) as http:
             r = http.post("/v1/rank", json={"staff_id": "s-secret-99", "slots": 2}, headers=C)
@@ -117,7 +58,7 @@ def test_two_workers_share_a_burst_of_connections(tmp_path):
     second server on the same port fails to start instead of sharing it."""
     import http.client
 
-    server = Server(write_config(tmp_path, extra="workers = 2"), workers=2)
+    server = ServeProcess(write_config(tmp_path, extra="workers = 2"), workers=2)
     try:
         conns = [http.client.HTTPConnection("127.0.0.1", server.port, timeout=10) for _ in range(16)]
         for c in conns:
@@ -147,7 +88,7 @@ def test_two_workers_share_clicks_within_a_second(tmp_path):
     add_fake_model(tmp_path / "models", "m1")
     ModelRegistry(tmp_path / "models").promote("m1", verify=False)
     tests_dir = str(Path(__file__).resolve().parent)
-    server = Server(config, workers=2, extra_env={"PYTHONPATH": tests_dir})
+    server = ServeProcess(config, workers=2, extra_env={"PYTHONPATH": tests_dir})
     try:
         with httpx.Client(base_url=server.url, timeout=10) as http:
             before = http.post("/v1/rank", json={"staff_id": "s-1"}, headers=C).json()
