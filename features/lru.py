@@ -42,9 +42,6 @@ class LRU(Generic[K, V]):
             entries.popitem(last=False)
         return value
 
-    def clear(self) -> None:
-        self._entries.clear()
-
     def __len__(self) -> int:
         return len(self._entries)
 

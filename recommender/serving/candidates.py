@@ -72,7 +72,6 @@ class CandidateCache:
     used evicted first)."""
 
     def __init__(self, max_entries: int = 4096):
-        self.max_entries = max_entries
         self._entries: LRU[tuple, tuple[Catalog, float, float, Candidates]] = LRU(max_entries)
         self._targeted: tuple[Catalog | None, tuple[str, ...]] = (None, ())
 
