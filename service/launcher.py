@@ -46,8 +46,9 @@ class ServeProcess:
     """Started and ready when built; ``stop()`` ends it (SIGTERM to its process group,
     SIGKILL after 15 s) and returns what it printed.
 
-    ``cwd``, ``python`` and ``pythonpath`` choose the code that runs (the benchmarks run
-    other checkouts and virtualenvs); ``extra_args`` go to ``recommender serve``. The
+    ``cwd``, ``python`` and ``extra_env`` (PYTHONPATH) choose the code that runs (the
+    benchmarks run other checkouts and virtualenvs); ``extra_args`` go to ``recommender
+    serve``. The
     output goes to a temporary file, not a pipe, so a server that logs a lot under load
     never blocks on a full pipe."""
 
