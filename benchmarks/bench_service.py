@@ -245,6 +245,14 @@ def run_wrk(url: str, path: str, candidates, duration: float, connections: int, 
 
 
 # -- setup -----------------------------------------------------------------------------
+def add_setup_arguments(p: argparse.ArgumentParser) -> None:
+    """The options ``prepare`` reads (shared with bench_service_side_by_side.py)."""
+    p.add_argument("--model", help="a trained model folder (models/<version>); default: a numpy stand-in")
+    p.add_argument("--province", help="a simulated province: its banners, staff and impressions (history)")
+    p.add_argument("--keep-targets", action="store_true",
+                   help="keep the province's banner targets: requests of different profiles get different lists")
+
+
 def prepare(tmp: Path, args) -> tuple[Path, list[str], dict]:
     """A config, a catalog of 30 banners, a registry with the model promoted."""
     sys.path.insert(0, str(ROOT))
@@ -386,10 +394,7 @@ def load(url: str, path: str, candidates, duration: float, connections: int, rat
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", help="a trained model folder (models/<version>); default: a numpy stand-in")
-    p.add_argument("--province", help="a simulated province: its banners, staff and impressions (history)")
-    p.add_argument("--keep-targets", action="store_true",
-                   help="keep the province's banner targets: requests of different profiles get different lists")
+    add_setup_arguments(p)
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     p.add_argument("--duration", type=float, default=10.0, help="seconds per closed-loop measurement")
     p.add_argument("--alternations", type=int, default=4,

@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_service import load, prepare, start_server  # noqa: E402
+from bench_service import add_setup_arguments, load, prepare, start_server  # noqa: E402
 from service.launcher import ServeProcess  # noqa: E402
 
 
@@ -46,10 +46,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--variant", type=parse_variant, action="append", required=True,
                    help="NAME=CHECKOUT[:PYTHON], repeated: a checkout of this project and the Python to run it")
-    p.add_argument("--model", help="a trained model folder (models/<version>); default: a numpy stand-in")
-    p.add_argument("--province", help="a simulated province: its banners, staff and impressions (history)")
-    p.add_argument("--keep-targets", action="store_true",
-                   help="keep the province's banner targets: requests of different profiles get different lists")
+    add_setup_arguments(p)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--window", type=float, default=3.0, help="seconds per no-op or rank window")
