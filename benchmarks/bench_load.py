@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from recommender.contracts import load_banners, load_impressions
-from recommender.simulator import SimulationConfig, simulate
+from simulator import SimulationConfig, simulate
 
 
 def main() -> None:

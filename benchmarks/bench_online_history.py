@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from recommender.serving.online import OnlineHistory  # noqa: E402
+from service.online import OnlineHistory  # noqa: E402
 
 SHOWN = [("b-policy-01", "policy"), ("b-info-02", "info"), ("b-survey-01", "survey")]
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from recommender.contracts import load_banners, load_impressions, load_staff
-from recommender.simulator import SimulationConfig, simulate
+from simulator import SimulationConfig, simulate
 from training.ope.data import build_bandit
 from training.ope.evaluate import evaluate, resolve_policy
 from training.ope.policies import model_policy

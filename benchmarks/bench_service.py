@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from service.launcher import ServeProcess
+    from launcher import ServeProcess
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -258,7 +258,7 @@ def prepare(tmp: Path, args) -> tuple[Path, list[str], dict]:
     sys.path.insert(0, str(ROOT))
     from recommender.contracts import load_banners, write_banners
     from recommender.domain import Banner
-    from recommender.serving.registry import ModelRegistry
+    from training.registry import ModelRegistry
 
     extra = {}
     if args.province:
@@ -323,8 +323,8 @@ def in_process(config: Path, candidates: list[str], n: int = 3000) -> dict:
     """Median time of the model's score() for 30 candidates (of which the click-history
     lookup, measured alone), and of the engine's whole rank()."""
     from recommender.ranker import CandidateRows
-    from recommender.serving.config import load_config
-    from recommender.serving.engine import RankingEngine
+    from service.config import load_config
+    from service.engine import RankingEngine
     from recommender.store import open_store
 
     cfg = load_config(config)
@@ -366,7 +366,7 @@ def start_server(config: Path, workers: int, root: Path = ROOT, python: str = sy
     degraded; by default this checkout's code with this Python
     (bench_service_side_by_side.py runs other checkouts and virtualenvs)."""
     sys.path.insert(0, str(ROOT))
-    from service.launcher import ServeProcess
+    from launcher import ServeProcess
 
     server = ServeProcess(config, workers, extra_args=["--noop-endpoint"], cwd=config.parent, python=python,
                           extra_env={"PYTHONPATH": os.pathsep.join([str(root / "benchmarks"), str(root)])},

@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_service import add_setup_arguments, load, prepare, start_server  # noqa: E402
-from service.launcher import ServeProcess  # noqa: E402
+from launcher import ServeProcess  # noqa: E402
 
 
 def parse_variant(text: str) -> tuple[str, Path, str]:

@@ -7,7 +7,7 @@ import statistics
 import tempfile
 import time
 
-from recommender.simulator import SimulationConfig, simulate
+from simulator import SimulationConfig, simulate
 
 
 def main() -> None:

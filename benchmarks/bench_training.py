@@ -25,8 +25,8 @@ import numpy as np
 from recommender.batch import rank_requests
 from recommender.contracts import load_banners, load_impressions, load_staff
 from recommender.domain import Request
-from recommender.simulator import GroundTruth, SimulationConfig, simulate
-from recommender.simulator.quality import HeldOutRequests
+from simulator import GroundTruth, SimulationConfig, simulate
+from simulator.quality import HeldOutRequests
 from training.train import TrainConfig, train
 from training.dataset import log_context
 from training.train import _attribute_values
@@ -100,7 +100,7 @@ def main() -> None:
                 g.write(line)
     env = dict(os.environ, RECOMMENDER_PROGRESS="0")
     t = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "recommender.cli", "train", "--staff", str(data / "staff.csv"),
+    r = subprocess.run([sys.executable, "-m", "cli.main", "train", "--staff", str(data / "staff.csv"),
                         "--banners", str(data / "banners.json"), "--impressions", str(path14),
                         "--out", str(Path(tmp.name) / "models")], capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t

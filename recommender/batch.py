@@ -6,7 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
-from training.candidates import build_candidates, greedy_positions
+from recommender.candidates import build_candidates, greedy_positions
 
 from .domain import Catalog, Ranking, Request, StaffDirectory
 from .ranker import CandidateRows

@@ -16,8 +16,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from recommender.serving.config import ServiceConfig, load_config
-from recommender.serving.engine import RankingEngine
+from service.config import ServiceConfig, load_config
+from service.engine import RankingEngine
 from recommender.store import open_store
 
 from . import metrics

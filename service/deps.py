@@ -6,8 +6,8 @@ import hmac
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader
 
-from recommender.serving.config import ServiceConfig
-from recommender.serving.engine import RankingEngine
+from service.config import ServiceConfig
+from service.engine import RankingEngine
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
                               description="a client key (rank, events) or an admin key (everything)")

@@ -9,8 +9,8 @@ import numpy as np
 
 from recommender.contracts import write_banners
 from recommender.domain import Banner
-from recommender.serving.config import parse_config
-from recommender.serving.registry import ModelRegistry, RegistryError
+from service.config import parse_config
+from training.registry import ModelRegistry, RegistryError
 
 CLIENT_KEY = "client-key-for-tests"
 ADMIN_KEY = "admin-key-for-tests"

@@ -5,7 +5,7 @@ import sys
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "-m", "recommender.cli", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True)
 
 
 def test_validate_good_files(small_province):

@@ -8,7 +8,7 @@ from recommender.domain import Request
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "-m", "recommender.cli", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True)
 
 
 def test_train_rank_quality(tmp_path, small_province):

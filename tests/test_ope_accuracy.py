@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from recommender.contracts import load_banners, load_impressions, load_staff
-from recommender.simulator import GroundTruth, SimulationConfig, simulate
+from simulator import GroundTruth, SimulationConfig, simulate
 from training.ope.data import build_bandit, split_log
 from training.ope.evaluate import evaluate
-from training.ope.groundtruth import TrueValue
+from simulator.truevalue import TrueValue
 from training.ope.policies import model_policy, popularity_policy
 from training.ope.reward import click_matrix, fit_logistic
 

@@ -5,7 +5,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from recommender.cli import main
+from cli.main import main
 
 N_LINES = 9000  # a slice of the small province's logs keeps these tests fast
 

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recommender.cli import main
-from recommender.serving.arms import Arm, ArmAssigner, unit_hash
-from recommender.serving.registry import ModelRegistry, RegistryError
+from cli.main import main
+from service.arms import Arm, ArmAssigner, unit_hash
+from training.registry import ModelRegistry, RegistryError
 from service_support import add_fake_model
 
 

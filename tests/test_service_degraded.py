@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from recommender.serving.engine import RankingEngine
+from service.engine import RankingEngine
 from recommender.store import open_store
 from service.app import create_app
 from service_support import ADMIN_KEY, CLIENT_KEY, FakeRegistry, add_fake_model, config_from, write_config

@@ -15,9 +15,9 @@ import httpx
 import numpy as np
 
 from recommender.contracts import load_banners, load_impressions
-from recommender.serving.registry import ModelRegistry
-from recommender.simulator import GroundTruth, SimulationConfig, simulate
-from service.launcher import ServeProcess
+from training.registry import ModelRegistry
+from simulator import GroundTruth, SimulationConfig, simulate
+from launcher import ServeProcess
 from service_support import ADMIN_KEY, CLIENT_KEY, add_fake_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +34,7 @@ def mark(what: str) -> None:
 
 
 def cli(*args: str) -> str:
-    res = subprocess.run([sys.executable, "-m", "recommender.cli", *args], cwd=ROOT, capture_output=True, text=True)
+    res = subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
     return res.stdout
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from recommender.contracts.impressions import load_impressions
-from service.launcher import ServeProcess
+from launcher import ServeProcess
 from service_support import CLIENT_KEY, write_config
 
 C = {"X-API-Key": CLIENT_KEY}
@@ -43,7 +43,7 @@ def test_serve_rank_click_export(config, tmp_path):
         logs = server.stop()
     assert "s-secret-99" not in logs
     out_file = tmp_path / "exported.jsonl"
-    res = subprocess.run([sys.executable, "-m", "recommender.cli", "export", "--db", str(tmp_path / "events.db"),
+    res = subprocess.run([sys.executable, "-m", "cli.main", "export", "--db", str(tmp_path / "events.db"),
                           "--out", str(out_file)], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     log = load_impressions(out_file)
@@ -69,7 +69,7 @@ def test_two_workers_share_a_burst_of_connections(tmp_path):
             answered.add(json.loads(c.getresponse().read())["worker"])
             c.close()
         assert len(answered) == 2  # all 16 on one of two sockets: probability 2**-15
-        other = subprocess.run([sys.executable, "-m", "recommender.cli", "serve", "--config",
+        other = subprocess.run([sys.executable, "-m", "cli.main", "serve", "--config",
                                 str(tmp_path / "service.toml"), "--port", str(server.port), "--workers", "2"],
                                cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert other.returncode != 0 and "address already in use" in (other.stdout + other.stderr).lower()
@@ -80,7 +80,7 @@ def test_two_workers_share_a_burst_of_connections(tmp_path):
 def test_two_workers_share_clicks_within_a_second(tmp_path):
     """A click posted to one worker changes the person's ranking in every worker within a
     second (each worker tails the store), through a real model loaded by a real server."""
-    from recommender.serving.registry import ModelRegistry
+    from training.registry import ModelRegistry
     from recommender.store import open_store
     from service_support import add_fake_model
 

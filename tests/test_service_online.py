@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recommender.exploration import greedy_keys, position_propensities
-from recommender.serving.engine import RankingEngine
-from recommender.serving.online import OnlineHistory
+from service.engine import RankingEngine
+from service.online import OnlineHistory
 from recommender.store import ClickEvent, open_store
 from service_support import FakeRegistry, add_fake_model, config_from, write_config
 

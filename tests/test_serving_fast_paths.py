@@ -30,7 +30,7 @@ from recommender.domain import CATEGORIES, UNKNOWN, Banner, Catalog
 from recommender.eligibility import is_eligible
 from recommender.exploration import greedy_keys, greedy_rank, position_propensities
 from recommender.ranker import FALLBACK_VERSION, CandidateRows, CandidateSet, Ranker
-from recommender.serving.candidates import CandidateCache, select_candidates, stable_span
+from service.candidates import CandidateCache, select_candidates, stable_span
 from training.artifact import ModelArtifact
 
 # ---------------------------------------------------------------------------------------

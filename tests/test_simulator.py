@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from recommender.contracts import load_banners, load_impressions, load_staff
 from recommender.eligibility import eligible_banners
 from recommender.exploration import epsilon_greedy, greedy_keys, position_propensities
-from recommender.simulator import GroundTruth, SimulationConfig, simulate
+from simulator import GroundTruth, SimulationConfig, simulate
 
 
 def test_same_seed_same_files(tmp_path):

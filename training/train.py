@@ -16,7 +16,7 @@ from features.definition import NUMERIC_FEATURES, FeatureConfig, FeatureEncoder
 from features.pipeline import candidate_features, history_features
 
 from .artifact import ModelArtifact
-from .candidates import build_candidates, greedy_positions
+from recommender.candidates import build_candidates, greedy_positions
 from .dataset import downsample_negatives, log_context, time_split
 from .metrics import ips_clicks_at_k, ndcg_at_k, probability_metrics
 

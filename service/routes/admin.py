@@ -4,7 +4,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 
-from recommender.serving.engine import RankingEngine
+from service.engine import RankingEngine
 
 from .. import metrics
 from ..deps import get_engine, require_admin

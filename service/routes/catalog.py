@@ -4,7 +4,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Body, Depends, HTTPException
 
 from recommender.contracts.banners import _Bad, banner_from_dict, banner_to_dict
-from recommender.serving.engine import RankingEngine
+from service.engine import RankingEngine
 
 from ..deps import get_engine, require_admin, require_client
 from ..schemas import BannersResponse, PutResponse, StaffBatch

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from recommender.serving.engine import RankingEngine
+from service.engine import RankingEngine
 from recommender.store import ClickEvent
 
 from .. import metrics

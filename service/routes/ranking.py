@@ -8,7 +8,7 @@ import orjson
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
-from recommender.serving.engine import RankingEngine, staff_ref
+from service.engine import RankingEngine, staff_ref
 
 from .. import metrics
 from ..deps import get_engine, require_client

@@ -7,18 +7,18 @@ import argparse
 import importlib
 import sys
 
-from .errors import ContractError
+from recommender.errors import ContractError
 
 COMMAND_MODULES = (
-    "recommender.commands.simulate",
-    "recommender.commands.validate",
-    "recommender.commands.train",
-    "recommender.commands.rank",
-    "recommender.commands.quality",
-    "recommender.commands.serve",
-    "recommender.commands.export",
-    "recommender.commands.models",
-    "recommender.commands.evaluate",
+    "cli.commands.simulate",
+    "cli.commands.validate",
+    "cli.commands.train",
+    "cli.commands.rank",
+    "cli.commands.quality",
+    "cli.commands.serve",
+    "cli.commands.export",
+    "cli.commands.models",
+    "cli.commands.evaluate",
 )
 
 

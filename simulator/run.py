@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..contracts.banners import write_banners
-from ..domain import CATEGORIES, Banner
-from ..exploration import epsilon_greedy, greedy_keys
-from ..progress import progress_bar
-from ..timeutil import KST
+from recommender.contracts.banners import write_banners
+from recommender.domain import CATEGORIES, Banner
+from recommender.exploration import epsilon_greedy, greedy_keys
+from recommender.progress import progress_bar
+from recommender.timeutil import KST
 from .banners import make_banners
 from .groundtruth import GroundTruth, sigmoid
 from .population import LEVELS, REGIONS, ROLES, sample_population

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from ..contracts import load_banners, load_impressions, load_requests, load_staff, write_rankings
+from recommender.contracts import load_banners, load_impressions, load_requests, load_staff, write_rankings
 
 
 def register(sub) -> None:
@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     from features.pipeline import history_from_logs
     from training.artifact import ArtifactError, load_model
 
-    from ..batch import rank_requests
+    from recommender.batch import rank_requests
 
     t0 = time.perf_counter()
     try:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..contracts import load_banners, load_impressions, load_staff
-from ..timeutil import parse_ts
+from recommender.contracts import load_banners, load_impressions, load_staff
+from recommender.timeutil import parse_ts
 
 
 def register(sub) -> None:
@@ -21,8 +21,8 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from training.artifact import ArtifactError, load_model
 
-    from ..simulator import GroundTruth
-    from ..simulator.quality import HeldOutRequests
+    from simulator import GroundTruth
+    from simulator.quality import HeldOutRequests
 
     prov = Path(args.province)
     try:

@@ -39,7 +39,7 @@ def _error(msg: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..contracts import load_banners, load_impressions, load_staff
+    from recommender.contracts import load_banners, load_impressions, load_staff
 
     if args.slots < 1:
         return _error("--slots must be at least 1")
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     history = [load_impressions(h, catalog=catalog) for h in args.history]
     log = load_impressions(args.impressions, catalog=catalog)
     if args.since:
-        from ..timeutil import parse_ts
+        from recommender.timeutil import parse_ts
 
         cut = parse_ts(args.since)
         history.append(log.subset(log.ts < cut))

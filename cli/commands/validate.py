@@ -6,8 +6,8 @@ import sys
 
 import numpy as np
 
-from ..contracts import load_banners, load_impressions, load_staff
-from ..errors import ContractError
+from recommender.contracts import load_banners, load_impressions, load_staff
+from recommender.errors import ContractError
 
 
 def register(sub) -> None:

@@ -58,7 +58,7 @@ class ServeProcess:
         self.key = secrets.token_hex(8)
         env = {**os.environ, **(extra_env or {})}
         env["RECOMMENDER_CLIENT_KEYS"] = ",".join(filter(None, [env.get("RECOMMENDER_CLIENT_KEYS"), self.key]))
-        self._args = [python, "-m", "recommender.cli", "serve", "--config", str(config), "--workers", str(workers),
+        self._args = [python, "-m", "cli.main", "serve", "--config", str(config), "--workers", str(workers),
                       "--log-level", log_level, *extra_args]
         self._output = tempfile.TemporaryFile()
         for _ in range(3):

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..serving.registry import ModelRegistry, RegistryError
+from training.registry import ModelRegistry, RegistryError
 
 
 def register(sub) -> None:
@@ -28,7 +28,7 @@ def register(sub) -> None:
 
 def registry_from(args: argparse.Namespace) -> ModelRegistry:
     if args.config:
-        from ..serving.config import load_config
+        from service.config import load_config
 
         cfg = load_config(args.config)
         return ModelRegistry(cfg.models, cfg.model_loader)

@@ -2,7 +2,7 @@
 with schedules (some start or end mid-period), targeting and a few pinned."""
 from __future__ import annotations
 
-from ..domain import Banner
+from recommender.domain import Banner
 
 # (id, category, title, tags, start as a fraction of the period or None, end fraction or None,
 #  target, pinned, priority)

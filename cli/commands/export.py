@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from ..contracts import write_impressions
-from ..store import open_store
-from ..timeutil import parse_ts
+from recommender.contracts import write_impressions
+from recommender.store import open_store
+from recommender.timeutil import parse_ts
 
 
 def register(sub) -> None:

@@ -12,10 +12,10 @@ from typing import Sequence
 import numpy as np
 
 from recommender.contracts.impressions import ImpressionLog
-from recommender.simulator.groundtruth import GroundTruth, HistoryState
+from .groundtruth import GroundTruth, HistoryState
 
-from .data import LoggedBandit
-from .policies import TargetPolicy
+from training.ope.data import LoggedBandit
+from training.ope.policies import TargetPolicy
 
 
 class TrueValue:

@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         pass
     import uvicorn
 
-    from ..serving.config import ConfigError, load_config
+    from service.config import ConfigError, load_config
 
     try:
         cfg = load_config(args.config).with_env_keys()

@@ -13,9 +13,9 @@ from typing import Iterable, Mapping, Sequence
 
 from features.lru import LRU
 
-from ..domain import UNKNOWN, Banner, Catalog
-from ..eligibility import eligible_banners, is_eligible
-from ..ranker import CandidateSet
+from recommender.domain import UNKNOWN, Banner, Catalog
+from recommender.eligibility import eligible_banners, is_eligible
+from recommender.ranker import CandidateSet
 
 
 class Candidates(CandidateSet):

@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from ..contracts import load_banners, load_impressions, load_staff
-from ..progress import progress_bar
+from recommender.contracts import load_banners, load_impressions, load_staff
+from recommender.progress import progress_bar
 
 
 def register(sub) -> None:
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     catalog = load_banners(args.banners)
     log = load_impressions(args.impressions, catalog=catalog, progress=True)
     if args.until:
-        from ..timeutil import parse_ts
+        from recommender.timeutil import parse_ts
 
         log = log.subset(log.ts < parse_ts(args.until))
         if len(log) == 0:

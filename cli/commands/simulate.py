@@ -5,7 +5,7 @@ import argparse
 import json
 import time
 
-from ..simulator import SimulationConfig, simulate
+from simulator import SimulationConfig, simulate
 
 
 def register(sub) -> None:

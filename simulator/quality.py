@@ -14,9 +14,9 @@ import numpy as np
 
 from features.definition import smoothed_rate
 from features.pipeline import history_from_logs
-from training.candidates import CandidateSet, build_candidates, greedy_positions
+from recommender.candidates import CandidateSet, build_candidates, greedy_positions
 
-from ..ranker import CandidateRows
+from recommender.ranker import CandidateRows
 from .groundtruth import GroundTruth, HistoryState
 
 

@@ -23,15 +23,15 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..contracts.banners import banner_from_dict, banner_to_dict, load_banners
-from ..domain import UNKNOWN, Banner, Catalog, Staff, StaffDirectory
-from ..ranker import FALLBACK_VERSION, RankResult, Ranker
-from ..store import ClickEvent, EventsOutcome, EventStore, RankingRecord
+from recommender.contracts.banners import banner_from_dict, banner_to_dict, load_banners
+from recommender.domain import UNKNOWN, Banner, Catalog, Staff, StaffDirectory
+from recommender.ranker import FALLBACK_VERSION, RankResult, Ranker
+from recommender.store import ClickEvent, EventsOutcome, EventStore, RankingRecord
 from .arms import Arm, ArmAssigner
 from .candidates import CandidateCache, Candidates
 from .config import ServiceConfig
 from .online import OnlineHistory
-from .registry import ModelRegistry
+from training.registry import ModelRegistry
 
 log = logging.getLogger("recommender.serving")
 CATALOG_DOC = "catalog"
@@ -130,7 +130,7 @@ class RankingEngine:
             self.catalog = load_banners(self.config.banners)
         staff = [Staff(sid, attrs) for sid, attrs in self.store.all_staff()]
         if not staff and self.config.staff is not None:
-            from ..contracts.staff import load_staff
+            from recommender.contracts.staff import load_staff
 
             self.staff = load_staff(self.config.staff)
         else:
@@ -149,7 +149,7 @@ class RankingEngine:
         if self.config.history is not None:
             from features.pipeline import events_from_log
 
-            from ..contracts.impressions import load_impressions
+            from recommender.contracts.impressions import load_impressions
 
             self.online.load(events_from_log(load_impressions(self.config.history), self.catalog, UNKNOWN))
         # everything in the store up to now is "before start"; the sync cursor starts here
