@@ -71,9 +71,17 @@ def _vocab(values) -> dict[str, int]:
 
 
 def smoothed_rate(clicks, views, base_rate: float, strength: float):
-    """Click rate shrunk towards ``base_rate`` by ``strength`` pseudo-views: the popularity
-    score, and the person's own rates in the history features."""
+    """Click rate shrunk towards ``base_rate`` by ``strength`` pseudo-views: the person's own
+    rates in the history features, and popularity."""
     return (np.asarray(clicks) + strength * base_rate) / (np.asarray(views) + strength)
+
+
+def popularity(global_clicks, global_views, base_rate: float, prior_strength: float = FeatureConfig.prior_strength):
+    """The popularity score of a banner: everyone's clicks on it over its views before the
+    request, shrunk towards ``base_rate`` by ``prior_strength`` pseudo-views. The one
+    definition behind the popularity baseline of training, the popularity policy of
+    offline evaluation, the simulator's logging policy and the quality benchmark."""
+    return smoothed_rate(global_clicks, global_views, base_rate, prior_strength)
 
 
 def _logit(p):
@@ -320,7 +328,7 @@ class FeatureEncoder:
 
     def popularity(self, hist: Mapping[str, np.ndarray]) -> np.ndarray:
         """Each banner's smoothed global click rate before the request: the popularity order."""
-        return smoothed_rate(hist["global_clicks"], hist["global_views"], self.base_rate_, self.config.prior_strength)
+        return popularity(hist["global_clicks"], hist["global_views"], self.base_rate_, self.config.prior_strength)
 
     # ---- the transform -------------------------------------------------------------
     def transform(self, staff: StaffArrays, staff_idx: np.ndarray, banners: BannerArrays, banner_idx: np.ndarray,

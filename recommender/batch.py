@@ -6,7 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
-from recommender.candidates import build_candidates, greedy_positions
+from .candidates import build_candidate_table, greedy_positions
 
 from .domain import Catalog, Ranking, Request, StaffDirectory
 from .ranker import CandidateRows
@@ -24,7 +24,7 @@ def rank_requests(scorer, directory: StaffDirectory, catalog: Catalog, history, 
         person = np.array([pidx[r.staff_id] for r in part], dtype=np.int64)
         ts = np.array([r.ts for r in part], dtype=np.float64)
         explicit = {i: r.candidates for i, r in enumerate(part) if r.candidates is not None}
-        cands = build_candidates(catalog, profiles, person, ts, explicit)
+        cands = build_candidate_table(catalog, profiles, person, ts, explicit)
         if scorer is None or len(cands) == 0:
             score = np.zeros(len(cands))
         else:

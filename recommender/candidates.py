@@ -1,8 +1,9 @@
-"""Candidate sets for many requests at once, and greedy rankings of them.
+"""Which banners a request ranks: its own list, or the banners eligible at its time.
 
-Candidates are a request's explicit list when it has one, else the banners eligible at
-its time (recommender.eligibility). Greedy order follows the Ranker's rule: pinned first
-(higher priority first), then score descending, ties by priority then catalog order.
+``select_candidates`` answers one request (the service); ``build_candidate_table`` many at
+once, as flat (request, banner) rows (batch ranking, training's validation, the
+simulator). Both apply the eligibility rules (recommender.eligibility) to the banners the
+catalog knows.
 """
 from __future__ import annotations
 
@@ -11,13 +12,46 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from recommender.domain import Catalog
-from recommender.eligibility import is_eligible
+from .domain import UNKNOWN, Banner, Catalog
+from .eligibility import eligible_banners, is_eligible
+from .ordering import greedy_places
+from .ranker import CandidateSet
+
+
+class Candidates(CandidateSet):
+    """One request's candidates, in order, and what the service needs of them."""
+
+    def __init__(self, banners: Sequence[Banner], n_unknown: int):
+        super().__init__(banners)
+        self.n_unknown = n_unknown  # ids the catalog does not know, ranked with cold-start defaults
+        self.category = {b.banner_id: b.category for b in self.banners}
+
+
+def select_candidates(catalog: Catalog, attributes: Mapping[str, str], ts: float,
+                      ids: Sequence[str] | None) -> Candidates:
+    """The request's own list (eligibility applied to known banners; unknown ids kept with
+    cold-start defaults; repeats dropped), else every eligible banner of the catalog."""
+    if ids is None:
+        return Candidates(eligible_banners(catalog, attributes, ts), 0)
+    out, seen, unknown = [], set(), 0
+    for bid in ids:
+        if bid in seen:
+            continue
+        seen.add(bid)
+        b = catalog.get(bid)
+        if b is None:
+            out.append(Banner(bid, UNKNOWN))
+            unknown += 1
+        elif is_eligible(b, attributes, ts):
+            out.append(b)
+    return Candidates(out, unknown)
 
 
 @dataclass
-class CandidateSet:
-    request: np.ndarray  # request index per row (rows grouped by request, in request order)
+class CandidateTable:
+    """The candidates of many requests as flat rows, grouped by request in request order."""
+
+    request: np.ndarray  # request index per row
     banner: np.ndarray  # catalog index per row
     ts: np.ndarray  # request time per row
     person: np.ndarray  # person index per row (into the caller's people list)
@@ -26,12 +60,11 @@ class CandidateSet:
         return len(self.request)
 
 
-def build_candidates(catalog: Catalog, profiles: Sequence[Mapping[str, str]], person: np.ndarray, ts: np.ndarray,
-                     explicit: Mapping[int, Sequence[str]] | None = None) -> CandidateSet:
+def build_candidate_table(catalog: Catalog, profiles: Sequence[Mapping[str, str]], person: np.ndarray,
+                          ts: np.ndarray, explicit: Mapping[int, Sequence[str]] | None = None) -> CandidateTable:
     """Rows (request, candidate) for requests i = 0..n-1 made by person[i] at ts[i].
 
-    Explicit candidate lists keep only the banners the catalog knows and that are eligible
-    (the same rule the service applies)."""
+    Explicit candidate lists keep only the banners the catalog knows and that are eligible."""
     explicit = explicit or {}
     req, ban = [], []
     banners = catalog.banners
@@ -46,17 +79,12 @@ def build_candidates(catalog: Catalog, profiles: Sequence[Mapping[str, str]], pe
         req.extend([i] * len(idx))
         ban.extend(idx)
     req_a = np.asarray(req, dtype=np.int64)
-    return CandidateSet(req_a, np.asarray(ban, dtype=np.int64), np.asarray(ts, dtype=np.float64)[req_a], np.asarray(person)[req_a])
+    return CandidateTable(req_a, np.asarray(ban, dtype=np.int64), np.asarray(ts, dtype=np.float64)[req_a],
+                          np.asarray(person)[req_a])
 
 
-def greedy_positions(cands: CandidateSet, score: np.ndarray, catalog: Catalog) -> np.ndarray:
-    """1-based position of each candidate row in its request's greedy order."""
-    pinned = np.array([b.pinned for b in catalog.banners])[cands.banner]
-    prio = np.array([b.priority for b in catalog.banners], dtype=np.float64)[cands.banner]
-    order = np.lexsort((cands.banner, -prio, -np.asarray(score), np.where(pinned, -prio, 0.0), ~pinned, cands.request))
-    r = cands.request[order]
-    starts = np.flatnonzero(np.r_[True, r[1:] != r[:-1]]) if len(r) else np.zeros(0, dtype=np.int64)
-    rank = np.arange(len(r)) - np.repeat(starts, np.diff(np.r_[starts, len(r)]))
-    pos = np.empty(len(r), dtype=np.int64)
-    pos[order] = rank + 1
-    return pos
+def greedy_positions(table: CandidateTable, score: np.ndarray, catalog: Catalog) -> np.ndarray:
+    """1-based position of each row in its request's greedy order (recommender.ordering)."""
+    pinned = np.array([b.pinned for b in catalog.banners], dtype=bool)[table.banner]
+    priority = np.array([b.priority for b in catalog.banners], dtype=np.float64)[table.banner]
+    return greedy_places(table.request, score, pinned, priority, table.banner) + 1

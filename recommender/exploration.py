@@ -1,8 +1,8 @@
-"""Ordering rules and epsilon-greedy exploration, shared by the simulator's logging policy
-and the ranking service, so that both log propensities computed the same way.
+"""Epsilon-greedy exploration around the greedy order (recommender.ordering), shared by
+the simulator's logging policy, the ranking service and offline evaluation, so that all
+log and evaluate propensities computed the same way.
 
-The operators' rule is fixed: pinned banners come first (higher priority first), then the
-rest. Epsilon-greedy shows the greedy order with probability 1 - epsilon and a uniformly
+Epsilon-greedy shows the greedy order with probability 1 - epsilon and a uniformly
 random order of the unpinned candidates otherwise. So the marginal probability that an
 unpinned banner sits at position k is (1 - eps) * [it is greedy's k-th] + eps / n_free, and a
 pinned banner sits at its place with probability 1.
@@ -10,52 +10,6 @@ pinned banner sits at its place with probability 1.
 from __future__ import annotations
 
 import numpy as np
-
-PIN_OFFSET = 1e9
-
-
-def greedy_rank(score: np.ndarray, pinned: np.ndarray, priority: np.ndarray) -> np.ndarray:
-    """The greedy order (banner indices, first shown first): pinned first, by priority and
-    then by score; then the others by score, ties broken by priority; last, catalog order.
-    The operators' rule (DESIGN.md) with the scores deciding what it leaves open; the
-    Ranker, the simulator and offline evaluation all order by it (directly or through
-    ``greedy_keys``).
-
-    ``score`` is (n,) for one request or (m, n) for m requests over the same n banners;
-    ``pinned`` and ``priority`` are (n,)."""
-    score = np.asarray(score, dtype=np.float64)
-    pinned = np.asarray(pinned, dtype=bool)
-    neg_priority = -np.asarray(priority, dtype=np.float64)
-    neg_score = -score
-    idx = np.arange(score.shape[-1])
-    if not pinned.any():  # nothing pinned: by score, then priority, then catalog order
-        if score.ndim > 1:
-            idx, neg_priority = np.broadcast_to(idx, score.shape), np.broadcast_to(neg_priority, score.shape)
-        return np.lexsort((idx, neg_priority, neg_score), axis=-1)
-    # one lexsort (last key first): unpinned after pinned; then priority or score first,
-    # as the block says; then the other; then catalog order
-    first = np.where(pinned, neg_priority, neg_score)
-    second = np.where(pinned, neg_score, neg_priority)
-    free = ~pinned
-    if score.ndim > 1:
-        idx, free = np.broadcast_to(idx, score.shape), np.broadcast_to(free, score.shape)
-    return np.lexsort((idx, second, first, free), axis=-1)
-
-
-def greedy_keys(score: np.ndarray, pinned: np.ndarray, priority: np.ndarray) -> np.ndarray:
-    """A sort key per banner (ascending = shown first) giving ``greedy_rank``'s order: the
-    banner's place in it, minus PIN_OFFSET for pinned banners (so that pinned banners
-    still come first among keys mixed with random numbers in [-0.5, 0.5), as
-    ``epsilon_greedy`` does). Shapes as ``greedy_rank``."""
-    order = greedy_rank(score, pinned, priority)
-    keys = np.empty(order.shape)
-    if order.ndim == 1:
-        keys[order] = np.arange(order.shape[-1])
-    else:
-        np.put_along_axis(keys, order, np.broadcast_to(np.arange(order.shape[-1], dtype=np.float64), order.shape), axis=-1)
-    keys -= np.where(np.asarray(pinned, dtype=bool), PIN_OFFSET, 0.0)
-    return keys
-
 
 def epsilon_greedy(
     eligible: np.ndarray,
@@ -123,3 +77,19 @@ def position_propensities(eligible: np.ndarray, keys: np.ndarray, pinned: np.nda
     P = np.where(free[:, :, None], np.where(free_pos, P, 0.0), np.where(eligible[:, :, None], P, 0.0))
     P = np.where(positions < n_cand[:, None, None], P, 0.0)
     return P
+
+
+def explore_order(greedy: list[int], n_pinned: int, rng: np.random.Generator) -> list[int]:
+    """One explored ranking: the pinned block as greedy has it (greedy puts every pinned
+    candidate first), then the other candidates in a uniformly random order."""
+    free = greedy[n_pinned:]
+    return greedy[:n_pinned] + [free[j] for j in rng.permutation(len(free)).tolist()]
+
+
+def shown_propensities(shown: list[int], greedy: list[int], pinned: np.ndarray, epsilon: float) -> list[float]:
+    """The marginal probability that epsilon-greedy puts each shown candidate (indices into
+    ``pinned``) at its position, given the greedy order of the same candidates."""
+    n_free = max(len(greedy) - int(np.count_nonzero(pinned)), 1)
+    shown_a = np.asarray(shown, dtype=np.int64)
+    at_greedy = shown_a == np.asarray(greedy[:len(shown)], dtype=np.int64)
+    return marginal_propensity(at_greedy, pinned[shown_a], epsilon, n_free).tolist()

@@ -18,7 +18,8 @@ import numpy as np
 from features.history import History
 
 from .domain import Banner
-from .exploration import greedy_rank, marginal_propensity
+from .exploration import explore_order, shown_propensities
+from .ordering import greedy_order
 
 FALLBACK_VERSION = "fallback"
 log = logging.getLogger(__name__)
@@ -107,43 +108,12 @@ class CandidateSet:
         if hit is None:
             order = list(range(len(self.banners)))  # any order with the pinned block first will do
             order.sort(key=lambda i: not self.pinned[i])
-            hit = self._greedy_propensities[epsilon] = propensities(order, order, self, epsilon)
+            hit = self._greedy_propensities[epsilon] = shown_propensities(order, order, self.pinned, epsilon)
         return list(hit)
 
 
 def _as_set(candidates: "Sequence[Banner] | CandidateSet") -> CandidateSet:
     return candidates if isinstance(candidates, CandidateSet) else CandidateSet(candidates)
-
-
-def operator_order(candidates: "Sequence[Banner] | CandidateSet") -> list[int]:
-    """Indices of the candidates in the operators' order: pinned, then priority, then as given
-    (the greedy order when every score is equal)."""
-    return greedy_order(candidates, np.zeros(len(candidates)))
-
-
-def greedy_order(candidates: "Sequence[Banner] | CandidateSet", scores: np.ndarray) -> list[int]:
-    """Pinned first (by priority), then by score descending; ties by priority, then as given
-    (recommender.exploration.greedy_rank, the simulator's rule)."""
-    c = _as_set(candidates)
-    return greedy_rank(np.asarray(scores, dtype=np.float64), c.pinned, c.priority).tolist()
-
-
-def explore_order(greedy: list[int], candidates: "Sequence[Banner] | CandidateSet",
-                  rng: np.random.Generator) -> list[int]:
-    """The pinned block as greedy has it, then the other candidates in a uniformly random order."""
-    n_pin = _as_set(candidates).n_pinned  # greedy puts every pinned candidate first
-    free = greedy[n_pin:]
-    return greedy[:n_pin] + [free[j] for j in rng.permutation(len(free)).tolist()]
-
-
-def propensities(shown: list[int], greedy: list[int], candidates: "Sequence[Banner] | CandidateSet",
-                 epsilon: float) -> list[float]:
-    """Marginal probability that epsilon-greedy puts each shown banner at its position."""
-    c = _as_set(candidates)
-    n_free = max(len(greedy) - c.n_pinned, 1)
-    shown_a = np.asarray(shown, dtype=np.int64)
-    at_greedy = shown_a == np.asarray(greedy[:len(shown)], dtype=np.int64)
-    return marginal_propensity(at_greedy, c.pinned[shown_a], epsilon, n_free).tolist()
 
 
 class Ranker:
@@ -174,12 +144,15 @@ class Ranker:
              candidates: "Sequence[Banner] | CandidateSet", history: History) -> RankResult:
         c = _as_set(candidates)
         scores, version = self.scores(staff_id, attributes, ts, c.banners, history)
-        if scores is None:
-            order = operator_order(c)
+        if scores is None:  # the operators' order: the greedy order of equal scores
+            order = greedy_order(np.zeros(len(c)), c.pinned, c.priority).tolist()
             return RankResult(version, False, [c.ids[i] for i in order], [0.0] * len(order), [1.0] * len(order))
-        greedy = greedy_order(c, scores)
+        greedy = greedy_order(scores, c.pinned, c.priority).tolist()
         explored = self.epsilon > 0 and self.rng.random() < self.epsilon
-        shown = explore_order(greedy, c, self.rng) if explored else greedy
-        props = propensities(shown, greedy, c, self.epsilon) if explored else c.greedy_propensities(self.epsilon)
+        if explored:
+            shown = explore_order(greedy, c.n_pinned, self.rng)
+            props = shown_propensities(shown, greedy, c.pinned, self.epsilon)
+        else:
+            shown, props = greedy, c.greedy_propensities(self.epsilon)
         sc = scores.tolist()
         return RankResult(version, explored, [c.ids[i] for i in shown], [sc[i] for i in shown], props)

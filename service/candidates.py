@@ -13,38 +13,8 @@ from typing import Iterable, Mapping, Sequence
 
 from features.lru import LRU
 
-from recommender.domain import UNKNOWN, Banner, Catalog
-from recommender.eligibility import eligible_banners, is_eligible
-from recommender.ranker import CandidateSet
-
-
-class Candidates(CandidateSet):
-    """One request's candidates, in order, and what the engine needs of them."""
-
-    def __init__(self, banners: Sequence[Banner], n_unknown: int):
-        super().__init__(banners)
-        self.n_unknown = n_unknown  # ids the catalog does not know, ranked with cold-start defaults
-        self.category = {b.banner_id: b.category for b in self.banners}
-
-
-def select_candidates(catalog: Catalog, attributes: Mapping[str, str], ts: float,
-                      ids: Sequence[str] | None) -> Candidates:
-    """The request's own list (eligibility applied to known banners; unknown ids kept with
-    cold-start defaults; repeats dropped), else every eligible banner of the catalog."""
-    if ids is None:
-        return Candidates(eligible_banners(catalog, attributes, ts), 0)
-    out, seen, unknown = [], set(), 0
-    for bid in ids:
-        if bid in seen:
-            continue
-        seen.add(bid)
-        b = catalog.get(bid)
-        if b is None:
-            out.append(Banner(bid, UNKNOWN))
-            unknown += 1
-        elif is_eligible(b, attributes, ts):
-            out.append(b)
-    return Candidates(out, unknown)
+from recommender.candidates import Candidates, select_candidates
+from recommender.domain import Banner, Catalog
 
 
 def stable_span(banners: Iterable[Banner], ts: float) -> tuple[float, float]:

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from features.definition import smoothed_rate
+from features.definition import popularity
 from features.pipeline import history_from_logs
-from recommender.candidates import CandidateSet, build_candidates, greedy_positions
+from recommender.candidates import CandidateTable, build_candidate_table, greedy_positions
 
 from recommender.ranker import CandidateRows
 from .groundtruth import GroundTruth, HistoryState
@@ -59,7 +59,7 @@ class HeldOutRequests:
         staff_of_req = log.request_staff()[req]
         self.people = list(log.staff_ids)
         self.profiles = [directory.get(s).attributes for s in self.people]
-        self.cands: CandidateSet = build_candidates(catalog, self.profiles, staff_of_req, req_ts[req])
+        self.cands: CandidateTable = build_candidate_table(catalog, self.profiles, staff_of_req, req_ts[req])
         # truth state: views and clicks strictly before each request, over every log
         logs = [*history_logs, log]
         t_idx = truth.banner_idx([b.banner_id for b in catalog.banners])
@@ -113,9 +113,9 @@ class HeldOutRequests:
                                   np.asarray([b.banner_id for b in self.catalog.banners], dtype=object)[self.cands.banner],
                                   np.asarray([b.category for b in self.catalog.banners], dtype=object)[self.cands.banner],
                                   self.cands.ts)
-        popularity = smoothed_rate(hist["global_clicks"], hist["global_views"], self.base_rate, 10.0)
+        popularity_score = popularity(hist["global_clicks"], hist["global_views"], self.base_rate)
         attribute = t.observable_logit(self.u, self.b) + t.history_logit(self.b, self.views, self.clicked_before)
-        values = {"random": self.random_value(slots), "popularity": self.value_of_scores(popularity, slots),
+        values = {"random": self.random_value(slots), "popularity": self.value_of_scores(popularity_score, slots),
                   "attribute_oracle": self.value_of_scores(attribute, slots)}
         rows = self.candidate_rows() if scorers else None
         for name, scorer in scorers.items():

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
+from features.definition import popularity
 from recommender.contracts.banners import write_banners
 from recommender.domain import CATEGORIES, Banner
-from recommender.exploration import epsilon_greedy, greedy_keys
+from recommender.exploration import epsilon_greedy
+from recommender.ordering import greedy_keys
 from recommender.progress import progress_bar
 from recommender.timeutil import KST
 from .banners import make_banners
@@ -177,9 +179,8 @@ def simulate(out_dir: str | Path, cfg: SimulationConfig) -> SimulationSummary:
     with open(out / "impressions.jsonl", "w", encoding="utf-8") as f:
         for d in range(cfg.days):
             day_start = t0 + d * DAY
-            # Greedy order of the day: popularity so far (smoothed click rate), then priority.
-            popularity = (pop_click + 0.5) / (pop_impr + 10.0)
-            gkey = greedy_keys(popularity, pinned, priority)
+            # Greedy order of the day: popularity so far, shrunk towards a 5% click rate, then priority.
+            gkey = greedy_keys(popularity(pop_click, pop_impr, 0.05, 10.0), pinned, priority)
             active = np.flatnonzero(rng.random(n) < activity)
             n_req = rng.choice(3, size=len(active), p=REQUESTS_PER_DAY_P) + 1
             times = _request_times(n_req, day_start, rng)

@@ -7,7 +7,9 @@ from hypothesis import strategies as st
 
 from ope_synth import synth_bandit, true_value
 from recommender.domain import Banner, Catalog
-from recommender.ranker import greedy_order, propensities
+from recommender.exploration import shown_propensities
+from recommender.ordering import greedy_order
+from recommender.ranker import CandidateSet
 from training.ope.estimators import (IPS, SNIPS, DirectMethod, DoublyRobust, bootstrap, dr_breakdown, interval, paired_difference,
                                      resample_counts)
 from training.ope.evaluate import evaluate
@@ -73,10 +75,10 @@ def test_policy_probabilities_are_distributions_and_match_the_ranker(b, eps, see
     # the greedy ranking's own propensities are those the Ranker logs when it serves it
     for i in range(min(bandit.n, 25)):
         rows = np.arange(bandit.offsets[i], bandit.offsets[i + 1])
-        cands = [bandit.catalog.banners[j] for j in bandit.cand_banner[rows]]
-        greedy = greedy_order(cands, scores[rows])
+        cands = CandidateSet([bandit.catalog.banners[j] for j in bandit.cand_banner[rows]])
+        greedy = greedy_order(scores[rows], cands.pinned, cands.priority).tolist()
         shown = greedy[:K]
-        expected = propensities(shown, greedy, cands, eps)
+        expected = shown_propensities(shown, greedy, cands.pinned, eps)
         got = [pol.pi[rows[j], p] for p, j in enumerate(shown)]
         assert np.allclose(got, expected)
 

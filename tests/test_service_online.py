@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recommender.exploration import greedy_keys, position_propensities
+from recommender.exploration import position_propensities
+from recommender.ordering import greedy_keys
 from service.engine import RankingEngine
 from service.online import OnlineHistory
 from recommender.store import ClickEvent, open_store

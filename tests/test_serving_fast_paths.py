@@ -4,7 +4,7 @@
   no window bound crosses) returns what ``select_candidates`` computes, for any sequence
   of calls: times going forward and backward, several profiles and candidate lists,
   catalogs replaced by new objects; ``stable_span`` is a span where eligibility is constant.
-- ``greedy_rank`` (one lexsort, 1-D or batched 2-D) is the operators' rule written out in
+- ``greedy_order`` (one lexsort, 1-D or batched 2-D) is the operators' rule written out in
   plain Python; ``greedy_keys`` sorts into the same order and keeps pinned banners first
   among the random keys of exploration.
 - ``Ranker.rank`` on a prebuilt ``CandidateSet`` answers as on the plain list of banners,
@@ -28,9 +28,11 @@ from features.history import History, RunningHistory
 from features.pipeline import candidate_features, events_from_log
 from recommender.domain import CATEGORIES, UNKNOWN, Banner, Catalog
 from recommender.eligibility import is_eligible
-from recommender.exploration import greedy_keys, greedy_rank, position_propensities
+from recommender.exploration import position_propensities
+from recommender.ordering import greedy_keys, greedy_order, greedy_places
 from recommender.ranker import FALLBACK_VERSION, CandidateRows, CandidateSet, Ranker
-from service.candidates import CandidateCache, select_candidates, stable_span
+from recommender.candidates import select_candidates
+from service.candidates import CandidateCache, stable_span
 from training.artifact import ModelArtifact
 
 # ---------------------------------------------------------------------------------------
@@ -151,7 +153,7 @@ def test_stable_span_holds_the_time_and_no_bound_inside(banners, ts):
 
 
 # ---------------------------------------------------------------------------------------
-# 2. exploration: greedy_rank / greedy_keys against the rule written out
+# 2. exploration: greedy_order / greedy_keys against the rule written out
 # ---------------------------------------------------------------------------------------
 
 def reference_rank(score, pinned, priority) -> list[int]:
@@ -182,27 +184,45 @@ def rule_inputs(draw, rows: int | None = None):
 
 @settings(max_examples=500, deadline=None)
 @given(rule_inputs())
-def test_greedy_rank_is_the_operators_rule(inputs):
+def test_greedy_order_is_the_operators_rule(inputs):
     score, pinned, priority = inputs
     want = reference_rank(score.tolist(), pinned, priority)
-    assert greedy_rank(score, np.array(pinned, dtype=bool), np.array(priority)).tolist() == want
-    assert greedy_rank(score, pinned, priority).tolist() == want  # plain lists too
+    assert greedy_order(score, np.array(pinned, dtype=bool), np.array(priority)).tolist() == want
+    assert greedy_order(score, pinned, priority).tolist() == want  # plain lists too
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.integers(1, 4).flatmap(lambda m: rule_inputs(rows=m)))
-def test_greedy_rank_of_many_requests_is_each_requests_rank(inputs):
+def test_greedy_order_of_many_requests_is_each_requests_order(inputs):
     score, pinned, priority = inputs
     pinned_a, prio_a = np.array(pinned, dtype=bool), np.array(priority)
-    got = greedy_rank(score, pinned_a, prio_a)
+    got = greedy_order(score, pinned_a, prio_a)
     keys = greedy_keys(score, pinned_a, prio_a)
     assert got.shape == score.shape and keys.shape == score.shape
     for r in range(score.shape[0]):
         want = reference_rank(score[r].tolist(), pinned, priority)
         assert got[r].tolist() == want
-        assert greedy_rank(score[r], pinned_a, prio_a).tolist() == want
+        assert greedy_order(score[r], pinned_a, prio_a).tolist() == want
         assert np.argsort(keys[r], kind="stable").tolist() == want
         assert keys[r].tolist() == greedy_keys(score[r], pinned_a, prio_a).tolist()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 4).flatmap(lambda m: rule_inputs(rows=m)), st.integers(0, 2**32 - 1))
+def test_greedy_places_of_flat_rows_are_each_requests_order(inputs, seed):
+    """Flat (request, candidate) rows in any order: each row's place is its place in its
+    own request's greedy order, candidates tie-broken by their catalog index."""
+    score, pinned, priority = inputs
+    m, n = score.shape
+    group, catalog_index = np.repeat(np.arange(m), n), np.tile(np.arange(n), m)
+    shuffle = np.random.default_rng(seed).permutation(m * n)
+    place = greedy_places(group[shuffle], score.ravel()[shuffle], np.tile(pinned, m).astype(bool)[shuffle],
+                          np.tile(priority, m)[shuffle], catalog_index[shuffle])
+    for r in range(m):
+        want = reference_rank(score[r].tolist(), pinned, priority)
+        rows = np.flatnonzero(group[shuffle] == r)
+        got = sorted(rows, key=lambda j: place[j])
+        assert [int(catalog_index[shuffle][j]) for j in got] == want
 
 
 @settings(max_examples=300, deadline=None)

@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 
 from recommender.contracts import load_banners, load_impressions, load_staff
 from recommender.eligibility import eligible_banners
-from recommender.exploration import epsilon_greedy, greedy_keys, position_propensities
+from recommender.exploration import epsilon_greedy, position_propensities
+from recommender.ordering import greedy_keys
 from simulator import GroundTruth, SimulationConfig, simulate
 
 

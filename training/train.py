@@ -16,7 +16,7 @@ from features.definition import NUMERIC_FEATURES, FeatureConfig, FeatureEncoder
 from features.pipeline import candidate_features, history_features
 
 from .artifact import ModelArtifact
-from recommender.candidates import build_candidates, greedy_positions
+from recommender.candidates import build_candidate_table, greedy_positions
 from .dataset import downsample_negatives, log_context, time_split
 from .metrics import ips_clicks_at_k, ndcg_at_k, probability_metrics
 
@@ -112,11 +112,6 @@ def _attribute_values(directory, fcfg: FeatureConfig) -> dict[str, list[str]]:
     return {a: sorted(v) for a, v in vals.items()}
 
 
-def popularity_scores(ctx, encoder, rows) -> np.ndarray:
-    """The popularity baseline: each banner's smoothed click rate before the request."""
-    return encoder.popularity(ctx.history_rows(rows))
-
-
 def validate(artifact: ModelArtifact, candidate_scores, ctx, rows: np.ndarray, catalog, directory, cfg: TrainConfig) -> dict:
     """Metrics of a model on held-out rows: log loss and AUC at the logged position, NDCG@K of
     re-ranking each request's shown banners, IPS clicks@K of its greedy ranking over all
@@ -148,7 +143,7 @@ def _ips_clicks(score_fn, ctx, rows, catalog, directory, cfg) -> float:
     req_staff = log.request_staff()[req]
     profiles = [directory.get(s).attributes for s in log.staff_ids]
     explicit = {i: log.candidates[r] for i, r in enumerate(req) if r in log.candidates}
-    cands = build_candidates(catalog, profiles, req_staff, req_ts, explicit)
+    cands = build_candidate_table(catalog, profiles, req_staff, req_ts, explicit)
     score = score_fn(ctx, cands)
     pos = greedy_positions(cands, score, catalog)
     top = pos <= cfg.slots
@@ -260,7 +255,7 @@ def train(directory, catalog, log, out_dir: str | Path | None, config: TrainConf
 
 
 def _popularity_metrics(ctx, encoder, rows, catalog, directory, cfg, log, train_rows) -> dict:
-    g = popularity_scores(ctx, encoder, rows)
+    g = encoder.popularity(ctx.history_rows(rows))
     # probability: banner popularity times the position's click-rate ratio seen in training
     pos_rate = np.bincount(np.minimum(log.position[train_rows], cfg.features.max_position), weights=log.clicked[train_rows],
                            minlength=cfg.features.max_position + 1)

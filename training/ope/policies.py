@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from recommender.exploration import greedy_keys, marginal_propensity
+from features.definition import popularity
+from recommender.exploration import marginal_propensity
+from recommender.ordering import greedy_places
 from recommender.ranker import CandidateRows
 
 from .data import LoggedBandit
@@ -57,23 +59,13 @@ class TargetPolicy:
                             None if self.usable is None else self.usable[requests], list(self.notes))
 
 
-def greedy_rank(bandit: LoggedBandit, scores: np.ndarray) -> np.ndarray:
-    """0-based place of each candidate row in its request's greedy order: the Ranker's
-    rule (recommender.exploration.greedy_keys) on a (requests, banners) score matrix,
-    banners that are not a request's candidates placed after all of its candidates."""
+def greedy_place(bandit: LoggedBandit, scores: np.ndarray) -> np.ndarray:
+    """0-based place of each candidate row in its request's greedy order
+    (recommender.ordering: the rule the Ranker serves)."""
     banners = bandit.catalog.banners
-    pinned = np.array([b.pinned for b in banners], dtype=bool)
-    priority = np.array([b.priority for b in banners], dtype=np.float64)
-    r, b = bandit.cand_request, bandit.cand_banner
-    score = np.zeros((bandit.n, len(banners)))
-    score[r, b] = scores
-    is_candidate = np.zeros(score.shape, dtype=bool)
-    is_candidate[r, b] = True
-    keys = np.where(is_candidate, greedy_keys(score, pinned, priority), np.inf)
-    order = np.argsort(keys, axis=1, kind="stable")
-    place = np.empty(score.shape, dtype=np.int64)
-    np.put_along_axis(place, order, np.broadcast_to(np.arange(len(banners)), score.shape), axis=1)
-    return place[r, b]
+    pinned = np.array([b.pinned for b in banners], dtype=bool)[bandit.cand_banner]
+    priority = np.array([b.priority for b in banners], dtype=np.float64)[bandit.cand_banner]
+    return greedy_places(bandit.cand_request, scores, pinned, priority, bandit.cand_banner)
 
 
 def ranking_policy(bandit: LoggedBandit, scores: np.ndarray, epsilon: float = 0.0, name: str = "ranking") -> TargetPolicy:
@@ -86,7 +78,7 @@ def ranking_policy(bandit: LoggedBandit, scores: np.ndarray, epsilon: float = 0.
         raise ValueError(f"expected {bandit.cand_banner.shape[0]} scores, got {scores.shape}")
     finite = np.isfinite(scores)
     usable = np.bincount(bandit.cand_request[~finite], minlength=bandit.n) == 0
-    rank = greedy_rank(bandit, np.where(finite, scores, 0.0))
+    rank = greedy_place(bandit, np.where(finite, scores, 0.0))
     pi = _epsilon_greedy_pi(bandit, rank, epsilon)
     notes = []
     if not usable.all():
@@ -116,28 +108,17 @@ def uniform_policy(bandit: LoggedBandit, name: str = "random") -> TargetPolicy:
     return ranking_policy(bandit, np.zeros(len(bandit.cand_banner)), epsilon=1.0, name=name)
 
 
-def popularity_scores(bandit: LoggedBandit, prior_strength: float = 20.0) -> np.ndarray:
-    """Smoothed click rate of each candidate banner from the history strictly before each
-    request: (clicks + s * p0) / (views + s), p0 the pooled click rate of the request's
-    candidates before that time, s = ``prior_strength`` pseudo-impressions."""
+def popularity_scores(bandit: LoggedBandit) -> np.ndarray:
+    """Each candidate banner's popularity (features.definition.popularity) from the history
+    strictly before its request, shrunk towards the click rate of the logs."""
     h = bandit.history
-    ids = bandit.catalog.ids
-    ts = bandit.ts[bandit.cand_request]
-    if hasattr(h, "query_codes"):
-        _, hb, _ = h.codes([], ids, [])
-        b = hb[bandit.cand_banner]
-        none = np.full(len(b), -1, dtype=np.int64)  # no person, no category: only the banner's counts matter
-        q = h.query_codes(none, b, none, ts)
-    else:
-        banner = [ids[x] for x in bandit.cand_banner]
-        q = h.query([""] * len(banner), banner, [""] * len(banner), ts)
-    views, clicks = q["global_views"], q["global_clicks"]
-    # pooled rate before each request, over its candidates
-    n = bandit.n
-    pv = np.bincount(bandit.cand_request, weights=views, minlength=n)
-    pc = np.bincount(bandit.cand_request, weights=clicks, minlength=n)
-    p0 = ((pc + 1.0) / (pv + 2.0))[bandit.cand_request]
-    return (clicks + prior_strength * p0) / (views + prior_strength)
+    _, hb, _ = h.codes([], bandit.catalog.ids, [])
+    b = hb[bandit.cand_banner]
+    none = np.full(len(b), -1, dtype=np.int64)  # no person, no category: only the banner's counts matter
+    q = h.query_codes(none, b, none, bandit.ts[bandit.cand_request])
+    clicked = np.concatenate([np.asarray(log.clicked, dtype=np.float64) for log in bandit.logs]) if bandit.logs else []
+    base_rate = float(np.mean(clicked)) if len(clicked) else 0.0
+    return popularity(q["global_clicks"], q["global_views"], base_rate)
 
 
 def popularity_policy(bandit: LoggedBandit, name: str = "popularity") -> TargetPolicy:
