@@ -32,7 +32,7 @@ from scipy.stats import beta
 
 from recommender.contracts import load_banners, load_impressions, load_staff
 from simulator import GroundTruth, SimulationConfig, simulate
-from training.ope.data import build_bandit, split_log
+from training.ope.data import build_bandit
 from training.ope.evaluate import evaluate
 from simulator.truevalue import TrueValue
 from training.ope.policies import model_policy, popularity_scores, ranking_policy
@@ -52,7 +52,7 @@ def run_seed(seed: int, staff_n: int, days: int, history_days: int, epsilon: flo
         staff = load_staff(d / "staff.csv")
         catalog = load_banners(d / "banners.json")
         log = load_impressions(d / "impressions.jsonl", catalog=catalog)
-        past, ev = split_log(log, float(log.ts.min()) + history_days * DAY)
+        past, ev = log.split(float(log.ts.min()) + history_days * DAY)
         target_model = train_click_model(staff, catalog, past, kind="logistic")
         bandit = build_bandit(ev, catalog, staff, 3, history_logs=[past])
         pols = [model_policy(bandit, target_model, name="model")]

@@ -295,7 +295,7 @@ def prepare(tmp: Path, args) -> tuple[Path, list[str], dict]:
         (models / version).mkdir()
         (models / version / "metadata.json").write_text(json.dumps({"version": version}))
         loader = "bench_fake_model:load_model"
-        ModelRegistry(models, loader).promote(version, verify=False)
+        ModelRegistry(models).promote(version, verify=False)
     lines = [f'{k} = {json.dumps(v)}' for k, v in extra.items()]
     (tmp / "service.toml").write_text(f"""
 [service]

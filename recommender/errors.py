@@ -19,6 +19,16 @@ class RowError:
         return f"{self.file}:{self.line}: field '{self.field}': {self.message}"
 
 
+class FieldError(ValueError):
+    """One field of one object breaks its contract: what a row validator raises, and what
+    a loader turns into a RowError (adding the file and line) or the API into a 422
+    (adding the item's place in the body)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"field '{field}': {message}")
+        self.field, self.message = field, message
+
+
 class ContractError(ValueError):
     """One or more rows of a file break its contract. Nothing of the file is loaded."""
 

@@ -15,7 +15,7 @@ slots = 3
 seed = 0                           # optional: seeds exploration (tests)
 log_salt = "change-me"             # salt of the staff id hashes written to logs
 sync_interval = 0.5                # seconds between polls of the store for other workers' events
-model_loader = "training.artifact:load_model"   # module:function that loads a model folder
+model_loader = "package.module:function"   # optional: loads model folders instead of training's loader (tests)
 
 [keys]                             # or RECOMMENDER_CLIENT_KEYS / RECOMMENDER_ADMIN_KEYS (comma-separated)
 client = ["..."]
@@ -65,14 +65,12 @@ class ServiceConfig:
     seed: int | None = None
     log_salt: str = field(default_factory=lambda: secrets.token_hex(8))
     sync_interval: float = 0.5
-    max_candidates: int = 500
     max_body_bytes: int = 256 * 1024
-    max_events: int = 1000
     client_keys: frozenset[str] = frozenset()
     admin_keys: frozenset[str] = frozenset()
     arms: list[Arm] = field(default_factory=lambda: [Arm("A", 1.0)])
     arm_salt: str = "arms"
-    model_loader: str = "training.artifact:load_model"
+    model_loader: str | None = None  # "module:function"; None = training.artifact.load_model
     source: Path | None = None
 
     def with_env_keys(self, environ=os.environ) -> "ServiceConfig":
@@ -119,7 +117,7 @@ def parse_config(data: dict, base: Path = Path("."), source: Path | None = None)
         for name in ("host", "log_salt", "model_loader"):
             if name in s:
                 setattr(cfg, name, str(s.pop(name)))
-        for name in ("port", "workers", "slots", "max_candidates", "max_body_bytes", "max_events"):
+        for name in ("port", "workers", "slots", "max_body_bytes"):
             if name in s:
                 setattr(cfg, name, int(s.pop(name)))
         for name in ("history_days", "sync_interval"):
@@ -138,8 +136,8 @@ def parse_config(data: dict, base: Path = Path("."), source: Path | None = None)
         raise ConfigError(f"[service]: {e}") from None
     if s:
         raise ConfigError(f"[service]: unknown key(s) {', '.join(sorted(s))}")
-    if cfg.workers < 1 or cfg.slots < 1 or cfg.max_candidates < 1:
-        raise ConfigError("[service]: workers, slots and max_candidates must be at least 1")
+    if cfg.workers < 1 or cfg.slots < 1:
+        raise ConfigError("[service]: workers and slots must be at least 1")
     keys = data.get("keys", {})
     for kind in ("client", "admin"):
         v = keys.get(kind, [])
@@ -180,3 +178,15 @@ def load_config(path: str | Path) -> ServiceConfig:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: {e}") from None
     return parse_config(data, path.resolve().parent, path)
+
+
+def resolve_loader(spec: str | None):
+    """The model loader a config names ("module:function"), or None for the default."""
+    if not spec:
+        return None
+    import importlib
+
+    module, _, name = spec.partition(":")
+    if not module or not name:
+        raise ConfigError(f"[service] model_loader must be 'module:function', got {spec!r}")
+    return getattr(importlib.import_module(module), name)

@@ -15,7 +15,7 @@ import pytest
 
 from recommender.contracts import load_banners, load_impressions, load_staff
 from simulator import GroundTruth, SimulationConfig, simulate
-from training.ope.data import build_bandit, split_log
+from training.ope.data import build_bandit
 from training.ope.evaluate import evaluate
 from simulator.truevalue import TrueValue
 from training.ope.policies import model_policy, popularity_policy
@@ -28,7 +28,7 @@ def _setup(folder, n_boot=200, seed=0):
     staff = load_staff(folder / "staff.csv")
     catalog = load_banners(folder / "banners.json")
     log = load_impressions(folder / "impressions.jsonl", catalog=catalog)
-    past, ev = split_log(log, float(log.ts.min()) + DAY)
+    past, ev = log.split(float(log.ts.min()) + DAY)
     target_model = fit_logistic(build_bandit(past, catalog, staff, 3))
     bandit = build_bandit(ev, catalog, staff, 3, history_logs=[past])
     q = click_matrix(bandit, fit_logistic(bandit))
@@ -77,7 +77,7 @@ def test_truth_matches_how_the_simulator_draws_clicks(tmp_path, seed):
     staff = load_staff(tmp_path / "staff.csv")
     catalog = load_banners(tmp_path / "banners.json")
     log = load_impressions(tmp_path / "impressions.jsonl", catalog=catalog)
-    past, ev = split_log(log, float(log.ts.min()) + DAY)
+    past, ev = log.split(float(log.ts.min()) + DAY)
     bandit = build_bandit(ev, catalog, staff, 3, history_logs=[past])
     tv = TrueValue(GroundTruth.load(tmp_path), bandit, [past, ev])
     K = bandit.slots

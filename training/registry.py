@@ -17,6 +17,10 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
+
+from .artifact import load_model
+from .artifact import verify as verify_artifact
 
 REGISTRY_FILE = "registry.json"
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -35,22 +39,12 @@ class ModelInfo:
     error: str | None = None
 
 
-DEFAULT_LOADER = "training.artifact:load_model"
-
-
-def resolve_loader(spec: str):
-    """``module:function`` -> the function (imported lazily: the service starts, in
-    fallback, even when training/ cannot be imported)."""
-    import importlib
-
-    module, _, name = spec.partition(":")
-    if not module or not name:
-        raise RegistryError(f"model loader must be 'module:function', got {spec!r}")
-    return getattr(importlib.import_module(module), name)
-
-
 class ModelRegistry:
-    def __init__(self, root: str | Path, loader: str = DEFAULT_LOADER):
+    """``loader`` loads a verified model folder (default: training.artifact.load_model,
+    which checks the checksums first); another loader (tests, benchmarks) is trusted to
+    check what it loads."""
+
+    def __init__(self, root: str | Path, loader: Callable[[Path], object] | None = None):
         self.root = Path(root)
         self.loader = loader
 
@@ -165,19 +159,16 @@ class ModelRegistry:
         raise RegistryError(f"nothing to roll back for arm {arm!r}")
 
     def verify(self, folder: Path) -> None:
-        """The loader module's ``verify(folder)`` (checksums) when it has one, else a load."""
-        import importlib
-
-        module = importlib.import_module(self.loader.partition(":")[0])
-        check = getattr(module, "verify", None)
-        if check is not None:
-            check(folder)
+        """The checksums of a trained model folder (training.artifact.verify); with another
+        loader, a load."""
+        if self.loader is None:
+            verify_artifact(folder)
         else:
-            resolve_loader(self.loader)(folder)
+            self.loader(folder)
 
     def load(self, version: str):
         """Load a model folder of this registry (checksums verified by the loader)."""
         folder = self.folder(version)
         if not folder.is_dir():
             raise RegistryError(f"model {version!r} is not in the registry {self.root}")
-        return resolve_loader(self.loader)(folder)
+        return (self.loader or load_model)(folder)

@@ -28,10 +28,10 @@ def register(sub) -> None:
 
 def registry_from(args: argparse.Namespace) -> ModelRegistry:
     if args.config:
-        from service.config import load_config
+        from service.config import load_config, resolve_loader
 
         cfg = load_config(args.config)
-        return ModelRegistry(cfg.models, cfg.model_loader)
+        return ModelRegistry(cfg.models, resolve_loader(cfg.model_loader))
     return ModelRegistry(Path(args.models or "models"))
 
 

@@ -1,11 +1,14 @@
-"""Reading JSON Lines and JSON arrays with the line number of every object."""
+"""Reading and writing JSON Lines and JSON arrays, with the line number of every object,
+and the validation loop the object files share."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterable, Iterator, TypeVar
 
-from ..errors import ContractError, RowError
+from ..errors import ContractError, ErrorCollector, FieldError, RowError
+
+T = TypeVar("T")
 
 _decoder = json.JSONDecoder()
 
@@ -67,3 +70,38 @@ def _iter_array(path: Path, text: str) -> Iterator[tuple[int, object]]:
                 raise ContractError([RowError(str(path), line_of(i + 1), "<row>", "unexpected text after the JSON array")])
             return
         raise ContractError([RowError(str(path), line_of(i), "<row>", "expected ',' or ']' in the JSON array")])
+
+
+def parse_unique(objects: Iterable[tuple[int, object]], parse: Callable[[object], T], key: str,
+                 errors: ErrorCollector, place: str = "line") -> list[T]:
+    """Validate each (place, object) with ``parse`` (which raises FieldError); an object
+    whose ``key`` attribute repeats an earlier one's is an error too. Errors go to
+    ``errors`` (up to its limit); the valid objects are returned."""
+    out: list[T] = []
+    seen: dict[str, int] = {}
+    for at, obj in objects:
+        try:
+            item = parse(obj)
+        except FieldError as e:
+            errors.add(at, e.field, e.message)
+        else:
+            value = getattr(item, key)
+            if value in seen:
+                errors.add(at, key, f"duplicate {key} {value!r} (first on {place} {seen[value]})")
+            else:
+                seen[value] = at
+                out.append(item)
+        if errors.full:
+            break
+    return out
+
+
+def write_json_lines(path: str | Path, objects: Iterable[dict]) -> int:
+    """Write dicts as JSON Lines (UTF-8, Korean text kept as is); returns how many."""
+    n = 0
+    with open(path, "w", encoding="utf-8") as f:
+        for obj in objects:
+            f.write(json.dumps(obj, ensure_ascii=False))
+            f.write("\n")
+            n += 1
+    return n

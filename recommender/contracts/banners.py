@@ -6,37 +6,33 @@ from pathlib import Path
 from typing import Iterable
 
 from ..domain import Banner, Catalog
-from ..errors import ErrorCollector
+from ..errors import ErrorCollector, FieldError
 from ..timeutil import format_ts, parse_ts
-from ._json import iter_json_objects
+from ._json import iter_json_objects, parse_unique
 
 KNOWN_FIELDS = {"banner_id", "category", "title", "start", "end", "target", "pinned", "priority", "tags"}
 
 
-class _Bad(Exception):
-    def __init__(self, field: str, message: str):
-        self.field, self.message = field, message
-
 
 def banner_from_dict(obj: object) -> Banner:
-    """Validate one banner object; raises _Bad(field, message)."""
+    """Validate one banner object; raises FieldError(field, message)."""
     if not isinstance(obj, dict):
-        raise _Bad("<row>", f"expected a JSON object, got {type(obj).__name__}")
+        raise FieldError("<row>", f"expected a JSON object, got {type(obj).__name__}")
     bid = obj.get("banner_id")
     if "banner_id" not in obj:
-        raise _Bad("banner_id", "missing field")
+        raise FieldError("banner_id", "missing field")
     if not isinstance(bid, str) or not bid.strip():
-        raise _Bad("banner_id", "must be a non-empty string")
+        raise FieldError("banner_id", "must be a non-empty string")
     if "category" not in obj:
-        raise _Bad("category", "missing field")
+        raise FieldError("category", "missing field")
     cat = obj["category"]
     if not isinstance(cat, str) or not cat.strip():
-        raise _Bad("category", "must be a non-empty string")
+        raise FieldError("category", "must be a non-empty string")
     title = obj.get("title", "")
     if title is None:
         title = ""
     if not isinstance(title, str):
-        raise _Bad("title", "must be a string")
+        raise FieldError("title", "must be a string")
     bounds = {}
     for name in ("start", "end"):
         v = obj.get(name)
@@ -46,32 +42,32 @@ def banner_from_dict(obj: object) -> Banner:
             try:
                 bounds[name] = parse_ts(v)
             except ValueError as e:
-                raise _Bad(name, str(e)) from None
+                raise FieldError(name, str(e)) from None
     if bounds["start"] is not None and bounds["end"] is not None and bounds["end"] <= bounds["start"]:
-        raise _Bad("end", "end must be after start")
+        raise FieldError("end", "end must be after start")
     target_raw = obj.get("target") or {}
     if not isinstance(target_raw, dict):
-        raise _Bad("target", "must be an object of attribute -> list of values")
+        raise FieldError("target", "must be an object of attribute -> list of values")
     target: dict[str, tuple[str, ...]] = {}
     for k, v in target_raw.items():
         if v is None:
             v = []
         if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-            raise _Bad(f"target.{k}", "must be a list of strings")
+            raise FieldError(f"target.{k}", "must be a list of strings")
         target[k] = tuple(v)
     pinned = obj.get("pinned", False)
     if pinned is None:
         pinned = False
     if not isinstance(pinned, bool):
-        raise _Bad("pinned", "must be true or false")
+        raise FieldError("pinned", "must be true or false")
     priority = obj.get("priority", 0)
     if priority is None:
         priority = 0
     if isinstance(priority, bool) or not isinstance(priority, int):
-        raise _Bad("priority", "must be an integer")
+        raise FieldError("priority", "must be an integer")
     tags = obj.get("tags", []) or []
     if not isinstance(tags, list) or not all(isinstance(x, str) for x in tags):
-        raise _Bad("tags", "must be a list of strings")
+        raise FieldError("tags", "must be a list of strings")
     return Banner(bid.strip(), cat.strip(), title, bounds["start"], bounds["end"], target, pinned, priority, tuple(tags))
 
 
@@ -90,23 +86,9 @@ def banner_to_dict(b: Banner) -> dict:
 
 
 def parse_banner_objects(objects: Iterable[tuple[int, object]], file: str, max_errors: int = 1) -> Catalog:
-    col = ErrorCollector(file, max_errors)
-    banners: list[Banner] = []
-    seen: dict[str, int] = {}
-    for line, obj in objects:
-        try:
-            b = banner_from_dict(obj)
-        except _Bad as e:
-            col.add(line, e.field, e.message)
-        else:
-            if b.banner_id in seen:
-                col.add(line, "banner_id", f"duplicate banner_id {b.banner_id!r} (first on line {seen[b.banner_id]})")
-            else:
-                seen[b.banner_id] = line
-                banners.append(b)
-        if col.full:
-            break
-    col.raise_if_any()
+    errors = ErrorCollector(file, max_errors)
+    banners = parse_unique(objects, banner_from_dict, "banner_id", errors)
+    errors.raise_if_any()
     return Catalog(banners)
 
 

@@ -18,16 +18,13 @@ import numpy as np
 import orjson
 
 from ..domain import Catalog
-from ..errors import ContractError, ErrorCollector, RowError
+from ..errors import ContractError, ErrorCollector, FieldError, RowError
 from ..timeutil import format_ts, parse_ts
+from ._json import write_json_lines
 
 REQUIRED = ("request_id", "ts", "staff_id", "banner_id", "position", "propensity", "clicked")
 CSV_COLUMNS = REQUIRED + ("policy", "candidates")
 
-
-class _Bad(Exception):
-    def __init__(self, field: str, message: str):
-        self.field, self.message = field, message
 
 
 @dataclass
@@ -85,6 +82,12 @@ class ImpressionLog:
             candidates={new_of[r]: c for r, c in self.candidates.items() if r in new_of}, source=self.source,
         )
 
+    def split(self, cut_ts: float) -> tuple["ImpressionLog", "ImpressionLog"]:
+        """(the requests before ``cut_ts``, the requests from it on): a log's past, as
+        history, and the part evaluated or held out."""
+        before = self.ts < cut_ts
+        return self.subset(before), self.subset(~before)
+
     def iter_rows(self) -> Iterator[dict]:
         for i in range(len(self)):
             r = int(self.request[i])
@@ -106,65 +109,65 @@ class ImpressionLog:
 
 
 def _validate(d: object, known_banners: dict[str, int] | None, ts_cache: dict[str, float]) -> tuple:
-    """Check one row; return its typed fields or raise _Bad(field, message)."""
+    """Check one row; return its typed fields or raise FieldError(field, message)."""
     if type(d) is not dict:
-        raise _Bad("<row>", f"expected a JSON object, got {type(d).__name__}")
+        raise FieldError("<row>", f"expected a JSON object, got {type(d).__name__}")
     for name in REQUIRED:
         if name not in d:
-            raise _Bad(name, "missing field")
+            raise FieldError(name, "missing field")
     rid = d["request_id"]
     if type(rid) is not str or not rid:
-        raise _Bad("request_id", "must be a non-empty string")
+        raise FieldError("request_id", "must be a non-empty string")
     sid = d["staff_id"]
     if type(sid) is not str or not sid:
-        raise _Bad("staff_id", "must be a non-empty string")
+        raise FieldError("staff_id", "must be a non-empty string")
     bid = d["banner_id"]
     if type(bid) is not str or not bid:
-        raise _Bad("banner_id", "must be a non-empty string")
+        raise FieldError("banner_id", "must be a non-empty string")
     if known_banners is not None and bid not in known_banners:
-        raise _Bad("banner_id", f"banner {bid!r} is not in the catalog")
+        raise FieldError("banner_id", f"banner {bid!r} is not in the catalog")
     raw_ts = d["ts"]
     ts = ts_cache.get(raw_ts) if type(raw_ts) is str else None
     if ts is None:
         try:
             ts = parse_ts(raw_ts)
         except ValueError as e:
-            raise _Bad("ts", str(e)) from None
+            raise FieldError("ts", str(e)) from None
         if len(ts_cache) > 100_000:
             ts_cache.clear()
         ts_cache[raw_ts] = ts
     pos = d["position"]
     if type(pos) is not int:
-        raise _Bad("position", f"must be an integer, got {pos!r}")
+        raise FieldError("position", f"must be an integer, got {pos!r}")
     if pos < 1:
-        raise _Bad("position", f"must be 1 or more (1 = first), got {pos}")
+        raise FieldError("position", f"must be 1 or more (1 = first), got {pos}")
     p = d["propensity"]
     if type(p) is not float and type(p) is not int:
-        raise _Bad("propensity", f"must be a number, got {p!r}")
+        raise FieldError("propensity", f"must be a number, got {p!r}")
     if not (0.0 < p <= 1.0) or math.isnan(p):
-        raise _Bad("propensity", f"must be in (0, 1], got {p!r}")
+        raise FieldError("propensity", f"must be in (0, 1], got {p!r}")
     c = d["clicked"]
     if c is True or c is False:
         c = int(c)
     elif type(c) is not int or (c != 0 and c != 1):
-        raise _Bad("clicked", f"must be 0 or 1, got {c!r}")
+        raise FieldError("clicked", f"must be 0 or 1, got {c!r}")
     pol = d.get("policy")
     if pol is None:
         pol = ""
     elif type(pol) is not str:
-        raise _Bad("policy", "must be a string")
+        raise FieldError("policy", "must be a string")
     cands = d.get("candidates")
     if cands is not None:
         if type(cands) is not list or not all(type(x) is str and x for x in cands):
-            raise _Bad("candidates", "must be a list of banner ids")
+            raise FieldError("candidates", "must be a list of banner ids")
         if known_banners is not None:
             for x in cands:
                 if x not in known_banners:
-                    raise _Bad("candidates", f"banner {x!r} is not in the catalog")
+                    raise FieldError("candidates", f"banner {x!r} is not in the catalog")
         if bid not in cands:
-            raise _Bad("candidates", f"the shown banner {bid!r} is not among the candidates")
+            raise FieldError("candidates", f"the shown banner {bid!r} is not among the candidates")
         if len(set(cands)) != len(cands):
-            raise _Bad("candidates", "lists a banner more than once")
+            raise FieldError("candidates", "lists a banner more than once")
         cands = tuple(cands)
     return rid, ts, sid, bid, pos, float(p), c, pol, cands
 
@@ -184,7 +187,7 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, object]]:
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
             if len(row) != len(header):
-                yield line, _Bad("<row>", f"expected {len(header)} fields, found {len(row)}")
+                yield line, FieldError("<row>", f"expected {len(header)} fields, found {len(row)}")
                 continue
             d: dict = {}
             try:
@@ -193,24 +196,24 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, object]]:
                         try:
                             d[h] = int(v)
                         except ValueError:
-                            raise _Bad(h, f"must be an integer, got {v!r}") from None
+                            raise FieldError(h, f"must be an integer, got {v!r}") from None
                     elif h == "propensity":
                         try:
                             d[h] = float(v)
                         except ValueError:
-                            raise _Bad(h, f"must be a number, got {v!r}") from None
+                            raise FieldError(h, f"must be a number, got {v!r}") from None
                     elif h == "candidates":
                         if v.strip():
                             try:
                                 d[h] = json.loads(v)
                             except json.JSONDecodeError:
-                                raise _Bad(h, "must be a JSON list of banner ids") from None
+                                raise FieldError(h, "must be a JSON list of banner ids") from None
                     elif h == "policy":
                         if v:
                             d[h] = v
                     else:
                         d[h] = v
-            except _Bad as e:
+            except FieldError as e:
                 yield line, e
                 continue
             yield line, d
@@ -227,7 +230,7 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, object]]:
             try:
                 yield line, loads(raw)
             except orjson.JSONDecodeError as e:
-                yield line, _Bad("<row>", f"invalid JSON or UTF-8: {e}")
+                yield line, FieldError("<row>", f"invalid JSON or UTF-8: {e}")
 
 
 def _raw_rows(path: Path) -> Iterator[tuple[int, object]]:
@@ -244,11 +247,11 @@ def iter_impression_rows(path: str | Path, catalog: Catalog | None = None) -> It
     known = catalog.index if catalog is not None else None
     cache: dict[str, float] = {}
     for line, d in _raw_rows(path):
-        if isinstance(d, _Bad):
+        if isinstance(d, FieldError):
             raise ContractError([RowError(str(path), line, d.field, d.message)])
         try:
             yield line, _validate(d, known, cache)
-        except _Bad as e:
+        except FieldError as e:
             raise ContractError([RowError(str(path), line, e.field, e.message)]) from None
 
 
@@ -289,14 +292,14 @@ def load_impressions(
 
         rows = progress_bar(rows, desc=f"load {path.name}", unit="rows")
     for line, d in rows:
-        if isinstance(d, _Bad):
+        if isinstance(d, FieldError):
             col.add(line, d.field, d.message)
             if col.full:
                 break
             continue
         try:
             rid, ts, sid, bid, pos, p, c, pol, cands = _validate(d, known, cache)
-        except _Bad as e:
+        except FieldError as e:
             col.add(line, e.field, e.message)
             if col.full:
                 break
@@ -377,10 +380,4 @@ def _check_unique_within_request(col, request, values, lines, field, template, r
 
 def write_impressions(path: str | Path, rows: Iterable[dict]) -> int:
     """Write impression dicts as JSON Lines (UTF-8). Returns the number of rows."""
-    n = 0
-    with open(path, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False))
-            f.write("\n")
-            n += 1
-    return n
+    return write_json_lines(path, rows)

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Body, Depends, HTTPException
 
-from recommender.contracts.banners import _Bad, banner_from_dict, banner_to_dict
+from recommender.contracts._json import parse_unique
+from recommender.contracts.banners import banner_from_dict, banner_to_dict
+from recommender.errors import ErrorCollector
 from service.engine import RankingEngine
 
 from ..deps import get_engine, require_admin, require_client
@@ -14,20 +16,11 @@ router = APIRouter(prefix="/v1", tags=["catalog"])
 
 def parse_banners(objects: list) -> list:
     """Validate with the banners file contract; errors name the item and the field."""
-    out, seen, errors = [], set(), []
-    for i, obj in enumerate(objects):
-        try:
-            b = banner_from_dict(obj)
-        except _Bad as e:
-            errors.append({"loc": ["body", i, e.field], "msg": e.message})
-            continue
-        if b.banner_id in seen:
-            errors.append({"loc": ["body", i, "banner_id"], "msg": f"duplicate banner_id {b.banner_id!r}"})
-        seen.add(b.banner_id)
-        out.append(b)
-    if errors:
-        raise HTTPException(422, errors)
-    return out
+    errors = ErrorCollector("body", max_errors=len(objects) + 1)
+    banners = parse_unique(enumerate(objects), banner_from_dict, "banner_id", errors, place="item")
+    if errors.errors:
+        raise HTTPException(422, [{"loc": ["body", e.line, e.field], "msg": e.message} for e in errors.errors])
+    return banners
 
 
 @router.get("/banners", response_model=BannersResponse, summary="the current catalog")

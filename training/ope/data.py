@@ -223,23 +223,3 @@ def build_bandit(log: ImpressionLog, catalog: Catalog, staff: StaffDirectory, sl
         cand_request=cand_request.astype(np.int64), cand_banner=cand_banner.astype(np.int64), shown=shown,
         propensity=prop, click=click, history=history, exclusions=exclusions, n_logged_requests=n0,
         unknown_staff=int(unknown[kept_staff].sum()), logs=logs)
-
-
-def subset_log(log: ImpressionLog, rows: np.ndarray) -> ImpressionLog:
-    """The rows of ``log`` where ``rows`` (bool, per row) is true, requests renumbered."""
-    rows = np.asarray(rows, dtype=bool)
-    req = log.request[rows]
-    uniq, new = np.unique(req, return_inverse=True)
-    remap = {int(r): i for i, r in enumerate(uniq)}
-    return ImpressionLog(
-        request_ids=[log.request_ids[r] for r in uniq], staff_ids=log.staff_ids, banner_ids=log.banner_ids,
-        policies=log.policies, request=new.astype(np.int64), ts=log.ts[rows], staff=log.staff[rows],
-        banner=log.banner[rows], position=log.position[rows], propensity=log.propensity[rows],
-        clicked=log.clicked[rows], policy=log.policy[rows],
-        candidates={remap[r]: c for r, c in log.candidates.items() if r in remap}, source=log.source)
-
-
-def split_log(log: ImpressionLog, cut_ts: float) -> tuple[ImpressionLog, ImpressionLog]:
-    """(requests before ``cut_ts``, requests from it on): past history and evaluation logs."""
-    before = log.ts < cut_ts
-    return subset_log(log, before), subset_log(log, ~before)
