@@ -32,9 +32,9 @@ from scipy.stats import beta
 
 from recommender.contracts import load_banners, load_impressions, load_staff
 from simulator import GroundTruth, SimulationConfig, simulate
+from simulator.truevalue import TrueValue
 from training.ope.data import build_bandit
 from training.ope.evaluate import evaluate
-from simulator.truevalue import TrueValue
 from training.ope.policies import model_policy, popularity_scores, ranking_policy
 from training.ope.reward import click_matrix, fit_click_model
 from training.train import fit_click_model as train_click_model

@@ -323,19 +323,20 @@ def in_process(config: Path, candidates: list[str], n: int = 3000) -> dict:
     """Median time of the model's score() for 30 candidates (of which the click-history
     lookup, measured alone), and of the engine's whole rank()."""
     from recommender.ranker import CandidateRows
+    from recommender.store import open_store
     from service.config import load_config
     from service.engine import RankingEngine
-    from recommender.store import open_store
 
     cfg = load_config(config)
     cfg.db = f"sqlite:///{config.parent / 'inprocess.db'}"
-    engine = RankingEngine(cfg, open_store(cfg.db), start_threads=False)
+    engine = RankingEngine(cfg, open_store(cfg.db))
+    engine.start(background=False)
     try:
-        arm = engine.arms["A"]
+        arm = engine.models["A"]
         if arm.scorer is None:
             raise SystemExit(f"the model did not load: {arm.error}")
         attrs = {"role": "teacher", "school_level": "elementary", "region": "Suwon"}
-        cands = engine.candidates_for(attrs, time.time(), candidates, engine.catalog).banners
+        cands = engine.candidates.get(engine.catalog, attrs, time.time(), candidates).banners
         ids, categories = [b.banner_id for b in cands], [b.category for b in cands]
         score_t, hist_t, rank_t = [], [], []
         for i in range(n):

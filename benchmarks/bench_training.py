@@ -22,15 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
+from features.definition import FeatureEncoder
 from recommender.batch import rank_requests
 from recommender.contracts import load_banners, load_impressions, load_staff
 from recommender.domain import Request
 from simulator import GroundTruth, SimulationConfig, simulate
 from simulator.quality import HeldOutRequests
-from training.train import TrainConfig, train
 from training.dataset import log_context
-from training.train import _attribute_values
-from features.definition import FeatureEncoder
+from training.train import TrainConfig, _attribute_values, train
 
 DAY = 86400.0
 

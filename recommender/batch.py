@@ -7,7 +7,6 @@ from typing import Sequence
 import numpy as np
 
 from .candidates import build_candidate_table, greedy_positions
-
 from .domain import Catalog, Ranking, Request, StaffDirectory
 from .ranker import CandidateRows
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+
 def epsilon_greedy(
     eligible: np.ndarray,
     keys: np.ndarray,

@@ -1,3 +1,2 @@
-"""The HTTP layer of the ranking service (FastAPI). Route functions translate HTTP to
-calls of service.engine.RankingEngine and back; nothing else lives here, but
-``launcher``, which starts ``recommender serve`` as a child process for tests and benchmarks."""
+"""The ranking service: the serving engine (service.engine and the parts it puts
+together) and the FastAPI app over it (service.app, thin routers in service.routes)."""

@@ -1,8 +1,9 @@
-"""The FastAPI application: routers over the engine, limits, metrics.
+"""The FastAPI application: routers over the engine, limits, metrics, offline API docs.
 
-``create_app(config)`` builds the app (and its engine, unless one is given);
-``app_from_env()`` is the factory uvicorn workers call (``RECOMMENDER_CONFIG`` names the
-config file), used by ``recommender serve``.
+``create_app(config)`` builds the app (and its engine, unless one is given); the engine
+loads its state and starts its threads in the app's lifespan. ``app_from_env()`` is the
+factory uvicorn workers call (``RECOMMENDER_CONFIG`` names the config file), used by
+``recommender serve``.
 """
 from __future__ import annotations
 
@@ -16,11 +17,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from service.config import ServiceConfig, load_config
-from service.engine import RankingEngine
 from recommender.store import open_store
 
-from . import metrics
+from .apidocs import add_offline_docs
+from .config import ServiceConfig, load_config
+from .deps import Client
+from .engine import RankingEngine
+from .metrics import ServiceMetrics, endpoint_label
 from .routes import admin, catalog, events, ranking
 from .schemas import RankRequest
 
@@ -33,15 +36,16 @@ class LimitsAndMetrics:
     """Pure ASGI middleware: refuses bodies over the limit with 413 (by Content-Length, or
     while reading a chunked body) and records request counts and latency per endpoint."""
 
-    def __init__(self, app, max_body: int):
+    def __init__(self, app, max_body: int, metrics: ServiceMetrics):
         self.app = app
         self.max_body = max_body
+        self.metrics = metrics
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         path = scope["path"]
-        endpoint = metrics.endpoint_label(path)
+        endpoint = endpoint_label(path)
         limit = ADMIN_BODY_LIMIT if path in ADMIN_PATHS else self.max_body
         t = time.perf_counter()
         status = {"code": 500}
@@ -84,8 +88,7 @@ class LimitsAndMetrics:
                 if not refused:
                     raise
         finally:
-            metrics.REQUESTS.labels(endpoint, scope["method"], str(status["code"])).inc()
-            metrics.LATENCY.labels(endpoint).observe(time.perf_counter() - t)
+            self.metrics.observe_request(endpoint, scope["method"], status["code"], time.perf_counter() - t)
 
     @staticmethod
     async def _too_large(send, limit: int):
@@ -107,48 +110,47 @@ async def _validation_error(request: Request, exc: RequestValidationError):
 
 def create_app(config: ServiceConfig | None = None, engine: RankingEngine | None = None,
                noop_endpoint: bool = False) -> FastAPI:
+    owns_engine = engine is None
     if engine is None:
         if config is None:
             raise ValueError("create_app needs a config or an engine")
         config.check_keys()
         engine = RankingEngine(config, open_store(config.db))
-        owns_engine = True
-        # the history loaded at start is millions of long-lived objects: keep them out of
-        # the collector's full passes, which would otherwise pause requests for ~100 ms
-        gc.collect()
-        gc.freeze()
-    else:
-        owns_engine = False
-        config = engine.config
-        config.check_keys()
+    config = engine.config
+    config.check_keys()
+    metrics = ServiceMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        metrics.set_model_versions(engine.arms)
+        engine.start()
+        if owns_engine:
+            # the history loaded at start is millions of long-lived objects: keep them out of
+            # the collector's full passes, which would otherwise pause requests for ~100 ms
+            gc.collect()
+            gc.freeze()
+        metrics.set_model_versions(engine.models.arms)
         yield
         if owns_engine:
             engine.close()
 
-    app = FastAPI(title="Banner ranking service", version="1", lifespan=lifespan,
+    app = FastAPI(title="Banner ranking service", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Ranks the banners of the messenger's banner space per staff member and logs "
                               "rankings and clicks for training and offline evaluation.")
     app.state.engine = engine
+    app.state.metrics = metrics
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.include_router(ranking.router)
     app.include_router(events.router)
     app.include_router(catalog.router)
     app.include_router(admin.router)
+    add_offline_docs(app)
     if noop_endpoint:
         # the benchmark's baseline: same body parsing and auth, no ranking
-        from fastapi import Depends
-
-        from .deps import require_client
-
         @app.post("/v1/noop", tags=["benchmark"], include_in_schema=False)
-        async def noop(body: RankRequest, _: str = Depends(require_client)):
+        async def noop(body: RankRequest, _: Client):
             return {"ok": True}
 
-    app.add_middleware(LimitsAndMetrics, max_body=config.max_body_bytes)
+    app.add_middleware(LimitsAndMetrics, max_body=config.max_body_bytes, metrics=metrics)
     return app
 
 

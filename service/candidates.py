@@ -12,7 +12,6 @@ import math
 from typing import Iterable, Mapping, Sequence
 
 from features.lru import LRU
-
 from recommender.candidates import Candidates, select_candidates
 from recommender.domain import Banner, Catalog
 

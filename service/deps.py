@@ -1,13 +1,16 @@
-"""Dependencies: the engine, the settings, and API-key auth (X-API-Key)."""
+"""Dependencies of the routes: the engine, the settings, the metrics, and API-key auth
+(the X-API-Key header: a client key for ranking and events, an admin key for all)."""
 from __future__ import annotations
 
 import hmac
+from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader
 
-from service.config import ServiceConfig
-from service.engine import RankingEngine
+from .config import ServiceConfig
+from .engine import RankingEngine
+from .metrics import ServiceMetrics
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
                               description="a client key (rank, events) or an admin key (everything)")
@@ -19,6 +22,10 @@ async def get_engine(request: Request) -> RankingEngine:
 
 async def get_settings(request: Request) -> ServiceConfig:
     return request.app.state.engine.config
+
+
+async def get_metrics(request: Request) -> ServiceMetrics:
+    return request.app.state.metrics
 
 
 def _matches(key: str, keys: frozenset[str]) -> bool:
@@ -57,3 +64,9 @@ async def require_admin(key: str | None = Security(api_key_header), settings: Se
     if kind != "admin":
         raise HTTPException(403, "this endpoint needs an admin API key")
     return kind
+
+
+Engine = Annotated[RankingEngine, Depends(get_engine)]
+Metrics = Annotated[ServiceMetrics, Depends(get_metrics)]
+Client = Annotated[str, Depends(require_client)]
+Admin = Annotated[str, Depends(require_admin)]

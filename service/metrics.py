@@ -1,27 +1,16 @@
-"""Prometheus metrics: requests and latency per endpoint, impressions and clicks per arm,
-the model version per arm. With several uvicorn workers, ``recommender serve`` sets
-PROMETHEUS_MULTIPROC_DIR so that /metrics adds up every worker."""
+"""Prometheus metrics: requests and latency per endpoint, rankings, impressions and clicks
+per arm, the model version per arm. With several uvicorn workers, ``recommender serve``
+sets PROMETHEUS_MULTIPROC_DIR so that /metrics adds up every worker.
+
+``ServiceMetrics`` holds its own registry, so that each app (a worker, or a test) has its
+own series and nothing lives at module level."""
 from __future__ import annotations
 
 import os
 
-from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram,
-                               generate_latest)
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 _BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-
-REQUESTS = Counter("recommender_http_requests_total", "HTTP requests", ["endpoint", "method", "status"])
-LATENCY = Histogram("recommender_http_request_duration_seconds", "HTTP request latency", ["endpoint"], buckets=_BUCKETS)
-RANKINGS = Counter("recommender_rankings_total", "rankings served", ["arm", "model_version", "explored"])
-IMPRESSIONS = Counter("recommender_impressions_total", "banners shown (the request's slots)", ["arm"])
-CLICKS = Counter("recommender_clicks_total", "click events stored (duplicates excluded)", ["arm"])
-DUPLICATES = Counter("recommender_duplicate_events_total", "events received again (not stored twice)")
-FLAGGED = Counter("recommender_flagged_events_total", "events stored with a flag", ["status"])
-RANK_SECONDS = Histogram("recommender_rank_seconds", "time inside the engine per ranking (features, model, rules)",
-                         ["arm"], buckets=(5e-5, 1e-4, 2e-4, 3e-4, 5e-4, 7.5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 5e-2))
-MODEL_INFO = Gauge("recommender_model_info", "1 for the model version each arm serves", ["arm", "model_version"],
-                   multiprocess_mode="liveall")
-
 KNOWN_ENDPOINTS = frozenset({"/v1/rank", "/v1/events", "/v1/banners", "/v1/staff", "/v1/admin/reload", "/healthz",
                              "/readyz", "/metrics", "/v1/noop"})
 
@@ -30,56 +19,76 @@ def endpoint_label(path: str) -> str:
     return path if path in KNOWN_ENDPOINTS else "other"
 
 
-_children: dict[tuple, object] = {}
+class ServiceMetrics:
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("recommender_http_requests_total", "HTTP requests", ["endpoint", "method", "status"],
+                                registry=r)
+        self.latency = Histogram("recommender_http_request_duration_seconds", "HTTP request latency", ["endpoint"],
+                                 buckets=_BUCKETS, registry=r)
+        self.rankings = Counter("recommender_rankings_total", "rankings served", ["arm", "model_version", "explored"],
+                                registry=r)
+        self.impressions = Counter("recommender_impressions_total", "banners shown (the request's slots)", ["arm"],
+                                   registry=r)
+        self.clicks = Counter("recommender_clicks_total", "click events stored (duplicates excluded)", ["arm"],
+                              registry=r)
+        self.duplicates = Counter("recommender_duplicate_events_total", "events received again (not stored twice)",
+                                  registry=r)
+        self.flagged = Counter("recommender_flagged_events_total", "events stored with a flag", ["status"], registry=r)
+        self.rank_seconds = Histogram("recommender_rank_seconds",
+                                      "time inside the engine per ranking (features, model, rules)", ["arm"],
+                                      buckets=(5e-5, 1e-4, 2e-4, 3e-4, 5e-4, 7.5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 5e-2),
+                                      registry=r)
+        self.model_info = Gauge("recommender_model_info", "1 for the model version each arm serves",
+                                ["arm", "model_version"], multiprocess_mode="liveall", registry=r)
+        self._children: dict[tuple, object] = {}
+        self._shown_versions: set[tuple[str, str]] = set()
 
+    def _child(self, metric, *labels: str):
+        """``metric.labels(*labels)``, remembered: the lookup costs more than the increment,
+        and a ranking updates three series."""
+        key = (metric, labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
-def _child(metric, *labels: str):
-    """``metric.labels(*labels)``, remembered: the lookup costs more than the increment,
-    and a ranking updates three series."""
-    key = (metric, labels)
-    child = _children.get(key)
-    if child is None:
-        child = _children[key] = metric.labels(*labels)
-    return child
+    def observe_request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
+        self._child(self.requests, endpoint, method, str(status)).inc()
+        self._child(self.latency, endpoint).observe(seconds)
 
+    def observe_rank(self, outcome, seconds: float) -> None:
+        r = outcome.result
+        self._child(self.rankings, outcome.arm, r.model_version, "true" if r.explored else "false").inc()
+        n = min(outcome.slots, len(r))
+        if n:
+            self._child(self.impressions, outcome.arm).inc(n)
+        self._child(self.rank_seconds, outcome.arm).observe(seconds)
 
-def observe_rank(outcome, seconds: float) -> None:
-    r = outcome.result
-    _child(RANKINGS, outcome.arm, r.model_version, "true" if r.explored else "false").inc()
-    n = min(outcome.slots, len(r))
-    if n:
-        _child(IMPRESSIONS, outcome.arm).inc(n)
-    _child(RANK_SECONDS, outcome.arm).observe(seconds)
+    def observe_events(self, outcome, arms_of_stored: dict[str, str]) -> None:
+        for eid in outcome.stored:
+            self._child(self.clicks, arms_of_stored.get(eid, "unknown")).inc()
+        if outcome.duplicates:
+            self.duplicates.inc(len(outcome.duplicates))
+        for status in outcome.flagged.values():
+            self._child(self.flagged, status).inc()
 
+    def set_model_versions(self, arms: dict) -> None:
+        """1 for each arm's current version, 0 for versions it served before (clearing
+        labels is not possible in multi-process mode)."""
+        now = {(name, st.version) for name, st in arms.items()}
+        for labels in self._shown_versions - now:
+            self.model_info.labels(*labels).set(0)
+        for labels in now:
+            self.model_info.labels(*labels).set(1)
+        self._shown_versions.update(now)
 
-def observe_events(outcome, arms_of_stored: dict[str, str]) -> None:
-    for eid in outcome.stored:
-        CLICKS.labels(arms_of_stored.get(eid, "unknown")).inc()
-    if outcome.duplicates:
-        DUPLICATES.inc(len(outcome.duplicates))
-    for status in outcome.flagged.values():
-        FLAGGED.labels(status).inc()
+    def render(self) -> tuple[bytes, str]:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import multiprocess
 
-
-_shown_versions: set[tuple[str, str]] = set()
-
-
-def set_model_versions(arms: dict) -> None:
-    """1 for each arm's current version, 0 for versions it served before (clearing labels
-    is not possible in multi-process mode)."""
-    now = {(name, st.version) for name, st in arms.items()}
-    for labels in _shown_versions - now:
-        MODEL_INFO.labels(*labels).set(0)
-    for labels in now:
-        MODEL_INFO.labels(*labels).set(1)
-    _shown_versions.update(now)
-
-
-def render() -> tuple[bytes, str]:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
-
-        reg = CollectorRegistry()
-        multiprocess.MultiProcessCollector(reg)
-        return generate_latest(reg), CONTENT_TYPE_LATEST
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+            reg = CollectorRegistry()
+            multiprocess.MultiProcessCollector(reg)
+            return generate_latest(reg), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

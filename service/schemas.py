@@ -14,7 +14,10 @@ Id = Field(min_length=1, max_length=256)
 
 
 class RankRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"staff_id": "s-000017"},
+        {"staff_id": "s-000017", "profile": {"role": "teacher", "school_level": "elementary", "region": "Suwon"},
+         "candidates": ["b-policy-01", "b-survey-02", "b-event-03"], "slots": 3}]})
 
     staff_id: str = Field(min_length=1, max_length=256, description="the staff member the banner space is loaded for")
     profile: dict[str, str] | None = Field(
@@ -41,6 +44,13 @@ class RankedItemOut(BaseModel):
 
 
 class RankResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "request_id": "0192f3a4b5c6d7e8f9a0b1c2d3e4f5a6", "model_version": "20260309T010203-logistic", "arm": "A",
+        "explored": False, "ranking": [
+            {"banner_id": "b-survey-02", "position": 1, "score": -1.2, "propensity": 0.93},
+            {"banner_id": "b-policy-01", "position": 2, "score": -2.1, "propensity": 0.93},
+            {"banner_id": "b-event-03", "position": 3, "score": -2.8, "propensity": 0.93}]}]})
+
     request_id: str
     model_version: str
     arm: str
@@ -66,7 +76,9 @@ class EventIn(BaseModel):
 
 
 class EventBatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"events": [
+        {"event_id": "e-1", "type": "click", "request_id": "0192f3a4b5c6d7e8f9a0b1c2d3e4f5a6",
+         "banner_id": "b-survey-02", "ts": "2026-03-09T08:41:07+09:00"}]}]})
 
     events: list[EventIn] = Field(min_length=1, max_length=MAX_EVENTS, description=f"at most {MAX_EVENTS} per call")
 
@@ -77,18 +89,31 @@ class FlaggedEvent(BaseModel):
 
 
 class EventsResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"stored": 1, "duplicates": 0, "duplicate_ids": [], "flagged": []}]})
+
     stored: int
     duplicates: int
     duplicate_ids: list[str]
     flagged: list[FlaggedEvent] = Field(description="stored events whose request (or shown banner) is unknown")
 
 
+BANNER_EXAMPLE = {"banner_id": "b-policy-01", "category": "policy", "title": "2026 평가 정책 안내",
+                  "start": "2026-03-02T00:00:00+09:00", "end": None,
+                  "target": {"role": ["teacher"], "school_level": [], "region": []},
+                  "pinned": False, "priority": 0, "tags": ["evaluation"]}
+
+
 class BannersResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"version": 3, "banners": [BANNER_EXAMPLE]}]})
+
     version: int
     banners: list[dict]
 
 
 class PutResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"version": 4, "count": 30}]})
+
     version: int
     count: int
 
@@ -103,15 +128,27 @@ class StaffIn(BaseModel):
 
 
 class StaffBatch(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"staff": [
+        {"staff_id": "s-000017", "role": "teacher", "school_level": "elementary", "region": "Suwon"}]}]})
+
     staff: list[StaffIn] = Field(max_length=200_000)
 
 
 class ReloadResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"ok": True, "arms": {"A": {"version": "20260309T010203-logistic", "status": "loaded", "error": None}}}]})
+
     ok: bool
     arms: dict[str, dict]
 
 
 class ReadyResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "ready": True, "status": "ok", "problems": [],
+        "arms": {"A": {"model_version": "20260309T010203-logistic", "epsilon": 0.1, "share": 1.0, "error": None}},
+        "catalog_banners": 30, "staff": 180000,
+        "history": {"impressions": 4100000, "people": 120000, "open_rankings": 52000}, "worker": 4242}]})
+
     ready: bool
     status: Literal["ok", "degraded", "unavailable"]
     problems: list[str]
@@ -121,3 +158,44 @@ class ReadyResponse(BaseModel):
     history: dict[str, int] = Field(default_factory=dict,
                                     description="the click history held: impressions, people, open_rankings")
     worker: int = Field(0, description="the process id of the worker that answered (one of several with --workers)")
+
+
+class Health(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "alive"}]})
+
+    status: Literal["alive"]
+
+
+class ErrorResponse(BaseModel):
+    """401, 403 and 413 answers."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"detail": "missing or unknown API key: send it in the X-API-Key header"}]})
+
+    detail: str
+
+
+class FieldProblem(BaseModel):
+    loc: list[str | int] = Field(description="where: 'body', then the field path (list items by index)")
+    msg: str
+    type: str | None = None
+
+
+class ValidationErrorResponse(BaseModel):
+    """422: the body breaks the request's contract. ``message`` names the first field."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "detail": [{"loc": ["body", "slots"], "msg": "Input should be greater than or equal to 1",
+                    "type": "greater_than_equal"}],
+        "message": "slots: Input should be greater than or equal to 1"}]})
+
+    detail: list[FieldProblem]
+    message: str = ""
+
+
+UNAUTHORIZED = {401: {"model": ErrorResponse, "description": "no API key, or an unknown one"}}
+FORBIDDEN = {403: {"model": ErrorResponse, "description": "a client key on an admin endpoint"}}
+TOO_LARGE = {413: {"model": ErrorResponse, "description": "the body is over the size limit"}}
+INVALID = {422: {"model": ValidationErrorResponse, "description": "the body breaks its contract (the field is named)"}}
+CLIENT_ERRORS = {**UNAUTHORIZED, **TOO_LARGE, **INVALID}
+ADMIN_ERRORS = {**CLIENT_ERRORS, **FORBIDDEN}

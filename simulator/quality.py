@@ -15,8 +15,8 @@ import numpy as np
 from features.definition import popularity
 from features.pipeline import history_from_logs
 from recommender.candidates import CandidateTable, build_candidate_table, greedy_positions
-
 from recommender.ranker import CandidateRows
+
 from .groundtruth import GroundTruth, HistoryState
 
 

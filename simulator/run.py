@@ -16,6 +16,7 @@ from recommender.exploration import epsilon_greedy
 from recommender.ordering import greedy_keys
 from recommender.progress import progress_bar
 from recommender.timeutil import KST
+
 from .banners import make_banners
 from .groundtruth import GroundTruth, sigmoid
 from .population import LEVELS, REGIONS, ROLES, sample_population

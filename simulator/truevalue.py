@@ -12,10 +12,10 @@ from typing import Sequence
 import numpy as np
 
 from recommender.contracts.impressions import ImpressionLog
-from .groundtruth import GroundTruth, HistoryState
-
 from training.ope.data import LoggedBandit
 from training.ope.policies import TargetPolicy
+
+from .groundtruth import GroundTruth, HistoryState
 
 
 class TrueValue:

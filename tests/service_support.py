@@ -9,7 +9,9 @@ import numpy as np
 
 from recommender.contracts import write_banners
 from recommender.domain import Banner
+from recommender.store import open_store
 from service.config import parse_config
+from service.engine import RankingEngine
 from training.registry import ModelRegistry, RegistryError
 
 CLIENT_KEY = "client-key-for-tests"
@@ -111,3 +113,10 @@ def config_from(path: Path):
     import tomllib
 
     return parse_config(tomllib.loads(path.read_text()), path.parent, path)
+
+
+def started_engine(cfg, registry) -> RankingEngine:
+    """An engine with its state loaded and no background threads (the tests drive it)."""
+    engine = RankingEngine(cfg, open_store(cfg.db), registry=registry)
+    engine.start(background=False)
+    return engine

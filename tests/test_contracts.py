@@ -7,8 +7,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from recommender.contracts import (
-    load_banners, load_impressions, load_rankings, load_requests, load_staff,
-    write_banners, write_impressions, write_rankings, write_requests, write_staff,
+    load_banners,
+    load_impressions,
+    load_rankings,
+    load_requests,
+    load_staff,
+    write_banners,
+    write_impressions,
+    write_rankings,
+    write_requests,
+    write_staff,
 )
 from recommender.domain import Banner, Ranking, Request, Staff
 from recommender.errors import ContractError

@@ -15,9 +15,9 @@ import pytest
 
 from recommender.contracts import load_banners, load_impressions, load_staff
 from simulator import GroundTruth, SimulationConfig, simulate
+from simulator.truevalue import TrueValue
 from training.ope.data import build_bandit
 from training.ope.evaluate import evaluate
-from simulator.truevalue import TrueValue
 from training.ope.policies import model_policy, popularity_policy
 from training.ope.reward import click_matrix, fit_logistic
 

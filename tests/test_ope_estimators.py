@@ -5,15 +5,25 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ope_synth import synth_bandit, true_value
 from recommender.domain import Banner, Catalog
 from recommender.exploration import shown_propensities
 from recommender.ordering import greedy_order
 from recommender.ranker import CandidateSet
-from training.ope.estimators import (IPS, SNIPS, DirectMethod, DoublyRobust, bootstrap, dr_breakdown, interval, paired_difference,
-                                     resample_counts)
+from training.ope.estimators import (
+    IPS,
+    SNIPS,
+    DirectMethod,
+    DoublyRobust,
+    bootstrap,
+    dr_breakdown,
+    interval,
+    paired_difference,
+    resample_counts,
+)
 from training.ope.evaluate import evaluate
 from training.ope.policies import TargetPolicy, logged_policy, ranking_policy, uniform_policy
+
+from ope_synth import synth_bandit, true_value
 
 bandits = st.builds(lambda n, nb, K, eps, seed, pin: synth_bandit(n, nb, K, eps, seed, pin),
                     st.integers(5, 200), st.integers(4, 9), st.integers(1, 4), st.floats(0.05, 1.0),

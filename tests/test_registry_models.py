@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from cli.main import main
 from service.arms import Arm, ArmAssigner, unit_hash
 from training.registry import ModelRegistry, RegistryError
+
 from service_support import add_fake_model
 
 

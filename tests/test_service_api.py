@@ -7,9 +7,10 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from service.engine import RankingEngine
 from recommender.store import open_store
 from service.app import create_app
+from service.engine import RankingEngine
+
 from service_support import ADMIN_KEY, CLIENT_KEY, FakeRegistry, add_fake_model, config_from, write_config
 
 C = {"X-API-Key": CLIENT_KEY}

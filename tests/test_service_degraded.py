@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from service.engine import RankingEngine
 from recommender.store import open_store
 from service.app import create_app
-from service_support import ADMIN_KEY, CLIENT_KEY, FakeRegistry, add_fake_model, config_from, write_config
+from service.engine import RankingEngine
+
+from service_support import ADMIN_KEY, CLIENT_KEY, FakeRegistry, add_fake_model, config_from, started_engine, write_config
 
 C = {"X-API-Key": CLIENT_KEY}
 A = {"X-API-Key": ADMIN_KEY}
@@ -115,7 +116,7 @@ def test_a_worker_picks_up_a_promotion_without_reload(tmp_path):
     add_fake_model(cfg.models, "m1")
     add_fake_model(cfg.models, "m2")
     reg.promote("m1", verify=False)
-    engine = RankingEngine(cfg, open_store(cfg.db), registry=reg, start_threads=False)
+    engine = started_engine(cfg, reg)
     try:
         assert engine.rank("s-1").result.model_version == "m1"
         reg.promote("m2", verify=False)

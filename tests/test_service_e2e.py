@@ -15,8 +15,9 @@ import httpx
 import numpy as np
 
 from recommender.contracts import load_banners, load_impressions
-from training.registry import ModelRegistry
 from simulator import GroundTruth, SimulationConfig, simulate
+from training.registry import ModelRegistry
+
 from launcher import ServeProcess
 from service_support import ADMIN_KEY, CLIENT_KEY, add_fake_model
 

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from recommender.contracts.impressions import load_impressions
+
 from launcher import ServeProcess
 from service_support import CLIENT_KEY, write_config
 
@@ -80,8 +81,9 @@ def test_two_workers_share_a_burst_of_connections(tmp_path):
 def test_two_workers_share_clicks_within_a_second(tmp_path):
     """A click posted to one worker changes the person's ranking in every worker within a
     second (each worker tails the store), through a real model loaded by a real server."""
-    from training.registry import ModelRegistry
     from recommender.store import open_store
+    from training.registry import ModelRegistry
+
     from service_support import add_fake_model
 
     config = write_config(tmp_path, extra='workers = 2\nmodel_loader = "service_support:load_model"')

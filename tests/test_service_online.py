@@ -8,10 +8,11 @@ from hypothesis import strategies as st
 
 from recommender.exploration import position_propensities
 from recommender.ordering import greedy_keys
+from recommender.store import ClickEvent
 from service.engine import RankingEngine
 from service.online import OnlineHistory
-from recommender.store import ClickEvent, open_store
-from service_support import FakeRegistry, add_fake_model, config_from, write_config
+
+from service_support import FakeRegistry, add_fake_model, config_from, started_engine, write_config
 
 
 def engine_with_fake_model(tmp_path, arms: str | None = None) -> RankingEngine:
@@ -20,7 +21,7 @@ def engine_with_fake_model(tmp_path, arms: str | None = None) -> RankingEngine:
     reg = FakeRegistry(cfg.models)
     add_fake_model(cfg.models, "m1")
     reg.promote("m1", verify=False)
-    return RankingEngine(cfg, open_store(cfg.db), registry=reg, start_threads=False)
+    return started_engine(cfg, reg)
 
 
 def test_click_before_its_ranking_is_applied_when_the_ranking_arrives():
@@ -136,7 +137,7 @@ def test_restart_loads_the_stored_history(tmp_path):
     assert out.result.banner_ids[1] == "b-survey"
     engine.record_events([ClickEvent("e1", out.request_id, "b-survey", 0.0)])
     engine.close()
-    engine = RankingEngine(engine.config, open_store(engine.config.db), registry=engine.registry, start_threads=False)
+    engine = started_engine(engine.config, engine.models.registry)
     try:
         assert len(engine.online) == len(out.result.items[:out.slots])  # the stored ranking's impressions
         assert engine.rank("s-1").result.banner_ids[-1] == "b-survey"
@@ -153,7 +154,7 @@ def test_worker_started_between_a_ranking_and_its_click_applies_the_click(tmp_pa
     workers: list[RankingEngine] = []
 
     def start() -> RankingEngine:
-        workers.append(RankingEngine(cfg, open_store(cfg.db), registry=FakeRegistry(cfg.models), start_threads=False))
+        workers.append(started_engine(cfg, FakeRegistry(cfg.models)))
         return workers[-1]
 
     try:
@@ -193,10 +194,10 @@ def test_a_ranking_the_store_refuses_does_not_take_its_batch_with_it(tmp_path):
 def test_readiness_reports_the_click_history_held(tmp_path):
     engine = engine_with_fake_model(tmp_path)
     try:
-        assert engine.readiness()["history"] == {"impressions": 0, "people": 0, "open_rankings": 0}
+        assert engine.readiness.report()["history"] == {"impressions": 0, "people": 0, "open_rankings": 0}
         out = engine.rank("s-1", slots=2)
         engine.rank("s-2", slots=2)
-        assert engine.readiness()["history"] == {"impressions": 4, "people": 2, "open_rankings": 2}
+        assert engine.readiness.report()["history"] == {"impressions": 4, "people": 2, "open_rankings": 2}
         assert out.slots == 2
     finally:
         engine.close()

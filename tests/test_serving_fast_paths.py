@@ -26,12 +26,12 @@ from hypothesis import strategies as st
 
 from features.history import History, RunningHistory
 from features.pipeline import candidate_features, events_from_log
+from recommender.candidates import select_candidates
 from recommender.domain import CATEGORIES, UNKNOWN, Banner, Catalog
 from recommender.eligibility import is_eligible
 from recommender.exploration import position_propensities
 from recommender.ordering import greedy_keys, greedy_order, greedy_places
 from recommender.ranker import FALLBACK_VERSION, CandidateRows, CandidateSet, Ranker
-from recommender.candidates import select_candidates
 from service.candidates import CandidateCache, stable_span
 from training.artifact import ModelArtifact
 

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from recommender.contracts.impressions import load_impressions
 from recommender.contracts import write_impressions
+from recommender.contracts.impressions import load_impressions
 from recommender.store import NOT_SHOWN, OK, UNKNOWN_REQUEST, ClickEvent, RankingRecord, open_store
 
 PG_BASE = os.environ.get("RECOMMENDER_TEST_PG", "postgresql://{user}@127.0.0.1:5432/test")

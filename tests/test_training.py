@@ -4,12 +4,12 @@ import json
 import numpy as np
 import pytest
 
+from features.history import History
 from recommender.contracts import load_banners, load_impressions, load_staff
 from recommender.domain import Banner
 from recommender.ranker import CandidateRows
 from simulator import GroundTruth, SimulationConfig, simulate
 from simulator.quality import HeldOutRequests
-from features.history import History
 from training.artifact import ArtifactError, load_model
 from training.train import TrainConfig, train
 

@@ -1,1 +1,2 @@
-"""Training: datasets from logs, model fitting, metrics, artifacts, offline evaluation."""
+"""Training: datasets from logs, model fitting, metrics, model artifacts and their
+registry, and offline evaluation (training.ope)."""

@@ -12,11 +12,10 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 
 from features.definition import NUMERIC_FEATURES, FeatureConfig, FeatureEncoder
-
 from features.pipeline import candidate_features, history_features
+from recommender.candidates import build_candidate_table, greedy_positions
 
 from .artifact import ModelArtifact
-from recommender.candidates import build_candidate_table, greedy_positions
 from .dataset import downsample_negatives, log_context, time_split
 from .metrics import ips_clicks_at_k, ndcg_at_k, probability_metrics
 

@@ -19,10 +19,9 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from training.artifact import ArtifactError, load_model
-
     from simulator import GroundTruth
     from simulator.quality import HeldOutRequests
+    from training.artifact import ArtifactError, load_model
 
     prov = Path(args.province)
     try:

@@ -20,9 +20,8 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from features.pipeline import history_from_logs
-    from training.artifact import ArtifactError, load_model
-
     from recommender.batch import rank_requests
+    from training.artifact import ArtifactError, load_model
 
     t0 = time.perf_counter()
     try:

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 from ..domain import Ranking, Request
 from ..errors import ErrorCollector, FieldError
 from ..timeutil import format_ts, parse_ts
 from ._json import iter_json_objects, parse_unique, write_json_lines
-
 
 
 def _nonempty_str(d: dict, name: str) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ..domain import STAFF_BASE_ATTRIBUTES, Staff, StaffDirectory
-from ..errors import ContractError, ErrorCollector, FieldError, RowError
+from ..errors import ContractError, ErrorCollector, RowError
 
 REQUIRED_COLUMNS = ("staff_id",) + STAFF_BASE_ATTRIBUTES
 

@@ -16,8 +16,7 @@ from abc import abstractmethod
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence, TypeVar
 
-from .base import (EVENT_COLUMNS, OK, RANKING_COLUMNS, ClickEvent, EventsOutcome, EventStore, RankingRecord,
-                   click_status)
+from .base import EVENT_COLUMNS, OK, RANKING_COLUMNS, ClickEvent, EventsOutcome, EventStore, RankingRecord, click_status
 
 T = TypeVar("T")
 

@@ -1,14 +1,12 @@
 """POST /v1/events."""
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
-from service.engine import RankingEngine
 from recommender.store import ClickEvent
 
-from .. import metrics
-from ..deps import get_engine, require_client
-from ..schemas import EventBatch, EventsResponse, FlaggedEvent
+from ..deps import Client, Engine, Metrics
+from ..schemas import CLIENT_ERRORS, EventBatch, EventsResponse, FlaggedEvent
 
 router = APIRouter(prefix="/v1", tags=["events"])
 
@@ -19,9 +17,9 @@ def to_events(body: EventBatch) -> list[ClickEvent]:
 
 
 # a plain def: storing waits for the disk (fsync), so it runs in the thread pool
-@router.post("/events", response_model=EventsResponse,
+@router.post("/events", response_model=EventsResponse, responses=CLIENT_ERRORS,
              summary="report click events; answered only once they are durably stored; idempotent by event_id")
-def post_events(body: EventBatch, engine: RankingEngine = Depends(get_engine), _: str = Depends(require_client)):
+def post_events(body: EventBatch, engine: Engine, metrics: Metrics, _: Client):
     events = to_events(body)
     outcome = engine.record_events(events)
     metrics.observe_events(outcome, engine.arms_of(events))

@@ -5,20 +5,18 @@ import logging
 import time
 
 import orjson
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import Response
 
-from service.engine import RankingEngine, staff_ref
-
-from .. import metrics
-from ..deps import get_engine, require_client
-from ..schemas import RankRequest, RankResponse
+from ..deps import Client, Engine, Metrics
+from ..engine import RankOutcome, staff_ref
+from ..schemas import CLIENT_ERRORS, RankRequest, RankResponse
 
 router = APIRouter(prefix="/v1", tags=["ranking"])
 log = logging.getLogger("service.rank")
 
 
-def to_response(outcome) -> Response:
+def to_response(outcome: RankOutcome) -> Response:
     """The RankResponse body, serialised directly (orjson): this is the hot path, and the
     engine's output already has the response's types, so pydantic's second pass is skipped."""
     r = outcome.result
@@ -30,8 +28,9 @@ def to_response(outcome) -> Response:
 
 
 # async: the work is a fraction of a millisecond of CPU, cheaper inline than in a thread
-@router.post("/rank", response_model=RankResponse, summary="rank the candidate banners for one staff member")
-async def rank(body: RankRequest, engine: RankingEngine = Depends(get_engine), _: str = Depends(require_client)):
+@router.post("/rank", response_model=RankResponse, responses=CLIENT_ERRORS,
+             summary="rank the candidate banners for one staff member")
+async def rank(body: RankRequest, engine: Engine, metrics: Metrics, _: Client):
     t = time.perf_counter()
     outcome = engine.rank(body.staff_id, body.profile, body.candidates, body.slots)
     metrics.observe_rank(outcome, time.perf_counter() - t)

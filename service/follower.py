@@ -1,0 +1,94 @@
+"""Keeps a worker's view in step with the event store, which every worker writes to.
+
+At start it loads the click history (a logged impressions file, then the store's own
+rankings and clicks of the last ``history_days``) and sets its cursors at the store's
+end; from then on, every ``interval`` seconds, it applies what other workers wrote
+(rankings before the clicks that may refer to them), a catalog or staff directory stored
+by another worker, and a changed model registry.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from features.pipeline import events_from_log
+from recommender.contracts import load_impressions
+from recommender.domain import UNKNOWN
+from recommender.store import EventStore, RankingRecord
+
+from .directory import Directory
+from .models import ArmModels
+from .online import OnlineHistory
+
+log = logging.getLogger("service.follower")
+
+
+class StoreFollower:
+    def __init__(self, store: EventStore, online: OnlineHistory, directory: Directory, models: ArmModels,
+                 writer_id: str):
+        self.store = store
+        self.online = online
+        self.directory = directory
+        self.models = models
+        self.writer_id = writer_id
+        self.seq_rankings = 0
+        self.seq_events = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def load_history(self, history_file: Path | None, since: float) -> None:
+        """The click history before start; everything in the store up to now counts as
+        "before start", so the cursors start at its end."""
+        if history_file is not None:
+            self.online.load(events_from_log(load_impressions(history_file), self.directory.catalog, UNKNOWN))
+        clicks: dict[str, list[str]] = {}
+        for e in self.store.iter_events():
+            if e.type == "click":
+                clicks.setdefault(e.request_id, []).append(e.banner_id)
+            self.seq_events = max(self.seq_events, e.seq)
+        n = 0
+        for r in self.store.iter_rankings():
+            self.seq_rankings = max(self.seq_rankings, r.seq)
+            if r.ts < since:
+                continue
+            self._add_ranking(r, clicks.get(r.request_id, ()))
+            n += len(r.shown())
+        log.info("click history at start: %d impressions from the history file, %d from the store",
+                 len(self.online) - n, n)
+
+    def _add_ranking(self, r: RankingRecord, clicked=()) -> None:
+        shown = [(b, self.directory.category(b)) for b, *_ in r.shown()]
+        self.online.add_ranking(r.staff_id, r.request_id, r.ts, shown, clicked=clicked)
+
+    def sync(self) -> None:
+        """One pass: what other processes wrote since the last one."""
+        rankings, events, self.seq_rankings, self.seq_events = self.store.tail(
+            self.seq_rankings, self.seq_events, self.writer_id)
+        for r in rankings:  # before the clicks, which may refer to them
+            self._add_ranking(r)
+        for e in events:
+            if e.type == "click":
+                self.online.add_click(e.request_id, e.banner_id)
+        self.directory.refresh()
+        if self.models.registry_changed():
+            self.models.reload()
+
+    def start(self, interval: float) -> None:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, args=(interval,), name="store-sync", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _run(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self.sync()
+            except Exception:
+                log.exception("sync with the store failed; will retry")

@@ -1,0 +1,99 @@
+"""Which model each A/B arm serves: loaded from the model registry, swapped as a whole.
+
+An arm whose new model fails to load keeps the model it was running and says why; an arm
+with no model ranks by the operators' order. Every arm has its own random source (for
+exploration) and its lock, so that exploration stays reproducible under a seed.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from recommender.ranker import FALLBACK_VERSION, Ranker
+from training.registry import ModelRegistry
+
+from .arms import Arm
+
+log = logging.getLogger("service.models")
+
+
+@dataclass
+class ArmState:
+    arm: Arm
+    ranker: Ranker
+    version: str  # the loaded model version, or "fallback"
+    scorer: object | None = None
+    error: str | None = None  # why the arm runs without the model it should have
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass
+class ReloadReport:
+    arms: dict[str, dict]
+    ok: bool
+
+
+class ArmModels:
+    def __init__(self, arms: list[Arm], registry: ModelRegistry, seed: int | None = None):
+        self.config_arms = list(arms)
+        self.registry = registry
+        self.arms: dict[str, ArmState] = {}
+        self.last_reload: ReloadReport | None = None
+        self._seed_seq = np.random.SeedSequence(seed) if seed is not None else np.random.SeedSequence()
+        self._lock = threading.Lock()
+        self._registry_stamp = None
+
+    def __getitem__(self, name: str) -> ArmState:
+        return self.arms[name]
+
+    def registry_changed(self) -> bool:
+        return self.registry.state_stamp() != self._registry_stamp
+
+    def reload(self) -> ReloadReport:
+        """Load what the registry (or the config) says each arm serves; the arms are
+        swapped in one assignment."""
+        with self._lock:
+            self._registry_stamp = self.registry.state_stamp()
+            try:
+                promoted, registry_error = self.registry.state()["arms"], None
+            except Exception as e:
+                promoted, registry_error = {}, str(e)
+            report: dict[str, dict] = {}
+            new_arms: dict[str, ArmState] = {}
+            for arm in self.config_arms:
+                new_arms[arm.name], report[arm.name] = self._load_arm(arm, arm.model or promoted.get(arm.name),
+                                                                      registry_error)
+            self.arms = new_arms
+            self.last_reload = ReloadReport(report, all(r["error"] is None for r in report.values()))
+            return self.last_reload
+
+    def _load_arm(self, arm: Arm, want: str | None, registry_error: str | None) -> tuple[ArmState, dict]:
+        old = self.arms.get(arm.name)
+        rng = np.random.default_rng(self._seed_seq.spawn(1)[0]) if old is None else old.ranker.rng
+        if registry_error and old is not None:
+            return old, {"version": old.version, "status": "kept", "error": registry_error}
+        if want is None:
+            err = registry_error or "no model promoted for this arm"
+            return self._fallback(arm, rng, err)
+        if old is not None and old.version == want and old.scorer is not None:
+            return old, {"version": want, "status": "unchanged", "error": None}
+        try:
+            scorer = self.registry.load(want)
+        except Exception as e:  # checksum, format, or anything the loader raises
+            err = f"model {want!r} failed to load: {e}"
+            log.error("arm %s: %s", arm.name, err)
+            if old is not None and old.scorer is not None:
+                return (ArmState(arm, old.ranker, old.version, old.scorer, err, old.lock),
+                        {"version": old.version, "status": "kept", "error": err})
+            return self._fallback(arm, rng, err)
+        log.info("arm %s: serving model %s", arm.name, want)
+        return (ArmState(arm, Ranker(scorer, arm.epsilon, rng), want, scorer, None),
+                {"version": want, "status": "loaded", "error": None})
+
+    @staticmethod
+    def _fallback(arm: Arm, rng: np.random.Generator, err: str) -> tuple[ArmState, dict]:
+        return (ArmState(arm, Ranker(None, arm.epsilon, rng), FALLBACK_VERSION, None, err),
+                {"version": FALLBACK_VERSION, "status": "fallback", "error": err})
