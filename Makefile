@@ -35,6 +35,7 @@ demo: $(STAMP)
 	$(BIN)/recommender serve --config service.example.toml
 
 test: $(STAMP)
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

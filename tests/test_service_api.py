@@ -227,3 +227,47 @@ def test_staff_ids_never_reach_the_logs(api, caplog):
     rank(client, staff_id="s-secret-4711")
     assert caplog.records, "the debug log should have a line for the ranking"
     assert "s-secret-4711" not in caplog.text
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_api_docs_pages_load_every_asset_from_the_service(api, page):
+    """No network: the pages' scripts and styles come from the service itself."""
+    import re
+
+    client, _ = api
+    r = client.get(page)
+    assert r.status_code == 200 and "text/html" in r.headers["content-type"]
+    assets = re.findall(r'(?:src|href)="([^"]+)"', r.text)
+    assert any(a.endswith(".js") for a in assets)
+    for url in assets:
+        assert url.startswith("/"), f"{page} loads {url} from outside the service"
+        got = client.get(url)
+        assert got.status_code == 200 and len(got.content) > 1000, url
+    assert "https://" not in re.sub(r"https://[^\"']*swagger\.io[^\"']*", "", r.text)  # no CDN, no fonts
+
+
+def test_openapi_declares_the_error_answers_and_an_example_per_endpoint(api):
+    client, _ = api
+    doc = client.get("/openapi.json").json()
+    schemas = doc["components"]["schemas"]
+
+    def has_example(content) -> bool:
+        for media in content.values():
+            if "example" in media or "examples" in media:
+                return True
+            ref = media.get("schema", {}).get("$ref", "")
+            if ref and "examples" in schemas[ref.rsplit("/", 1)[1]]:
+                return True
+        return False
+
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            answers = op["responses"]
+            if path.startswith("/v1/"):
+                assert "401" in answers, (path, method)
+            if path in ("/v1/banners", "/v1/staff", "/v1/admin/reload") and method in ("put", "post"):
+                assert "403" in answers, (path, method)
+            if method in ("post", "put") and "requestBody" in op:
+                assert "413" in answers and "422" in answers, (path, method)
+                assert has_example(op["requestBody"]["content"]), (path, method)
+            assert has_example(answers["200"]["content"]), (path, method)

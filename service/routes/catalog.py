@@ -33,7 +33,8 @@ def get_banners(engine: Engine, _: Client):
 @router.put("/banners", response_model=PutResponse, responses=ADMIN_ERRORS, summary="replace the catalog (admin)")
 def put_banners(engine: Engine, _: Admin,
                 body: list[dict] = Body(..., description="banner objects, as in banners.json",
-                                        examples=[[BANNER_EXAMPLE]])):
+                                        openapi_examples={"catalog": {"summary": "a catalog of one banner",
+                                                                      "value": [BANNER_EXAMPLE]}})):
     banners = parse_banners(body)
     return PutResponse(version=engine.put_catalog(banners), count=len(banners))
 
