@@ -288,34 +288,21 @@ def prepare(tmp: Path, args) -> tuple[Path, list[str], dict]:
         src = Path(args.model).resolve()
         version = src.name
         shutil.copytree(src, models / version)
-        loader = "training.artifact:load_model"
-        ModelRegistry(models, loader).promote(version)
+        loader = None  # training's own loader, which checks the checksums
+        ModelRegistry(models).promote(version)
     else:
         version = "bench-fake-linear"
         (models / version).mkdir()
         (models / version / "metadata.json").write_text(json.dumps({"version": version}))
         loader = "bench_fake_model:load_model"
         ModelRegistry(models).promote(version, verify=False)
-    lines = [f'{k} = {json.dumps(v)}' for k, v in extra.items()]
-    (tmp / "service.toml").write_text(f"""
-[service]
-db = "events.db"
-models = "models"
-banners = "banners.json"
-model_loader = "{loader}"
-log_salt = "bench"
-{chr(10).join(lines)}
+    sys.path.insert(0, str(ROOT / "tests"))
+    from service_support import config_text
 
-[keys]
-client = ["{KEY}"]
-admin = ["bench-admin-key"]
-
-[arms]
-salt = "bench"
-[arms.A]
-share = 1.0
-epsilon = 0.1
-""")
+    service = {"db": "events.db", "models": "models", "banners": "banners.json", "log_salt": "bench", **extra}
+    if loader:
+        service["model_loader"] = loader
+    (tmp / "service.toml").write_text(config_text(service, client_key=KEY, admin_key="bench-admin-key", salt="bench"))
     return tmp / "service.toml", candidates, {"model": version, "loader": loader}
 
 
@@ -366,7 +353,7 @@ def start_server(config: Path, workers: int, root: Path = ROOT, python: str = sy
     """``recommender serve`` with the no-op endpoint on a free port, ready and not
     degraded; by default this checkout's code with this Python
     (bench_service_side_by_side.py runs other checkouts and virtualenvs)."""
-    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(ROOT / "tests"))  # the launcher the integration tests use
     from launcher import ServeProcess
 
     server = ServeProcess(config, workers, extra_args=["--noop-endpoint"], cwd=config.parent, python=python,

@@ -26,6 +26,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the launcher the integration tests use
 from bench_service import add_setup_arguments, load, prepare, start_server  # noqa: E402
 from launcher import ServeProcess  # noqa: E402
 

@@ -1,35 +1,6 @@
 """The service config (TOML, read with tomllib) and the API keys.
 
-```toml
-[service]
-host = "127.0.0.1"
-port = 8000
-workers = 1
-db = "sqlite:///var/events.db"     # or postgresql://user@host/db[?schema=NAME]
-models = "models"                  # the model registry
-banners = "banners.json"           # initial catalog (PUT /v1/banners replaces it, kept in the store)
-staff = "staff.csv"                # optional initial staff directory
-history = "impressions.jsonl"      # optional logged impressions to start the click history from
-history_days = 28                  # the store's rankings and clicks this recent seed the history
-slots = 3
-seed = 0                           # optional: seeds exploration (tests)
-log_salt = "change-me"             # salt of the staff id hashes written to logs
-sync_interval = 0.5                # seconds between polls of the store for other workers' events
-model_loader = "package.module:function"   # optional: loads model folders instead of training's loader (tests)
-
-[keys]                             # or RECOMMENDER_CLIENT_KEYS / RECOMMENDER_ADMIN_KEYS (comma-separated)
-client = ["..."]
-admin = ["..."]
-
-[arms]
-salt = "2026-spring"
-[arms.A]
-share = 0.9
-epsilon = 0.1
-[arms.B]
-share = 0.1
-model = "20260301-120000"          # optional: pin a version instead of the registry's choice
-```
+Every key is shown, with its meaning, in service.example.toml and docs/operations.md.
 Relative paths are relative to the config file's folder.
 """
 from __future__ import annotations

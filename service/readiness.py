@@ -4,6 +4,7 @@ arm without its model, a failing ranking log)."""
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 from recommender.store import EventStore
 
@@ -13,14 +14,13 @@ from .online import OnlineHistory
 from .ranking_log import RankingLog
 
 
+@dataclass
 class Readiness:
-    def __init__(self, store: EventStore, ranking_log: RankingLog, models: ArmModels, directory: Directory,
-                 online: OnlineHistory):
-        self.store = store
-        self.ranking_log = ranking_log
-        self.models = models
-        self.directory = directory
-        self.online = online
+    store: EventStore
+    ranking_log: RankingLog
+    models: ArmModels
+    directory: Directory
+    online: OnlineHistory
 
     def report(self) -> dict:
         problems = []

@@ -109,6 +109,14 @@ admin = ["{ADMIN_KEY}"]
     return p
 
 
+def config_text(service: dict, client_key: str = CLIENT_KEY, admin_key: str = ADMIN_KEY, epsilon: float = 0.1,
+                salt: str = "s") -> str:
+    """A service config with the ``[service]`` keys given and one arm A serving everyone."""
+    lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in service.items())
+    return (f"[service]\n{lines}\n[keys]\nclient = [{json.dumps(client_key)}]\nadmin = [{json.dumps(admin_key)}]\n"
+            f"[arms]\nsalt = {json.dumps(salt)}\n[arms.A]\nshare = 1.0\nepsilon = {epsilon}\n")
+
+
 def config_from(path: Path):
     import tomllib
 

@@ -19,7 +19,7 @@ from simulator import GroundTruth, SimulationConfig, simulate
 from training.registry import ModelRegistry
 
 from launcher import ServeProcess
-from service_support import ADMIN_KEY, CLIENT_KEY, add_fake_model
+from service_support import ADMIN_KEY, CLIENT_KEY, add_fake_model, config_text
 
 ROOT = Path(__file__).resolve().parent.parent
 C = {"X-API-Key": CLIENT_KEY}
@@ -82,31 +82,14 @@ def test_traffic_export_retrain_reload_beats_popularity(tmp_path):
     models = tmp_path / "models"
     add_fake_model(models, "operators", table={})
     first = "operators"
-    ModelRegistry(models, "service_support:load_model").promote(first, verify=False)
+    ModelRegistry(models).promote(first, verify=False)
     mark("registry ready")
 
     config = tmp_path / "service.toml"
-    config.write_text(f"""
-[service]
-db = "events.db"
-models = "models"
-banners = "{prov / 'banners.json'}"
-staff = "{prov / 'staff.csv'}"
-history = "{prov / 'impressions.jsonl'}"
-history_days = 30
-slots = {SLOTS}
-seed = 3
-log_salt = "e2e"
-model_loader = "service_support:load_model"
-[keys]
-client = ["{CLIENT_KEY}"]
-admin = ["{ADMIN_KEY}"]
-[arms]
-salt = "e2e"
-[arms.A]
-share = 1.0
-epsilon = 0.3
-""")
+    config.write_text(config_text({
+        "db": "events.db", "models": "models", "banners": str(prov / "banners.json"), "staff": str(prov / "staff.csv"),
+        "history": str(prov / "impressions.jsonl"), "history_days": 30, "slots": SLOTS, "seed": 3, "log_salt": "e2e",
+        "model_loader": "service_support:load_model"}, epsilon=0.3, salt="e2e"))
     state = TruthState(truth, past)
     staff_ids = truth.staff_ids
     server = ServeProcess(config, extra_env={"PYTHONPATH": str(Path(__file__).resolve().parent)})

@@ -271,14 +271,11 @@ def load_impressions(
     col = ErrorCollector(str(path), max_errors)
     known = catalog.index if catalog is not None else None
     banner_index: dict[str, int] = dict(catalog.index) if catalog is not None else {}
-    banner_ids: list[str] = list(catalog.ids) if catalog is not None else []
     req_index: dict[str, int] = {}
     req_ids: list[str] = []
     req_first: list[tuple[float, int, int]] = []  # ts, staff, first line
     staff_index: dict[str, int] = {}
-    staff_ids: list[str] = []
-    pol_index: dict[str, int] = {"": 0}
-    policies: list[str] = [""]
+    pol_index: dict[str, int] = {"": 0}  # vocabularies: insertion order is code order
     candidates: dict[int, tuple[str, ...]] = {}
     # typed arrays, not lists: 10 M rows of Python ints and floats would cost gigabytes
     cols = {k: array(code) for k, code in (("request", "q"), ("ts", "d"), ("staff", "q"), ("banner", "q"), ("position", "q"),
@@ -292,22 +289,16 @@ def load_impressions(
 
         rows = progress_bar(rows, desc=f"load {path.name}", unit="rows")
     for line, d in rows:
-        if isinstance(d, FieldError):
-            col.add(line, d.field, d.message)
-            if col.full:
-                break
-            continue
         try:
+            if isinstance(d, FieldError):  # the row could not be read
+                raise d
             rid, ts, sid, bid, pos, p, c, pol, cands = _validate(d, known, cache)
         except FieldError as e:
             col.add(line, e.field, e.message)
             if col.full:
                 break
             continue
-        si = staff_index.get(sid)
-        if si is None:
-            si = staff_index[sid] = len(staff_ids)
-            staff_ids.append(sid)
+        si = staff_index.setdefault(sid, len(staff_index))
         ri = req_index.get(rid)
         if ri is None:
             ri = req_index[rid] = len(req_ids)
@@ -325,14 +316,8 @@ def load_impressions(
                 col.add(line, "candidates", f"request {rid!r} has other candidates on line {l0}")
             if col.full:
                 break
-        bi = banner_index.get(bid)
-        if bi is None:
-            bi = banner_index[bid] = len(banner_ids)
-            banner_ids.append(bid)
-        pi = pol_index.get(pol)
-        if pi is None:
-            pi = pol_index[pol] = len(policies)
-            policies.append(pol)
+        bi = banner_index.setdefault(bid, len(banner_index))
+        pi = pol_index.setdefault(pol, len(pol_index))
         a_req(ri)
         a_ts(ts)
         a_staff(si)
@@ -343,6 +328,7 @@ def load_impressions(
         a_pol(pi)
         a_line(line)
     col.raise_if_any()
+    staff_ids, banner_ids, policies = list(staff_index), list(banner_index), list(pol_index)
     arr = {k: np.frombuffer(v, dtype=v.typecode if v.typecode != "q" else np.int64) if len(v) else
            np.zeros(0, dtype=np.float64 if v.typecode == "d" else np.int64) for k, v in cols.items()}
     request, position, banner, lines = arr["request"], arr["position"], arr["banner"], arr["line"]

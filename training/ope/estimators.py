@@ -125,6 +125,18 @@ def _first_plus_second(means: np.ndarray) -> np.ndarray:
     return means[..., 0] + means[..., 1]
 
 
+def _model_and_correction(bandit: LoggedBandit, policy: TargetPolicy, q: np.ndarray | None,
+                          cell: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per request: the click model's value of the target's rankings (the direct method),
+    and the importance-weighted residual of the logged clicks (DR's correction)."""
+    if q is None:
+        raise ValueError("the direct method and doubly robust need a click model's probabilities q")
+    c, cs = _cells(bandit, cell)
+    dm = _per_request(bandit, (policy.pi * q * c).sum(axis=1))
+    corr = (policy.weights(bandit) * (bandit.click - _shown(bandit, q)) * cs).sum(axis=1)
+    return dm, corr
+
+
 class DirectMethod(Estimator):
     """The click model's average over the target's rankings. Its interval spans its own
     request-sampling interval and the doubly robust interval: a model fitted once cannot
@@ -135,11 +147,7 @@ class DirectMethod(Estimator):
     needs_model = True
 
     def contributions(self, bandit, policy, q=None, cell=None):
-        if q is None:
-            raise ValueError("the direct method needs a click model's probabilities q")
-        c, cs = _cells(bandit, cell)
-        dm = _per_request(bandit, (policy.pi * q * c).sum(axis=1))
-        corr = (policy.weights(bandit) * (bandit.click - _shown(bandit, q)) * cs).sum(axis=1)
+        dm, corr = _model_and_correction(bandit, policy, q, cell)
         return Contributions(np.stack([dm, corr], axis=1), _sum_first, (_first_plus_second,))
 
 
@@ -148,12 +156,7 @@ class DoublyRobust(Estimator):
     needs_model = True
 
     def contributions(self, bandit, policy, q=None, cell=None):
-        if q is None:
-            raise ValueError("the doubly robust estimator needs a click model's probabilities q")
-        c, cs = _cells(bandit, cell)
-        dm = _per_request(bandit, (policy.pi * q * c).sum(axis=1))
-        w = policy.weights(bandit)
-        corr = (w * (bandit.click - _shown(bandit, q)) * cs).sum(axis=1)
+        dm, corr = _model_and_correction(bandit, policy, q, cell)
         return Contributions((dm + corr)[:, None], _sum_first)
 
 
