@@ -1,4 +1,4 @@
-"""Which banners are candidates for a staff member at a time (DESIGN.md).
+"""Which banners are candidates for a staff member at a time (docs/data-contracts.md).
 
 A banner is a candidate when the time is inside its window (start inclusive, end
 exclusive; a null bound is open) and the staff member matches every non-empty target

@@ -1,6 +1,6 @@
 """The candidates of a ranking request, remembered per (candidate ids, profile).
 
-Eligibility (DESIGN.md) is a function of the banner, the person's attributes and the
+Eligibility (docs/data-contracts.md) is a function of the banner, the person's attributes and the
 time; between two window bounds of the banners involved, the time does not change the
 answer. The service asks the same question for every request of a person with the same
 profile and candidate list, so the answer is kept with the span of time it holds for,

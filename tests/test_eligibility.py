@@ -1,4 +1,4 @@
-"""Eligibility: the window and targeting rules of DESIGN.md, as properties."""
+"""Eligibility: the window and targeting rules of the banners contract, as properties."""
 from hypothesis import given
 from hypothesis import strategies as st
 

@@ -1,4 +1,4 @@
-"""Model artifacts: models/<version>/ with model.joblib and metadata.json (DESIGN.md).
+"""Model artifacts: models/<version>/ with model.joblib and metadata.json (docs/data-contracts.md).
 
 metadata.json holds the version, creation time, training data window and row counts,
 the feature definition, validation metrics, library versions and the sha256 of every

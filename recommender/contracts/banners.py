@@ -1,4 +1,4 @@
-"""banners.json: a JSON array or JSON Lines of banner objects (DESIGN.md)."""
+"""banners.json: a JSON array or JSON Lines of banner objects (docs/data-contracts.md)."""
 from __future__ import annotations
 
 import json

@@ -3,7 +3,7 @@
 The service logs each ranking at answer time (request, staff, the full ranked list with
 scores and propensities, arm, model version, slots, candidates) and each click event
 (idempotent by event_id). ``export_impressions`` joins the two into the impressions
-contract of DESIGN.md, so the service's own traffic feeds ``recommender train``.
+contract of docs/data-contracts.md, so the service's own traffic feeds ``recommender train``.
 
 Backends: SQLite in WAL mode (embedded default, ``recommender.store.sqlite``) and
 PostgreSQL (``recommender.store.postgres``). Both run the same schema and queries from
@@ -195,7 +195,7 @@ class EventStore(ABC):
         return {(e.request_id, e.banner_id) for e in self.iter_events() if e.type == "click"}
 
     def export_impressions(self, since_ts: float | None = None, policy_prefix: str = "") -> Iterator[dict]:
-        """Impression rows (DESIGN.md contract): one per shown position (the request's
+        """Impression rows (the impressions contract, docs/data-contracts.md): one per shown position (the request's
         first ``slots``), clicked when a click event names that request and banner. Each
         row carries the request's explicit candidate list, since the catalog changes."""
         clicks = self.clicked_pairs()
