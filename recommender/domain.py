@@ -1,12 +1,20 @@
 """Domain types shared by every part of the engine."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Mapping
 
 CATEGORIES: tuple[str, ...] = ("policy", "info", "custom", "survey", "event")
 STAFF_BASE_ATTRIBUTES: tuple[str, ...] = ("role", "school_level", "region")
 UNKNOWN = "__unknown__"
+# ids and attribute values are free text, but never control characters: NUL cannot be
+# stored by PostgreSQL, and tabs or newlines in an id are a client bug, not an id
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def control_characters_in(text: str) -> bool:
+    return _CONTROL.search(text) is not None
 
 
 @dataclass(frozen=True)

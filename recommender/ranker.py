@@ -128,8 +128,10 @@ class Ranker:
 
     def scores(self, staff_id: str, attributes: Mapping[str, str], ts: float, candidates: Sequence[Banner],
                history: History) -> tuple[np.ndarray | None, str]:
-        if self.scorer is None or not candidates:
+        if self.scorer is None:
             return None, FALLBACK_VERSION
+        if not candidates:  # nothing to rank: the model answers, with an empty list
+            return np.zeros(0), self.scorer.version
         rows = CandidateRows.for_request(staff_id, attributes, ts, candidates)
         try:
             s = np.asarray(self.scorer.score(rows, history), dtype=np.float64)

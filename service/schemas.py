@@ -2,15 +2,45 @@
 OpenAPI document at /openapi.json."""
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
+from datetime import datetime, timedelta, timezone
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
+
+from recommender.domain import control_characters_in
 
 MAX_CANDIDATES = 500
 MAX_EVENTS = 1000
 MAX_SLOTS = 50
-Id = Field(min_length=1, max_length=256)
+EARLIEST_EVENT = datetime(2000, 1, 1, tzinfo=timezone.utc)
+
+
+def _printable(v: str) -> str:
+    if control_characters_in(v):
+        raise ValueError("must not contain control characters (NUL, tab, newline, ...)")
+    return v
+
+
+def _iso_text(v):
+    if v is not None and not isinstance(v, str):
+        raise ValueError("must be an ISO 8601 date-time string with an offset, e.g. 2026-03-09T08:41:07+09:00")
+    return v
+
+
+def _sensible_time(v: datetime | None) -> datetime | None:
+    if v is None:
+        return v
+    if v.tzinfo is None or v.utcoffset() is None:
+        raise ValueError("needs a UTC offset (e.g. +09:00 or Z)")
+    if v < EARLIEST_EVENT or v > datetime.now(timezone.utc) + timedelta(days=1):
+        raise ValueError("must be a time between 2000-01-01 and tomorrow")
+    return v
+
+
+Identifier = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=256), AfterValidator(_printable)]
+ShortIdentifier = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=128), AfterValidator(_printable)]
+Text = Annotated[str, StringConstraints(strict=True, max_length=256), AfterValidator(_printable)]
+EventTime = Annotated[datetime | None, BeforeValidator(_iso_text), AfterValidator(_sensible_time)]
 
 
 class RankRequest(BaseModel):
@@ -19,21 +49,15 @@ class RankRequest(BaseModel):
         {"staff_id": "s-000017", "profile": {"role": "teacher", "school_level": "elementary", "region": "Suwon"},
          "candidates": ["b-policy-01", "b-survey-02", "b-event-03"], "slots": 3}]})
 
-    staff_id: str = Field(min_length=1, max_length=256, description="the staff member the banner space is loaded for")
-    profile: dict[str, str] | None = Field(
+    staff_id: Identifier = Field(description="the staff member the banner space is loaded for")
+    profile: dict[Identifier, Text] | None = Field(
         None, description="role, school_level, region and any extra attributes; else the staff directory's profile")
-    candidates: list[str] | None = Field(
+    candidates: list[Identifier] | None = Field(
         None, max_length=MAX_CANDIDATES,
         description=f"banner ids to rank (at most {MAX_CANDIDATES}); default: every eligible banner of the catalog")
-    slots: int | None = Field(None, ge=1, le=MAX_SLOTS, description="positions the client shows (default from config)")
+    slots: int | None = Field(None, ge=1, le=MAX_SLOTS, strict=True,
+                              description="positions the client shows (default from config)")
     context: dict | None = Field(None, description="free client context; accepted, not used for ranking yet")
-
-    @field_validator("candidates")
-    @classmethod
-    def _ids(cls, v):
-        if v is not None and any(not x or len(x) > 256 for x in v):
-            raise ValueError("every candidate must be a banner id of 1 to 256 characters")
-        return v
 
 
 class RankedItemOut(BaseModel):
@@ -61,18 +85,11 @@ class RankResponse(BaseModel):
 class EventIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    event_id: str = Field(min_length=1, max_length=128, description="unique per event: a retry with the same id is a duplicate")
+    event_id: ShortIdentifier = Field(description="unique per event: a retry with the same id is a duplicate")
     type: Literal["click"] = "click"
-    request_id: str = Field(min_length=1, max_length=128)
-    banner_id: str = Field(min_length=1, max_length=256)
-    ts: datetime | None = Field(None, description="when it happened, ISO 8601 with an offset; default: receipt time")
-
-    @field_validator("ts")
-    @classmethod
-    def _aware(cls, v):
-        if v is not None and (v.tzinfo is None or v.utcoffset() is None):
-            raise ValueError("ts needs a UTC offset (e.g. +09:00 or Z)")
-        return v
+    request_id: ShortIdentifier = Field(description="the request_id of the ranking that showed the banner")
+    banner_id: Identifier
+    ts: EventTime = Field(None, description="when it happened, ISO 8601 with an offset; default: receipt time")
 
 
 class EventBatch(BaseModel):
@@ -119,9 +136,23 @@ class PutResponse(BaseModel):
 
 
 class StaffIn(BaseModel):
+    """A staff member: ``staff_id`` and the attributes (role, school_level, region, ...)
+    as further fields, each a string (a number is taken as its text; null is unknown)."""
+
     model_config = ConfigDict(extra="allow")
 
-    staff_id: str = Field(min_length=1, max_length=256)
+    staff_id: Identifier
+
+    @model_validator(mode="after")
+    def _flat_attributes(self):
+        for name, value in (self.model_extra or {}).items():
+            if control_characters_in(name) or not name:
+                raise ValueError(f"attribute name {name!r} must be non-empty, without control characters")
+            if isinstance(value, bool) or not (value is None or isinstance(value, (str, int, float))):
+                raise ValueError(f"attribute {name!r} must be a string (or null), not {type(value).__name__}")
+            if isinstance(value, str) and control_characters_in(value):
+                raise ValueError(f"attribute {name!r} must not contain control characters")
+        return self
 
     def attributes(self) -> dict[str, str]:
         return {k: ("" if v is None else str(v)) for k, v in (self.model_extra or {}).items()}

@@ -271,3 +271,53 @@ def test_openapi_declares_the_error_answers_and_an_example_per_endpoint(api):
                 assert "413" in answers and "422" in answers, (path, method)
                 assert has_example(op["requestBody"]["content"]), (path, method)
             assert has_example(answers["200"]["content"]), (path, method)
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"staff_id": "s-\u0000-1"}, "staff_id"),
+    ({"staff_id": "s-1", "candidates": ["b-info", "b\u0000"]}, "candidates.1"),
+    ({"staff_id": "s-1", "profile": {"role": "tea\ncher"}}, "profile.role"),
+    ({"staff_id": "s-1", "slots": "3"}, "slots"),
+    ({"staff_id": "s-1", "slots": True}, "slots"),
+    ({"staff_id": "s-1", "slots": 2.0}, "slots"),
+])
+def test_rank_refuses_control_characters_and_lax_types_naming_the_field(api, body, field):
+    client, _ = api
+    r = client.post("/v1/rank", json=body, headers=C)
+    assert r.status_code == 422, r.text
+    assert r.json()["message"].startswith(field + ":"), r.json()
+
+
+@pytest.mark.parametrize("event, field", [
+    ({"event_id": "e\u0000", "request_id": "r-1", "banner_id": "b-info"}, "events.0.event_id"),
+    ({"event_id": "e-1", "request_id": "r\u0000", "banner_id": "b-info"}, "events.0.request_id"),
+    ({"event_id": "e-1", "request_id": "r-1", "banner_id": "b\u001f"}, "events.0.banner_id"),
+    ({"event_id": "e-1", "request_id": "r-1", "banner_id": "b-info", "ts": 0}, "events.0.ts"),
+    ({"event_id": "e-1", "request_id": "r-1", "banner_id": "b-info", "ts": "1970-01-01T00:00:00Z"}, "events.0.ts"),
+])
+def test_events_refuse_control_characters_and_impossible_times_naming_the_field(api, event, field):
+    client, engine = api
+    ok = {"event_id": "e-ok", "request_id": "r-1", "banner_id": "b-info"}
+    r = client.post("/v1/events", json={"events": [ok, event]}, headers=C)
+    assert r.status_code == 422, r.text
+    assert r.json()["message"].startswith(field.replace("events.0", "events.1") + ":"), r.json()
+    assert engine.store.counts()["events"] == 0  # the whole batch is refused before the store
+
+
+@pytest.mark.parametrize("staff, where", [
+    ({"staff_id": "s-\u0000"}, "staff_id"),
+    ({"staff_id": "s-9", "role": {"nested": "x"}}, "'role'"),
+    ({"staff_id": "s-9", "role": ["teacher"]}, "'role'"),
+    ({"staff_id": "s-9", "region": "Suwon\u0000"}, "'region'"),
+])
+def test_staff_upload_refuses_nested_values_and_control_characters(api, staff, where):
+    client, _ = api
+    r = client.put("/v1/staff", json={"staff": [staff]}, headers=A)
+    assert r.status_code == 422, r.text
+    assert where in r.json()["message"], r.json()
+
+
+def test_an_empty_candidate_list_is_answered_by_the_model(api):
+    client, _ = api
+    out = rank(client, candidates=[])
+    assert out["model_version"] == "m1" and out["ranking"] == []

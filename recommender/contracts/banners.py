@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from typing import Iterable
 
-from ..domain import Banner, Catalog
+from ..domain import Banner, Catalog, control_characters_in
 from ..errors import ErrorCollector, FieldError
 from ..timeutil import format_ts, parse_ts
 from ._json import iter_json_objects, parse_unique
@@ -23,6 +23,8 @@ def banner_from_dict(obj: object) -> Banner:
         raise FieldError("banner_id", "missing field")
     if not isinstance(bid, str) or not bid.strip():
         raise FieldError("banner_id", "must be a non-empty string")
+    if control_characters_in(bid):
+        raise FieldError("banner_id", "must not contain control characters (NUL, tab, newline, ...)")
     if "category" not in obj:
         raise FieldError("category", "missing field")
     cat = obj["category"]
