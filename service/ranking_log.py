@@ -20,6 +20,7 @@ import os
 import random
 import threading
 import time
+from typing import Callable
 
 from recommender.store import EventStore, RankingRecord
 
@@ -44,10 +45,12 @@ class RequestIds:
 
 
 class RankingLog:
-    def __init__(self, store: EventStore, interval: float = 0.1, batch: int = 500):
+    def __init__(self, store: EventStore, interval: float = 0.1, batch: int = 500, retries: int = 4):
         self.store = store
         self.interval = interval
         self.batch = batch
+        self.retries = retries
+        self.on_dropped: Callable[[int], None] | None = None  # told how many rankings could not be logged
         self.error: str | None = None  # the last write failure, until a write succeeds
         self._queue: collections.deque[RankingRecord] = collections.deque()
         self._wake = threading.Event()
@@ -110,23 +113,42 @@ class RankingLog:
             self._write(batch)
 
     def _write(self, batch: list[RankingRecord]) -> None:
-        for attempt in range(5):
-            try:
-                self.store.log_rankings(batch)
-                self.error = None
-                break
-            except Exception as e:
-                self.error = f"ranking log write failed: {e}"
-                log.error("%s (attempt %d)", self.error, attempt + 1)
-                time.sleep(0.05 * 2**attempt)
-        else:
-            if len(batch) > 1:
-                # one record the store refuses must not take the rest of the batch with it
-                for record in batch:
-                    try:
-                        self.store.log_rankings([record])
-                    except Exception as e:
-                        log.error("ranking %s dropped from the log: %s", record.request_id, e)
+        """Write a batch; when the store refuses it, write its records one by one, so that a
+        record the store cannot take (a bad row) is dropped at once without holding up the
+        others. Only when the store takes none of them (it is down or locked) are they
+        retried, with backoff, ``retries`` times before being dropped."""
+        try:
+            self.store.log_rankings(batch)
+            self.error = None
+        except Exception as e:
+            self._write_each(batch, e)
         with self._pending_cv:
             self._pending -= len(batch)
             self._pending_cv.notify_all()
+
+    def _write_each(self, batch: list[RankingRecord], first_error: Exception) -> None:
+        failed = batch
+        for attempt in range(self.retries + 1):
+            refused: list[tuple[RankingRecord, Exception]] = []
+            for record in failed:
+                try:
+                    self.store.log_rankings([record])
+                except Exception as e:
+                    refused.append((record, e))
+            if len(refused) < len(failed):  # the store works: what it refused, it will always refuse
+                for record, e in refused:
+                    log.error("ranking %s dropped from the log, the store refused it: %s", record.request_id, e)
+                self._dropped(len(refused))
+                self.error = None
+                return
+            failed = [record for record, _ in refused]
+            self.error = f"ranking log write failed: {refused[0][1] if refused else first_error}"
+            log.error("%s (attempt %d of %d)", self.error, attempt + 1, self.retries + 1)
+            if attempt < self.retries and not self._stop.is_set():
+                time.sleep(0.05 * 2**attempt)
+        log.error("%d rankings dropped from the log: the store took none of them", len(failed))
+        self._dropped(len(failed))
+
+    def _dropped(self, n: int) -> None:
+        if n and self.on_dropped is not None:
+            self.on_dropped(n)

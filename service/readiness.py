@@ -3,8 +3,11 @@ which the service must not take traffic), and why the service is degraded if it 
 arm without its model, a failing ranking log)."""
 from __future__ import annotations
 
+import math
 import os
-from dataclasses import dataclass
+import threading
+import time
+from dataclasses import dataclass, field
 
 from recommender.store import EventStore
 
@@ -21,15 +24,30 @@ class Readiness:
     models: ArmModels
     directory: Directory
     online: OnlineHistory
+    check_every: float = 1.0  # seconds: /readyz is unauthenticated, and the check writes
+    _checked: tuple[float, str | None] = field(default=(-math.inf, None), init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+
+    def store_problem(self) -> str | None:
+        """Why the store cannot take a write, or None; checked at most once per
+        ``check_every`` seconds, however often /readyz is called."""
+        with self._lock:
+            at, problem = self._checked
+            if time.monotonic() - at >= self.check_every:
+                try:
+                    self.store.check_writable()
+                    problem = None
+                except Exception as e:
+                    problem = f"store not writable: {e}"
+                self._checked = (time.monotonic(), problem)
+            return problem
 
     def report(self) -> dict:
         problems = []
-        try:
-            self.store.check_writable()
-            store_ok = True
-        except Exception as e:
-            store_ok = False
-            problems.append(f"store not writable: {e}")
+        store_problem = self.store_problem()
+        store_ok = store_problem is None
+        if store_problem:
+            problems.append(store_problem)
         if self.ranking_log.error:
             problems.append(self.ranking_log.error)
         arms = {}

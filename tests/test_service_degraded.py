@@ -124,3 +124,25 @@ def test_a_worker_picks_up_a_promotion_without_reload(tmp_path):
         assert engine.rank("s-1").result.model_version == "m2"
     finally:
         engine.close()
+
+
+def test_readyz_checks_the_store_at_most_once_a_second(tmp_path):
+    """/readyz needs no key: a flood of calls must not turn into a flood of store writes."""
+    cfg, reg = setup(tmp_path)
+    client, engine = start(cfg, reg)
+    calls = []
+    check = engine.store.check_writable
+
+    def counted():
+        calls.append(1)
+        check()
+
+    with client:
+        engine.store.check_writable = counted
+        for _ in range(100):
+            assert client.get("/readyz").status_code == 200
+        assert len(calls) <= 2
+        engine.readiness.check_every = 0.0  # the cached answer expires: the next call checks again
+        client.get("/readyz")
+        assert len(calls) <= 3 and calls
+    engine.close()

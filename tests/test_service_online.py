@@ -201,3 +201,54 @@ def test_readiness_reports_the_click_history_held(tmp_path):
         assert out.slots == 2
     finally:
         engine.close()
+
+
+def test_a_refused_ranking_does_not_stall_the_log(tmp_path):
+    """A row the store refuses (as PostgreSQL refuses a NUL) is dropped at once: the log
+    does not retry it with backoff while clicks wait for the flush before them."""
+    import time
+
+    engine = engine_with_fake_model(tmp_path)
+    write = engine.store.log_rankings
+    dropped = []
+    engine.ranking_log.on_dropped = dropped.append
+
+    def refuse_one(records):
+        if any(r.staff_id == "refused" for r in records):
+            raise ValueError("the store refuses this record")
+        write(records)
+
+    engine.store.log_rankings = refuse_one
+    try:
+        for staff in ("s-1", "refused", "s-2"):
+            engine.rank(staff)
+        t = time.perf_counter()
+        engine.flush()
+        assert time.perf_counter() - t < 0.3
+        assert dropped == [1] and engine.ranking_log.error is None
+    finally:
+        engine.store.log_rankings = write
+        engine.close()
+
+
+def test_rankings_wait_for_a_store_that_is_down_for_a_moment(tmp_path):
+    engine = engine_with_fake_model(tmp_path)
+    write = engine.store.log_rankings
+    failures = [3]
+
+    def down_at_first(records):
+        if failures[0] > 0:
+            failures[0] -= 1
+            raise OSError("database is locked")
+        write(records)
+
+    engine.store.log_rankings = down_at_first
+    try:
+        for staff in ("s-1", "s-2"):
+            engine.rank(staff)
+        engine.flush()
+        assert sorted(r.staff_id for r in engine.store.iter_rankings()) == ["s-1", "s-2"]
+        assert engine.ranking_log.error is None
+    finally:
+        engine.store.log_rankings = write
+        engine.close()
