@@ -154,11 +154,29 @@ def create_app(config: ServiceConfig | None = None, engine: RankingEngine | None
     return app
 
 
+SERVICE_LOGGERS = ("service", "recommender", "training", "features")
+
+
+def configure_logging(level: str) -> None:
+    """The project's own loggers at ``level`` (uvicorn's --log-level configures only
+    uvicorn's), written to stderr the way uvicorn writes its own."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+    numeric = logging.DEBUG if level.lower() == "trace" else logging.getLevelName(level.upper())
+    for name in SERVICE_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.setLevel(numeric if isinstance(numeric, int) else logging.INFO)
+        if not logger.handlers:
+            logger.addHandler(handler)
+        logger.propagate = False
+
+
 def app_from_env() -> FastAPI:
-    """uvicorn factory: RECOMMENDER_CONFIG names the config; RECOMMENDER_NOOP_ENDPOINT=1
-    adds the benchmark's no-op endpoint."""
+    """uvicorn factory: RECOMMENDER_CONFIG names the config, RECOMMENDER_LOG_LEVEL the level
+    of the service's logs; RECOMMENDER_NOOP_ENDPOINT=1 adds the benchmark's no-op endpoint."""
     path = os.environ.get("RECOMMENDER_CONFIG")
     if not path:
         raise RuntimeError("RECOMMENDER_CONFIG is not set (recommender serve sets it)")
+    configure_logging(os.environ.get("RECOMMENDER_LOG_LEVEL", "info"))
     config = load_config(path).with_env_keys()
     return create_app(config, noop_endpoint=os.environ.get("RECOMMENDER_NOOP_ENDPOINT") == "1")

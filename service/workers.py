@@ -12,13 +12,16 @@ one port for all, and no other program takes it), starts the workers, restarts o
 dies, and on SIGINT/SIGTERM stops them all (each drains its requests and flushes its
 ranking log, as a single uvicorn server does). A worker that dies after it started
 serving is replaced; one that dies before (the app does not load) stops the service.
+When the parent dies, even by SIGKILL, the workers stop too (``exit_with_parent``).
 """
 from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
 import socket
+import threading
 import time
 
 log = logging.getLogger("service.workers")
@@ -42,8 +45,32 @@ def _socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _worker(app: str, host: str, port: int, uvicorn_options: dict, ready) -> None:
+def exit_with_parent(parent: int) -> None:
+    """Stop this worker (SIGTERM: uvicorn's graceful shutdown, which flushes the ranking
+    log) when the parent dies, even by SIGKILL: otherwise the workers go on serving with
+    no supervisor, and hold the port against the next start. Linux tells the child at
+    once (PR_SET_PDEATHSIG); elsewhere, and in case the parent died before that was set,
+    a thread watches the parent's pid."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        log.error("the supervising process %d is gone; this worker stops", parent)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _worker(app: str, host: str, port: int, uvicorn_options: dict, ready, parent: int) -> None:
     import uvicorn
+
+    exit_with_parent(parent)
 
     class Server(uvicorn.Server):
         async def startup(self, sockets=None) -> None:
@@ -78,7 +105,8 @@ def serve(app: str, host: str, port: int, workers: int, **uvicorn_options) -> in
 
     def start() -> multiprocessing.Process:
         event = ctx.Event()
-        p = ctx.Process(target=_worker, args=(app, host, port, uvicorn_options, event), name="recommender-worker")
+        p = ctx.Process(target=_worker, args=(app, host, port, uvicorn_options, event, os.getpid()),
+                        name="recommender-worker")
         p.start()
         ready[p.pid] = event
         return p

@@ -48,26 +48,26 @@ class ServeProcess:
 
     ``cwd``, ``python`` and ``extra_env`` (PYTHONPATH) choose the code that runs (the
     benchmarks run other checkouts and virtualenvs); ``extra_args`` go to ``recommender
-    serve``. The
-    output goes to a temporary file, not a pipe, so a server that logs a lot under load
-    never blocks on a full pipe."""
+    serve``; ``port`` asks for one port (default: a free one). The output goes to a
+    temporary file, not a pipe, so a server that logs a lot under load never blocks on a
+    full pipe."""
 
     def __init__(self, config: Path, workers: int = 1, *, extra_env: dict | None = None,
                  extra_args: Sequence[str] = (), cwd: Path | None = None, python: str = sys.executable,
-                 ready_timeout: float = 30.0, log_level: str = "warning"):
+                 ready_timeout: float = 30.0, log_level: str = "warning", port: int | None = None):
         self.key = secrets.token_hex(8)
         env = {**os.environ, **(extra_env or {})}
         env["RECOMMENDER_CLIENT_KEYS"] = ",".join(filter(None, [env.get("RECOMMENDER_CLIENT_KEYS"), self.key]))
         self._args = [python, "-m", "cli.main", "serve", "--config", str(config), "--workers", str(workers),
                       "--log-level", log_level, *extra_args]
         self._output = tempfile.TemporaryFile()
-        for _ in range(3):
-            if self._start(env, cwd, ready_timeout):
+        for _ in range(1 if port else 3):
+            if self._start(env, cwd, ready_timeout, port):
                 return
-        raise RuntimeError("no free port could be bound in 3 tries")
+        raise RuntimeError(f"port {port} is taken" if port else "no free port could be bound in 3 tries")
 
-    def _start(self, env: dict, cwd: Path | None, ready_timeout: float) -> bool:
-        self.port = free_port()
+    def _start(self, env: dict, cwd: Path | None, ready_timeout: float, port: int | None) -> bool:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._output.seek(0)
         self._output.truncate()

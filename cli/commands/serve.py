@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 
@@ -52,21 +53,27 @@ def run(args: argparse.Namespace) -> int:
     port = args.port if args.port is not None else cfg.port
     workers = args.workers or cfg.workers
     os.environ["RECOMMENDER_CONFIG"] = os.path.abspath(args.config)
+    os.environ["RECOMMENDER_LOG_LEVEL"] = args.log_level
     if args.noop_endpoint:
         os.environ["RECOMMENDER_NOOP_ENDPOINT"] = "1"
+    metrics_dir = None
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="recommender-metrics-")
+        metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="recommender-metrics-")
     options = dict(factory=True, http="service.http_protocol:NoDelayHTTPProtocol", log_level=args.log_level,
                    access_log=False)
     from service.workers import reuse_port_supported, serve
 
-    if workers > 1 and reuse_port_supported():
-        # a listening socket per worker: uvicorn's shared one hands a burst of
-        # connections to a single worker (service/workers.py)
-        try:
-            return serve("service.app:app_from_env", host, port, workers, **options)
-        except OSError as e:  # the port is taken, or the host is not an address of this machine
-            print(f"error: cannot listen on {host}:{port}: {e.strerror or e}", file=sys.stderr)
-            return 1
-    uvicorn.run("service.app:app_from_env", host=host, port=port, workers=workers, **options)
-    return 0
+    try:
+        if workers > 1 and reuse_port_supported():
+            # a listening socket per worker: uvicorn's shared one hands a burst of
+            # connections to a single worker (service/workers.py)
+            try:
+                return serve("service.app:app_from_env", host, port, workers, **options)
+            except OSError as e:  # the port is taken, or the host is not an address of this machine
+                print(f"error: cannot listen on {host}:{port}: {e.strerror or e}", file=sys.stderr)
+                return 1
+        uvicorn.run("service.app:app_from_env", host=host, port=port, workers=workers, **options)
+        return 0
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
