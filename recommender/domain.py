@@ -95,6 +95,7 @@ class StaffDirectory:
     def __init__(self, staff: Iterable[Staff], attribute_names: Iterable[str] = STAFF_BASE_ATTRIBUTES):
         self.attribute_names: tuple[str, ...] = tuple(attribute_names)
         self.by_id: dict[str, Staff] = {}
+        self._held: frozenset[str] | None = None
         for s in staff:
             if s.staff_id in self.by_id:
                 raise ValueError(f"duplicate staff_id {s.staff_id!r}")
@@ -109,3 +110,9 @@ class StaffDirectory:
     def get(self, staff_id: str) -> Staff:
         s = self.by_id.get(staff_id)
         return s if s is not None else Staff(staff_id, {})
+
+    def attributes_held(self) -> frozenset[str]:
+        """The attribute names some staff member has (a column of the staff file)."""
+        if self._held is None:
+            self._held = frozenset(self.attribute_names).union(*(s.attributes.keys() for s in self.by_id.values()))
+        return self._held

@@ -4,7 +4,8 @@ together and answers the route functions.
 Parts, each with one job: ``Directory`` (catalog and staff), ``ArmModels`` (each arm's
 model), ``OnlineHistory`` (the click history the features read), ``CandidateCache``
 (eligibility per profile and list), ``RankingLog`` (writes rankings in the background),
-``StoreFollower`` (what other workers wrote) and ``Readiness``. Building the engine loads
+``StoreFollower`` (what other workers wrote) and ``Readiness``; a model must pass
+``probe_model`` before an arm serves it. Building the engine loads
 nothing and starts no thread: ``start()`` does, called by the app's lifespan (or a test).
 
 A rank request is: the profile, the candidates, the arm, the ranker (model, rules,
@@ -33,6 +34,7 @@ from .directory import Directory
 from .follower import StoreFollower
 from .models import ArmModels, ReloadReport
 from .online import OnlineHistory
+from .probe import probe_model
 from .ranking_log import RankingLog, RequestIds
 from .readiness import Readiness
 
@@ -63,7 +65,8 @@ class RankingEngine:
         self.writer_id = uuid.uuid4().hex[:12]
         registry = registry or ModelRegistry(config.models, resolve_loader(config.model_loader))
         self.directory = Directory(store, config.banners, config.staff)
-        self.models = ArmModels(config.arms, registry, config.seed)
+        self.models = ArmModels(config.arms, registry, config.seed,
+                                probe=lambda scorer: probe_model(scorer, self.directory, self.online, self.clock()))
         self.assigner = ArmAssigner(config.arms, config.arm_salt)
         self.online = OnlineHistory(HALF_LIFE_DAYS)
         self.candidates = CandidateCache()

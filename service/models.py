@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -37,9 +38,14 @@ class ReloadReport:
 
 
 class ArmModels:
-    def __init__(self, arms: list[Arm], registry: ModelRegistry, seed: int | None = None):
+    """``probe(scorer)`` says why a model that loaded still cannot serve (None: it can);
+    such a model is refused like one that fails to load."""
+
+    def __init__(self, arms: list[Arm], registry: ModelRegistry, seed: int | None = None,
+                 probe: Callable[[object], str | None] | None = None):
         self.config_arms = list(arms)
         self.registry = registry
+        self.probe = probe
         self.arms: dict[str, ArmState] = {}
         self.last_reload: ReloadReport | None = None
         self._seed_seq = np.random.SeedSequence(seed) if seed is not None else np.random.SeedSequence()
@@ -82,8 +88,11 @@ class ArmModels:
             return old, {"version": want, "status": "unchanged", "error": None}
         try:
             scorer = self.registry.load(want)
+            problem = self.probe(scorer) if self.probe is not None else None
         except Exception as e:  # checksum, format, or anything the loader raises
-            err = f"model {want!r} failed to load: {e}"
+            problem = f"failed to load: {e}"
+        if problem is not None:
+            err = f"model {want!r} {problem}"
             log.error("arm %s: %s", arm.name, err)
             if old is not None and old.scorer is not None:
                 return (ArmState(arm, old.ranker, old.version, old.scorer, err, old.lock),

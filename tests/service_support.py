@@ -34,10 +34,12 @@ class FakeScorer:
     """Scores a banner by a fixed table (unknown banners 0), minus 10 when the person
     already clicked it: the history comes through features.history like a real model."""
 
-    def __init__(self, version: str, table: dict[str, float] | None = None, fail: bool = False):
+    def __init__(self, version: str, table: dict[str, float] | None = None, fail: bool = False,
+                 attributes: tuple[str, ...] = ()):
         self.version = version
         self.table = table or {"b-survey": 3.0, "b-event": 2.0, "b-info": 1.0, "b-policy": 0.5}
         self.fail = fail
+        self.staff_attributes = tuple(attributes)  # the staff attributes a real model's features read
         self.calls = 0
 
     def score(self, rows, history):
@@ -60,7 +62,8 @@ def load_model(folder):
         return load_trained(folder)
     if meta.get("broken"):
         raise ValueError(meta["broken"])
-    return FakeScorer(meta["version"], meta.get("table"), fail=meta.get("fail", False))
+    return FakeScorer(meta["version"], meta.get("table"), fail=meta.get("fail", False),
+                      attributes=meta.get("attributes") or ())
 
 
 class FakeRegistry(ModelRegistry):
@@ -74,14 +77,15 @@ class FakeRegistry(ModelRegistry):
         meta = json.loads((folder / "metadata.json").read_text())
         if meta.get("broken"):
             raise ValueError(meta["broken"])
-        return FakeScorer(version, meta.get("table"), fail=meta.get("fail", False))
+        return FakeScorer(version, meta.get("table"), fail=meta.get("fail", False), attributes=meta.get("attributes") or ())
 
 
 def add_fake_model(models: Path, version: str, table: dict | None = None, broken: str | None = None,
-                   fail: bool = False) -> None:
+                   fail: bool = False, attributes: tuple[str, ...] = ()) -> None:
     d = models / version
     d.mkdir(parents=True)
-    (d / "metadata.json").write_text(json.dumps({"version": version, "table": table, "broken": broken, "fail": fail}))
+    (d / "metadata.json").write_text(json.dumps({"version": version, "table": table, "broken": broken, "fail": fail,
+                                                 "attributes": list(attributes)}))
 
 
 def write_config(tmp: Path, arms: str = "", extra: str = "") -> Path:

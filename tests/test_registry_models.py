@@ -93,3 +93,50 @@ def test_arm_config_is_checked():
 def test_unit_hash_is_in_the_unit_interval(salt, staff):
     u = unit_hash(salt, staff)
     assert 0.0 <= u < 1.0 and u == unit_hash(salt, staff)
+
+
+def test_load_refuses_metadata_that_names_another_feature_definition(small_click_model, tmp_path):
+    from training.artifact import ArtifactError, load_model
+
+    folder = small_click_model.save(tmp_path / "v1", {"version": "v1"})
+    assert load_model(folder).version == "v1"
+    meta = json.loads((folder / "metadata.json").read_text())
+    meta["feature_definition"]["config"]["half_life_days"] = 3.0  # copied from another model, say
+    (folder / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(ArtifactError, match="another feature definition"):
+        load_model(folder)
+
+
+def test_a_trained_model_with_nan_weights_is_refused_by_the_service(small_click_model, small_province, tmp_path):
+    """It loads (its checksums match), but every ranking would fall back: refused at reload."""
+    import copy
+
+    import numpy as np
+
+    from recommender.store import open_store
+    from service.config import parse_config
+    from service.engine import RankingEngine
+    from training.artifact import ModelArtifact
+
+    broken = copy.deepcopy(small_click_model.estimator)
+    broken.coef_[0, :5] = np.nan
+    models = tmp_path / "models"
+    small_click_model.save(models / "good", {"version": "good"})
+    ModelArtifact(small_click_model.encoder, broken, "logistic").save(models / "nan", {"version": "nan"})
+    cfg = parse_config({"service": {"db": "events.db", "models": "models",
+                                    "banners": str(small_province / "banners.json"),
+                                    "staff": str(small_province / "staff.csv")},
+                        "keys": {"admin": ["a"]}}, tmp_path)
+    reg = ModelRegistry(models)
+    reg.promote("good")
+    engine = RankingEngine(cfg, open_store(cfg.db), registry=reg)
+    engine.start(background=False)
+    try:
+        assert engine.rank("s-000001").result.model_version == "good"
+        reg.promote("nan")
+        report = engine.reload()
+        assert not report.ok and report.arms["A"]["status"] == "kept"
+        assert "not finite" in report.arms["A"]["error"]
+        assert engine.rank("s-000001").result.model_version == "good"
+    finally:
+        engine.close()

@@ -1,6 +1,7 @@
 """Degraded modes: no model, a model that fails to load or to score, a bad reload."""
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 
 from recommender.store import open_store
@@ -145,4 +146,38 @@ def test_readyz_checks_the_store_at_most_once_a_second(tmp_path):
         engine.readiness.check_every = 0.0  # the cached answer expires: the next call checks again
         client.get("/readyz")
         assert len(calls) <= 3 and calls
+    engine.close()
+
+
+@pytest.mark.parametrize("model, reason", [
+    ({"table": {"b-info": float("nan"), "b-event": 2.0}}, "not finite"),
+    ({"attributes": ("role", "subject")}, "subject"),
+    ({"fail": True}, "probe request failed"),
+])
+def test_a_model_that_loads_but_cannot_score_is_refused_and_the_old_one_kept(tmp_path, model, reason):
+    cfg, reg = setup(tmp_path)
+    add_fake_model(cfg.models, "good")
+    add_fake_model(cfg.models, "bad", **model)
+    reg.promote("good", verify=False)
+    client, engine = start(cfg, reg)
+    with client:
+        reg.promote("bad", verify=False)
+        r = client.post("/v1/admin/reload", headers=A)
+        assert r.status_code == 409
+        arm = r.json()["arms"]["A"]
+        assert arm["status"] == "kept" and arm["version"] == "good" and reason in arm["error"], arm
+        assert ranking(client)["model_version"] == "good"
+        ready = client.get("/readyz").json()
+        assert ready["status"] == "degraded" and any(reason in p for p in ready["problems"])
+    engine.close()
+
+
+def test_a_model_that_cannot_score_at_start_leaves_the_operators_order(tmp_path):
+    cfg, reg = setup(tmp_path)
+    add_fake_model(cfg.models, "bad", table={"b-info": float("inf")})
+    reg.promote("bad", verify=False)
+    client, engine = start(cfg, reg)
+    with client:
+        assert ranking(client)["model_version"] == "fallback"
+        assert any("not finite" in p for p in client.get("/readyz").json()["problems"])
     engine.close()

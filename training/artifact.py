@@ -105,6 +105,11 @@ class ModelArtifact:
         return self.metadata.get("version", "unsaved")
 
     @property
+    def staff_attributes(self) -> tuple[str, ...]:
+        """The staff attributes the features read."""
+        return tuple(self.encoder.config.staff_attributes)
+
+    @property
     def dense(self) -> bool:
         return self.kind == "gbm"
 
@@ -224,4 +229,14 @@ def load_model(folder: str | Path) -> ModelArtifact:
         obj = joblib.load(Path(folder) / MODEL_FILE)
     except Exception as e:  # a verified file that still fails to load: say which and why
         raise ArtifactError(f"{folder}: {MODEL_FILE} failed to load: {e}") from None
+    _check_feature_definition(folder, meta, obj["encoder"])
     return ModelArtifact(obj["encoder"], obj["estimator"], obj["kind"], meta)
+
+
+def _check_feature_definition(folder: str | Path, meta: dict, encoder: FeatureEncoder) -> None:
+    """metadata.json describes the features the model file holds: a folder whose metadata
+    was copied from another model would mislead whoever reads it."""
+    held = json.loads(json.dumps(encoder.describe(), default=float))
+    if meta.get("feature_definition") != held:
+        raise ArtifactError(f"{folder}: {METADATA_FILE} names another feature definition than {MODEL_FILE} holds; "
+                            "refusing to load it")
