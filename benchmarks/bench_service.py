@@ -1,4 +1,4 @@
-"""Benchmark of the ranking service (issue 4, item 8).
+"""Benchmark of the ranking service.
 
 Starts the real server (`recommender serve`, uvicorn) with 1 and then 2 workers on a free
 loopback port, with 30 candidates per request, and drives it from a second process:
@@ -15,7 +15,7 @@ loopback port, with 30 candidates per request, and drives it from a second proce
     .venv/bin/python benchmarks/bench_service.py --model models/V    # a trained model folder
     .venv/bin/python benchmarks/bench_service.py --province DIR      # its banners, staff, history
 
-Goals (issue 4): rank throughput >= 60% of the no-op endpoint's; p99 <= 15 ms at 300
+Goals: rank throughput >= 60% of the no-op endpoint's; p99 <= 15 ms at 300
 requests/s; scoring <= 100 microseconds for 30 candidates.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The `recommender` command: one subcommand per job (simulate, validate, train, rank,
 evaluate, serve, export, models). Each subcommand lives in a module of its own under
-recommender/commands/ and registers itself here."""
+cli/commands/ and registers itself here."""
 from __future__ import annotations
 
 import argparse

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .arms import Arm
 
+LOG_SALT_ENV = "RECOMMENDER_LOG_SALT"  # `recommender serve` sets one for all its workers when the config has none
 CLIENT_KEYS_ENV = "RECOMMENDER_CLIENT_KEYS"
 ADMIN_KEYS_ENV = "RECOMMENDER_ADMIN_KEYS"
 
@@ -34,7 +35,7 @@ class ServiceConfig:
     workers: int = 1
     slots: int = 3
     seed: int | None = None
-    log_salt: str = field(default_factory=lambda: secrets.token_hex(8))
+    log_salt: str = field(default_factory=lambda: os.environ.get(LOG_SALT_ENV) or secrets.token_hex(8))
     sync_interval: float = 0.5
     max_body_bytes: int = 256 * 1024
     client_keys: frozenset[str] = frozenset()

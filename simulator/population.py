@@ -1,7 +1,7 @@
 """Staff of the synthetic province: roles, school levels and the 25 district offices.
 
 Shares are plausible for a Korean provincial office of education (documented in the
-README): most staff are classroom teachers, office-level staff are mostly education
+docs/simulator.md): most staff are classroom teachers, office-level staff are mostly education
 specialists and admin officers, and district sizes follow population.
 """
 from __future__ import annotations

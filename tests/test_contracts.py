@@ -225,3 +225,11 @@ def test_banners_json_lines_and_defaults(tmp_path):
     assert cat.ids == ["a", "b"]
     b = cat.get("a")
     assert (b.start, b.end, b.pinned, b.priority, b.tags, b.is_targeted()) == (None, None, False, 0, (), False)
+
+
+def test_a_json_lines_file_may_start_with_a_byte_order_mark(tmp_path):
+    """As CSV and JSON array files may: some editors write one."""
+    catalog = load_banners(banners_file(tmp_path))
+    p = tmp_path / "imp.jsonl"
+    p.write_bytes(b"\xef\xbb\xbf" + (json.dumps(good_row()) + "\n").encode("utf-8"))
+    assert len(load_impressions(p, catalog=catalog)) == 1

@@ -1,4 +1,4 @@
-"""End to end (issue 4, item 9): a real server (uvicorn on a free port) serves the
+"""End to end: a real server (uvicorn on a free port) serves the
 operators' order with epsilon-greedy exploration; simulated staff click through HTTP
 according to the simulator's ground truth; the service's own traffic is exported, a
 model is trained on it (`recommender train`), promoted and reloaded; its rankings' true

@@ -243,7 +243,7 @@ def train(directory, catalog, log, out_dir: str | Path | None, config: TrainConf
         },
         "train_config": {k: v for k, v in asdict(cfg).items() if k != "features"},
         "validation": metrics,
-        "position_debiasing": "position one-hot while fitting; scored at reference position "
+        "position_debiasing": "log(position) as a feature while fitting; scored at reference position "
                               f"{cfg.features.reference_position}",
     }
     if out_dir is not None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import shutil
 import sys
 import tempfile
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         pass
     import uvicorn
 
-    from service.config import ConfigError, load_config
+    from service.config import LOG_SALT_ENV, ConfigError, load_config
 
     try:
         cfg = load_config(args.config).with_env_keys()
@@ -54,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     workers = args.workers or cfg.workers
     os.environ["RECOMMENDER_CONFIG"] = os.path.abspath(args.config)
     os.environ["RECOMMENDER_LOG_LEVEL"] = args.log_level
+    os.environ.setdefault(LOG_SALT_ENV, secrets.token_hex(8))  # one salt for every worker, if the config sets none
     if args.noop_endpoint:
         os.environ["RECOMMENDER_NOOP_ENDPOINT"] = "1"
     metrics_dir = None

@@ -10,7 +10,6 @@ from ..errors import ErrorCollector, FieldError
 from ..timeutil import format_ts, parse_ts
 from ._json import iter_json_objects, parse_unique
 
-KNOWN_FIELDS = {"banner_id", "category", "title", "start", "end", "target", "pinned", "priority", "tags"}
 
 
 

@@ -225,6 +225,8 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, object]]:
     loads = orjson.loads
     with open(path, "rb") as f:
         for line, raw in enumerate(f, start=1):
+            if line == 1 and raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark, as some editors write
+                raw = raw[3:]
             if raw.isspace() or not raw:
                 continue
             try:
