@@ -10,7 +10,6 @@ from __future__ import annotations
 import gc
 import logging
 import os
-import time
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -23,81 +22,12 @@ from .apidocs import add_offline_docs
 from .config import ServiceConfig, load_config
 from .deps import Client
 from .engine import RankingEngine
-from .metrics import ServiceMetrics, endpoint_label
+from .metrics import ServiceMetrics
+from .middleware import LimitsAndMetrics
 from .routes import admin, catalog, events, ranking
 from .schemas import RankRequest
 
 log = logging.getLogger("service")
-ADMIN_BODY_LIMIT = 64 * 1024 * 1024  # bulk staff and catalog uploads
-ADMIN_PATHS = ("/v1/banners", "/v1/staff")
-
-
-class LimitsAndMetrics:
-    """Pure ASGI middleware: refuses bodies over the limit with 413 (by Content-Length, or
-    while reading a chunked body) and records request counts and latency per endpoint."""
-
-    def __init__(self, app, max_body: int, metrics: ServiceMetrics):
-        self.app = app
-        self.max_body = max_body
-        self.metrics = metrics
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        path = scope["path"]
-        endpoint = endpoint_label(path)
-        limit = ADMIN_BODY_LIMIT if path in ADMIN_PATHS else self.max_body
-        t = time.perf_counter()
-        status = {"code": 500}
-
-        async def send_wrapper(message):
-            if message["type"] == "http.response.start":
-                status["code"] = message["status"]
-            await send(message)
-
-        try:
-            length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
-            if length is not None and int(length) > limit:
-                await self._too_large(send_wrapper, limit)
-                return
-            seen = 0
-            refused = False
-
-            async def limited_receive():
-                # a body without Content-Length (chunked) is counted as it arrives: past the
-                # limit, answer 413 now and tell the app the client is gone
-                nonlocal seen, refused
-                if refused:
-                    return {"type": "http.disconnect"}
-                message = await receive()
-                if message["type"] == "http.request":
-                    seen += len(message.get("body", b""))
-                    if seen > limit:
-                        refused = True
-                        await self._too_large(send_wrapper, limit)
-                        return {"type": "http.disconnect"}
-                return message
-
-            async def guarded_send(message):
-                if not refused:
-                    await send_wrapper(message)
-
-            try:
-                await self.app(scope, limited_receive, guarded_send)
-            except Exception:
-                if not refused:
-                    raise
-        finally:
-            self.metrics.observe_request(endpoint, scope["method"], status["code"], time.perf_counter() - t)
-
-    @staticmethod
-    async def _too_large(send, limit: int):
-        resp = JSONResponse({"detail": f"request body too large: the limit is {limit} bytes ({limit // 1024} KiB)"},
-                            status_code=413)
-        await send({"type": "http.response.start", "status": 413, "headers": resp.raw_headers})
-        await send({"type": "http.response.body", "body": resp.body})
-
-
 async def _validation_error(request: Request, exc: RequestValidationError):
     errors = exc.errors()
     first = errors[0] if errors else {}
@@ -119,6 +49,9 @@ def create_app(config: ServiceConfig | None = None, engine: RankingEngine | None
     config = engine.config
     config.check_keys()
     metrics = ServiceMetrics()
+    # what the engine counts in its background threads reaches the metrics
+    engine.ranking_log.on_dropped = metrics.ranking_log_dropped.inc
+    engine.follower.on_sync = lambda: metrics.observe_online(engine.online)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -150,7 +83,8 @@ def create_app(config: ServiceConfig | None = None, engine: RankingEngine | None
         async def noop(body: RankRequest, _: Client):
             return {"ok": True}
 
-    app.add_middleware(LimitsAndMetrics, max_body=config.max_body_bytes, metrics=metrics)
+    app.add_middleware(LimitsAndMetrics, max_body=config.max_body_bytes, max_in_flight=config.max_in_flight,
+                       metrics=metrics)
     return app
 
 

@@ -38,6 +38,8 @@ class ServiceConfig:
     log_salt: str = field(default_factory=lambda: os.environ.get(LOG_SALT_ENV) or secrets.token_hex(8))
     sync_interval: float = 0.5
     max_body_bytes: int = 256 * 1024
+    max_in_flight: int = 16  # requests one worker holds at once before it answers 503 (load shedding)
+    max_open_rankings: int = 500_000  # rankings one worker keeps open to clicks (about 0.4 KB each)
     client_keys: frozenset[str] = frozenset()
     admin_keys: frozenset[str] = frozenset()
     arms: list[Arm] = field(default_factory=lambda: [Arm("A", 1.0)])
@@ -89,7 +91,7 @@ def parse_config(data: dict, base: Path = Path("."), source: Path | None = None)
         for name in ("host", "log_salt", "model_loader"):
             if name in s:
                 setattr(cfg, name, str(s.pop(name)))
-        for name in ("port", "workers", "slots", "max_body_bytes"):
+        for name in ("port", "workers", "slots", "max_body_bytes", "max_in_flight", "max_open_rankings"):
             if name in s:
                 setattr(cfg, name, int(s.pop(name)))
         for name in ("history_days", "sync_interval"):
@@ -108,8 +110,8 @@ def parse_config(data: dict, base: Path = Path("."), source: Path | None = None)
         raise ConfigError(f"[service]: {e}") from None
     if s:
         raise ConfigError(f"[service]: unknown key(s) {', '.join(sorted(s))}")
-    if cfg.workers < 1 or cfg.slots < 1:
-        raise ConfigError("[service]: workers and slots must be at least 1")
+    if min(cfg.workers, cfg.slots, cfg.max_in_flight, cfg.max_open_rankings) < 1:
+        raise ConfigError("[service]: workers, slots, max_in_flight and max_open_rankings must be at least 1")
     keys = data.get("keys", {})
     for kind in ("client", "admin"):
         v = keys.get(kind, [])

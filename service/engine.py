@@ -68,7 +68,7 @@ class RankingEngine:
         self.models = ArmModels(config.arms, registry, config.seed,
                                 probe=lambda scorer: probe_model(scorer, self.directory, self.online, self.clock()))
         self.assigner = ArmAssigner(config.arms, config.arm_salt)
-        self.online = OnlineHistory(HALF_LIFE_DAYS)
+        self.online = OnlineHistory(HALF_LIFE_DAYS, max_open_rankings=config.max_open_rankings)
         self.candidates = CandidateCache()
         self.ranking_log = RankingLog(store)
         self.follower = StoreFollower(store, self.online, self.directory, self.models, self.writer_id)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
+from typing import Callable
 
 from features.pipeline import events_from_log
 from recommender.contracts import load_impressions
@@ -34,6 +35,7 @@ class StoreFollower:
         self.writer_id = writer_id
         self.seq_rankings = 0
         self.seq_events = 0
+        self.on_sync: Callable[[], None] | None = None  # told after each pass (the metrics' gauges)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -73,6 +75,8 @@ class StoreFollower:
         self.directory.refresh()
         if self.models.registry_changed():
             self.models.reload()
+        if self.on_sync is not None:
+            self.on_sync()
 
     def start(self, interval: float) -> None:
         if self._thread is None:

@@ -40,6 +40,16 @@ class ServiceMetrics:
                                       "time inside the engine per ranking (features, model, rules)", ["arm"],
                                       buckets=(5e-5, 1e-4, 2e-4, 3e-4, 5e-4, 7.5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 5e-2),
                                       registry=r)
+        self.shed = Counter("recommender_shed_requests_total", "requests answered 503 because the worker was full",
+                            ["endpoint"], registry=r)
+        self.ranking_log_dropped = Counter("recommender_ranking_log_dropped_total",
+                                           "rankings served but not logged (the store refused them)", registry=r)
+        self.open_rankings = Gauge("recommender_open_rankings", "rankings held open to clicks (the largest worker)",
+                                   multiprocess_mode="livemax", registry=r)
+        self.open_rankings_evicted = Gauge("recommender_open_rankings_evicted",
+                                           "rankings let go before their click window ended, over the bound "
+                                           "(the largest worker, since it started)",
+                                           multiprocess_mode="livemax", registry=r)
         self.model_info = Gauge("recommender_model_info", "1 for the model version each arm serves",
                                 ["arm", "model_version"], multiprocess_mode="liveall", registry=r)
         self._children: dict[tuple, object] = {}
@@ -57,6 +67,16 @@ class ServiceMetrics:
     def observe_request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
         self._child(self.requests, endpoint, method, str(status)).inc()
         self._child(self.latency, endpoint).observe(seconds)
+
+    def observe_shed(self, endpoint: str) -> None:
+        self._child(self.shed, endpoint).inc()
+
+    def observe_online(self, online) -> None:
+        """The open rankings of this worker's click history (called by the store follower
+        every sync, and at each scrape)."""
+        counts = online.counts()
+        self.open_rankings.set(counts["open_rankings"])
+        self.open_rankings_evicted.set(online.evicted)
 
     def observe_rank(self, outcome, seconds: float) -> None:
         r = outcome.result

@@ -21,17 +21,46 @@ import numpy as np
 from features.history import Events, RunningHistory
 
 
+class _OpenRanking:
+    """A ranking whose clicks can still arrive: compact, since a service holds hundreds
+    of thousands (its shown banners and their categories in one tuple, the clicked ones
+    as a bit mask)."""
+
+    __slots__ = ("staff", "ts", "shown", "clicked")
+
+    def __init__(self, staff: str, ts: float, shown: tuple[str, ...]):
+        self.staff = staff
+        self.ts = ts
+        self.shown = shown  # banner, category, banner, category, ...
+        self.clicked = 0
+
+    def slot(self, banner_id: str) -> int:
+        for j in range(0, len(self.shown), 2):
+            if self.shown[j] == banner_id:
+                return j // 2
+        return -1
+
+    def clicked_banners(self) -> set[str]:
+        return {self.shown[2 * j] for j in range(len(self.shown) // 2) if self.clicked >> j & 1}
+
+
 class OnlineHistory:
-    def __init__(self, half_life_days: float = 7.0, click_window_days: float = 2.0):
+    """``max_open_rankings`` bounds the rankings kept open to clicks (the oldest are let go
+    first when a busy service reaches it, before their click window ends)."""
+
+    def __init__(self, half_life_days: float = 7.0, click_window_days: float = 2.0,
+                 max_open_rankings: int = 500_000):
         self.half_life_days = half_life_days
         self.click_window = click_window_days * 86400.0
+        self.max_open_rankings = max_open_rankings
+        self.evicted = 0  # open rankings let go before their window ended
         self._lock = threading.Lock()
         self._running = RunningHistory(half_life_days)
-        # request -> (staff, ts, banner -> category, clicked banners), and the request ids
-        # in insertion (~time) order, oldest first. Not the dict's own order: after
-        # deletions from its front, next(iter(dict)) walks every slot deleted since the
-        # dict last resized, up to its size per call once rankings start expiring
-        self._requests: dict[str, tuple[str, float, dict[str, str], set[str]]] = {}
+        # request -> its open ranking, and the request ids in insertion (~time) order,
+        # oldest first. Not the dict's own order: after deletions from its front,
+        # next(iter(dict)) walks every slot deleted since the dict last resized, up to its
+        # size per call once rankings start expiring
+        self._requests: dict[str, _OpenRanking] = {}
         self._order: collections.deque[str] = collections.deque()
         # clicks that arrived before their ranking (another worker's ranking not yet
         # synced): applied when the ranking arrives; bounded, oldest dropped first
@@ -51,12 +80,12 @@ class OnlineHistory:
             if request_id in self._requests:
                 return
             ts = float(ts)
-            banners: dict[str, str] = {}
+            flat: list[str] = []
             for banner_id, category in shown:
-                if banner_id not in banners:
-                    banners[banner_id] = category
+                if banner_id not in flat[::2]:
+                    flat += (banner_id, category)
                     self._running.add_impression(staff_id, banner_id, category, ts)
-            entry = (staff_id, ts, banners, set())
+            entry = _OpenRanking(staff_id, ts, tuple(flat))
             self._requests[request_id] = entry
             self._order.append(request_id)
             for banner_id in [*clicked, *self._early.pop(request_id, ())]:
@@ -65,16 +94,19 @@ class OnlineHistory:
 
     def _forget_old(self, now: float) -> None:
         cutoff = now - self.click_window
-        while self._order and self._requests[self._order[0]][1] < cutoff:
+        while self._order and self._requests[self._order[0]].ts < cutoff:
             del self._requests[self._order.popleft()]
+        while len(self._order) > self.max_open_rankings:
+            del self._requests[self._order.popleft()]
+            self.evicted += 1
 
-    def _click(self, entry, banner_id: str) -> bool:
-        staff_id, ts, banners, clicked = entry
-        if banner_id not in banners:
+    def _click(self, entry: _OpenRanking, banner_id: str) -> bool:
+        j = entry.slot(banner_id)
+        if j < 0:
             return False
-        if banner_id not in clicked:
-            clicked.add(banner_id)
-            self._running.add_click(staff_id, banner_id, banners[banner_id], ts)
+        if not entry.clicked >> j & 1:
+            entry.clicked |= 1 << j
+            self._running.add_click(entry.staff, banner_id, entry.shown[2 * j + 1], entry.ts)
         return True
 
     def add_click(self, request_id: str, banner_id: str) -> bool:
@@ -88,9 +120,14 @@ class OnlineHistory:
                 return False
             return self._click(entry, banner_id)
 
+    def clicked_of(self, request_id: str) -> set[str] | None:
+        """The clicked banners of an open ranking (None when it is not open)."""
+        entry = self._requests.get(request_id)
+        return None if entry is None else entry.clicked_banners()
+
     def staff_of(self, request_id: str) -> str | None:
         entry = self._requests.get(request_id)
-        return None if entry is None else entry[0]
+        return None if entry is None else entry.staff
 
     def __len__(self) -> int:
         return len(self._running)

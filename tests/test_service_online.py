@@ -59,7 +59,7 @@ def test_early_clicks_are_bounded_oldest_dropped_first():
     q = h.query(["s-1"], ["b-1"], ["info"], [200.0])
     assert q["ever_views_banner"].tolist() == [5.0]
     assert h.query_person("s-1", ["b-1"], ["info"], 200.0)["ever_clicked_banner"].tolist() == [1.0]
-    clicked = [h._requests[f"r-{i}"][3] for i in range(5)]
+    clicked = [h.clicked_of(f"r-{i}") for i in range(5)]
     assert clicked == [set(), set(), {"b-1"}, {"b-1"}, {"b-1"}]  # r-0 and r-1's clicks were dropped
 
 
@@ -252,3 +252,30 @@ def test_rankings_wait_for_a_store_that_is_down_for_a_moment(tmp_path):
     finally:
         engine.store.log_rankings = write
         engine.close()
+
+
+def test_open_rankings_are_bounded_oldest_let_go_first():
+    h = OnlineHistory(max_open_rankings=3)
+    for i in range(5):
+        h.add_ranking("s-1", f"r-{i}", 100.0 + i, [("b-1", "info")])
+    assert h.counts()["open_rankings"] == 3 and h.evicted == 2
+    assert [h.add_click(f"r-{i}", "b-1") for i in range(5)] == [False, False, True, True, True]
+    assert h.counts()["impressions"] == 5  # the history itself keeps every impression
+
+
+def test_an_open_ranking_costs_under_half_a_kilobyte():
+    """What the bound is sized by (a 32-character request id, a staff id, three banners;
+    the staff id a new string object each time, as each request's JSON gives one; the
+    person's history counters are not part of it: one person here)."""
+    import tracemalloc
+
+    h = OnlineHistory()
+    shown = [("b-policy-01", "policy"), ("b-survey-02", "survey"), ("b-event-03", "event")]
+    h.add_ranking("s-warm", "warm-up", 1.0, shown)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for i in range(20_000):
+        h.add_ranking(f"s-{1 + i % 1:06d}", f"{i:032x}", 2.0 + i, shown)
+    per = (tracemalloc.get_traced_memory()[0] - before) / 20_000
+    tracemalloc.stop()
+    assert per < 512, per

@@ -94,3 +94,32 @@ def test_log_level_debug_reaches_the_service_logs_without_staff_ids(tmp_path):
         logs = server.stop()
     assert f"rank {out['request_id']} staff=s#" in logs
     assert "s-secret-42" not in logs
+
+
+def test_an_overloaded_worker_sheds_with_503_and_retry_after(tmp_path):
+    """Far more requests at once than max_in_flight: the excess is answered 503 with
+    Retry-After at once, the rest normally; health and metrics are never shed."""
+    import asyncio
+
+    server = ServeProcess(write_config(tmp_path, extra="max_in_flight = 2"))
+
+    async def burst():
+        limits = httpx.Limits(max_connections=300, max_keepalive_connections=300)
+        async with httpx.AsyncClient(base_url=server.url, timeout=30, limits=limits) as http:
+            ranks = [http.post("/v1/rank", json={"staff_id": f"s-{i}"}, headers=C) for i in range(300)]
+            health = [http.get("/healthz") for _ in range(20)]
+            return await asyncio.gather(*ranks), await asyncio.gather(*health)
+
+    try:
+        ranks, health = asyncio.run(burst())
+        codes = [r.status_code for r in ranks]
+        assert set(codes) <= {200, 503} and codes.count(503) > 0 and codes.count(200) > 0, codes
+        shed = next(r for r in ranks if r.status_code == 503)
+        assert shed.headers["retry-after"] == "1" and "overloaded" in shed.json()["detail"]
+        assert all(h.status_code == 200 for h in health)
+        with httpx.Client(base_url=server.url, timeout=5) as http:
+            metrics = http.get("/metrics").text
+        assert 'recommender_shed_requests_total{endpoint="/v1/rank"}' in metrics
+        assert "recommender_open_rankings " in metrics
+    finally:
+        server.stop()

@@ -43,5 +43,6 @@ def readyz(engine: Engine):
                              "description": "the Prometheus text format"}})
 def prometheus_metrics(engine: Engine, metrics: Metrics):
     metrics.set_model_versions(engine.models.arms)
+    metrics.observe_online(engine.online)
     data, ctype = metrics.render()
     return Response(data, media_type=ctype)
