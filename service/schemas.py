@@ -2,7 +2,7 @@
 OpenAPI document at /openapi.json."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
@@ -21,6 +21,17 @@ def _printable(v: str) -> str:
     return v
 
 
+def _json_integer(v):
+    """A JSON integer: 3, or 3.0 (JSON Schema counts it as one); not "3", not true."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError("must be an integer")
+    if isinstance(v, float):
+        if not v.is_integer():
+            raise ValueError("must be an integer")
+        return int(v)
+    return v
+
+
 def _iso_text(v):
     if v is not None and not isinstance(v, str):
         raise ValueError("must be an ISO 8601 date-time string with an offset, e.g. 2026-03-09T08:41:07+09:00")
@@ -32,15 +43,20 @@ def _sensible_time(v: datetime | None) -> datetime | None:
         return v
     if v.tzinfo is None or v.utcoffset() is None:
         raise ValueError("needs a UTC offset (e.g. +09:00 or Z)")
-    if v < EARLIEST_EVENT or v > datetime.now(timezone.utc) + timedelta(days=1):
-        raise ValueError("must be a time between 2000-01-01 and tomorrow")
+    if v < EARLIEST_EVENT:
+        raise ValueError("must be a time from the year 2000 on")
     return v
 
 
-Identifier = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=256), AfterValidator(_printable)]
-ShortIdentifier = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=128), AfterValidator(_printable)]
-Text = Annotated[str, StringConstraints(strict=True, max_length=256), AfterValidator(_printable)]
-EventTime = Annotated[datetime | None, BeforeValidator(_iso_text), AfterValidator(_sensible_time)]
+# the rule in the OpenAPI document; _printable checks it with a message that says why
+NO_CONTROL_CHARACTERS = Field(json_schema_extra={"pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"})
+Identifier = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=256), AfterValidator(_printable),
+                       NO_CONTROL_CHARACTERS]
+ShortIdentifier = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=128),
+                            AfterValidator(_printable), NO_CONTROL_CHARACTERS]
+Text = Annotated[str, StringConstraints(strict=True, max_length=256), AfterValidator(_printable), NO_CONTROL_CHARACTERS]
+EventTime = Annotated[datetime | None, BeforeValidator(_iso_text), AfterValidator(_sensible_time),
+                     Field(json_schema_extra={"pattern": "^2[0-9]{3}-"})]
 
 
 class RankRequest(BaseModel):
@@ -50,13 +66,13 @@ class RankRequest(BaseModel):
          "candidates": ["b-policy-01", "b-survey-02", "b-event-03"], "slots": 3}]})
 
     staff_id: Identifier = Field(description="the staff member the banner space is loaded for")
-    profile: dict[Identifier, Text] | None = Field(
+    profile: dict[Annotated[str, StringConstraints(min_length=1, max_length=256)], Text] | None = Field(
         None, description="role, school_level, region and any extra attributes; else the staff directory's profile")
     candidates: list[Identifier] | None = Field(
         None, max_length=MAX_CANDIDATES,
         description=f"banner ids to rank (at most {MAX_CANDIDATES}); default: every eligible banner of the catalog")
-    slots: int | None = Field(None, ge=1, le=MAX_SLOTS, strict=True,
-                              description="positions the client shows (default from config)")
+    slots: Annotated[int, Field(ge=1, le=MAX_SLOTS), BeforeValidator(_json_integer)] | None = Field(
+        None, description="positions the client shows (default from config)")
     context: dict | None = Field(None, description="free client context; accepted, not used for ranking yet")
 
 
@@ -198,7 +214,7 @@ class Health(BaseModel):
 
 
 class ErrorResponse(BaseModel):
-    """401, 403 and 413 answers."""
+    """400, 401, 403, 413 and 503 answers."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [
         {"detail": "missing or unknown API key: send it in the X-API-Key header"}]})
@@ -224,11 +240,12 @@ class ValidationErrorResponse(BaseModel):
     message: str = ""
 
 
+BAD_REQUEST = {400: {"model": ErrorResponse, "description": "the body cannot be read (not UTF-8 JSON)"}}
 UNAUTHORIZED = {401: {"model": ErrorResponse, "description": "no API key, or an unknown one"}}
 FORBIDDEN = {403: {"model": ErrorResponse, "description": "a client key on an admin endpoint"}}
 TOO_LARGE = {413: {"model": ErrorResponse, "description": "the body is over the size limit"}}
 INVALID = {422: {"model": ValidationErrorResponse, "description": "the body breaks its contract (the field is named)"}}
 OVERLOADED = {503: {"model": ErrorResponse, "description": "the worker is full: retry after the Retry-After seconds",
                     "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}}}
-CLIENT_ERRORS = {**UNAUTHORIZED, **TOO_LARGE, **INVALID, **OVERLOADED}
+CLIENT_ERRORS = {**BAD_REQUEST, **UNAUTHORIZED, **TOO_LARGE, **INVALID, **OVERLOADED}
 ADMIN_ERRORS = {**CLIENT_ERRORS, **FORBIDDEN}

@@ -1,4 +1,5 @@
 import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -25,3 +26,35 @@ def small_click_model(small_province):
     staff = load_staff(small_province / "staff.csv")
     catalog = load_banners(small_province / "banners.json")
     return fit_click_model(staff, catalog, load_impressions(small_province / "impressions.jsonl", catalog=catalog))
+
+
+PG_BASE = os.environ.get("RECOMMENDER_TEST_PG", "postgresql://{user}@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> str:
+    """The URL of the local PostgreSQL server (CI starts it; elsewhere, tests skip)."""
+    import psycopg
+
+    for user in ("postgres", "root"):
+        url = PG_BASE.format(user=user)
+        try:
+            psycopg.connect(url, connect_timeout=3).close()
+            return url
+        except Exception:
+            continue
+    if os.environ.get("CI"):
+        pytest.fail("PostgreSQL is not answering on 127.0.0.1:5432 (CI starts it)")
+    pytest.skip("no PostgreSQL on 127.0.0.1:5432")
+
+
+@pytest.fixture
+def pg_url(pg_server):
+    """A store URL on a schema of its own, dropped afterwards."""
+    from recommender.store import open_store
+
+    url = f"{pg_server}?schema=t_{uuid.uuid4().hex[:12]}"
+    yield url
+    store = open_store(url)
+    store.drop_schema()
+    store.close()

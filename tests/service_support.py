@@ -88,14 +88,14 @@ def add_fake_model(models: Path, version: str, table: dict | None = None, broken
                                                  "attributes": list(attributes)}))
 
 
-def write_config(tmp: Path, arms: str = "", extra: str = "") -> Path:
+def write_config(tmp: Path, arms: str = "", extra: str = "", db: str = "events.db") -> Path:
     write_banners(tmp / "banners.json", catalog())
     (tmp / "staff.csv").write_text("staff_id,role,school_level,region\ns-1,teacher,elementary,Suwon\n"
                                    "s-p,principal,high,Goyang\n", encoding="utf-8")
     arms = arms or '[arms]\nsalt = "s"\n[arms.A]\nshare = 1.0\nepsilon = 0.0\n'
     text = f"""
 [service]
-db = "events.db"
+db = "{db}"
 models = "models"
 banners = "banners.json"
 staff = "staff.csv"

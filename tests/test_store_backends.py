@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import sqlite3
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -15,21 +13,6 @@ from recommender.contracts import write_impressions
 from recommender.contracts.impressions import load_impressions
 from recommender.store import NOT_SHOWN, OK, UNKNOWN_REQUEST, ClickEvent, RankingRecord, open_store
 
-PG_BASE = os.environ.get("RECOMMENDER_TEST_PG", "postgresql://{user}@127.0.0.1:5432/test")
-
-
-def _pg_url() -> str | None:
-    import psycopg
-
-    for user in ("postgres", "root"):
-        url = PG_BASE.format(user=user)
-        try:
-            psycopg.connect(url, connect_timeout=3).close()
-            return url
-        except Exception:
-            continue
-    return None
-
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def store(request, tmp_path):
@@ -38,17 +21,10 @@ def store(request, tmp_path):
         yield s
         s.close()
         return
-    url = _pg_url()
-    if url is None:
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL is not answering on 127.0.0.1:5432 (CI starts it)")
-        pytest.skip("no PostgreSQL on 127.0.0.1:5432")
-    schema = f"t_store_{uuid.uuid4().hex[:12]}"
-    s = open_store(f"{url}?schema={schema}")
+    s = open_store(request.getfixturevalue("pg_url"))
     try:
         yield s
     finally:
-        s.drop_schema()
         s.close()
 
 
