@@ -181,3 +181,23 @@ def test_a_model_that_cannot_score_at_start_leaves_the_operators_order(tmp_path)
         assert ranking(client)["model_version"] == "fallback"
         assert any("not finite" in p for p in client.get("/readyz").json()["problems"])
     engine.close()
+
+
+def test_events_the_store_cannot_take_are_refused_with_503(tmp_path):
+    """Not acknowledged, so the client keeps them and sends them again."""
+    cfg, reg = setup(tmp_path)
+    client, engine = start(cfg, reg)
+
+    def down(events):
+        raise OSError("database is locked")
+
+    with client:
+        out = ranking(client)
+        event = {"event_id": "e-1", "request_id": out["request_id"], "banner_id": out["ranking"][0]["banner_id"]}
+        store_add = engine.store.add_events
+        engine.store.add_events = down
+        r = client.post("/v1/events", json={"events": [event]}, headers=C)
+        assert r.status_code == 503 and r.headers["retry-after"] == "1" and "send it again" in r.json()["detail"]
+        engine.store.add_events = store_add
+        assert client.post("/v1/events", json={"events": [event]}, headers=C).json()["stored"] == 1
+    engine.close()

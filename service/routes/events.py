@@ -1,7 +1,9 @@
 """POST /v1/events."""
 from __future__ import annotations
 
-from fastapi import APIRouter
+import logging
+
+from fastapi import APIRouter, HTTPException
 
 from recommender.store import ClickEvent
 
@@ -9,6 +11,7 @@ from ..deps import Client, Engine, Metrics
 from ..schemas import CLIENT_ERRORS, EventBatch, EventsResponse, FlaggedEvent
 
 router = APIRouter(prefix="/v1", tags=["events"])
+log = logging.getLogger("service.events")
 
 
 def to_events(body: EventBatch) -> list[ClickEvent]:
@@ -21,7 +24,12 @@ def to_events(body: EventBatch) -> list[ClickEvent]:
              summary="report click events; answered only once they are durably stored; idempotent by event_id")
 def post_events(body: EventBatch, engine: Engine, metrics: Metrics, _: Client):
     events = to_events(body)
-    outcome = engine.record_events(events)
+    try:
+        outcome = engine.record_events(events)
+    except Exception as e:  # the store's one transaction failed: nothing of the batch is stored
+        log.exception("events not stored")
+        raise HTTPException(503, f"the event store cannot take events now ({type(e).__name__}); nothing of this "
+                                 "batch is stored: send it again", headers={"Retry-After": "1"}) from None
     metrics.observe_events(outcome, engine.arms_of(events))
     return EventsResponse(stored=len(outcome.stored), duplicates=len(outcome.duplicates),
                           duplicate_ids=outcome.duplicates,
