@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 
 from recommender.store import open_store
 
+from .admission import ADMISSION_STATE, Admission
 from .apidocs import add_offline_docs
 from .config import ServiceConfig, load_config
 from .deps import Client
@@ -49,6 +50,8 @@ def create_app(config: ServiceConfig | None = None, engine: RankingEngine | None
     config = engine.config
     config.check_keys()
     metrics = ServiceMetrics()
+    admission = Admission(config.max_in_flight, config.max_queue_ms)
+    admission.on_shed = metrics.observe_shed
     # what the engine counts in its background threads reaches the metrics
     engine.ranking_log.on_dropped = metrics.ranking_log_dropped.inc
     engine.follower.on_sync = lambda: metrics.observe_online(engine.online)
@@ -62,7 +65,7 @@ def create_app(config: ServiceConfig | None = None, engine: RankingEngine | None
             gc.collect()
             gc.freeze()
         metrics.set_model_versions(engine.models.arms)
-        yield
+        yield {ADMISSION_STATE: admission}  # the lifespan state: where the HTTP protocol finds it
         if owns_engine:
             engine.close()
 
@@ -83,8 +86,7 @@ def create_app(config: ServiceConfig | None = None, engine: RankingEngine | None
         async def noop(body: RankRequest, _: Client):
             return {"ok": True}
 
-    app.add_middleware(LimitsAndMetrics, max_body=config.max_body_bytes, max_in_flight=config.max_in_flight,
-                       metrics=metrics)
+    app.add_middleware(LimitsAndMetrics, max_body=config.max_body_bytes, admission=admission, metrics=metrics)
     return app
 
 

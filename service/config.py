@@ -38,7 +38,8 @@ class ServiceConfig:
     log_salt: str = field(default_factory=lambda: os.environ.get(LOG_SALT_ENV) or secrets.token_hex(8))
     sync_interval: float = 0.5
     max_body_bytes: int = 256 * 1024
-    max_in_flight: int = 16  # requests one worker holds at once before it answers 503 (load shedding)
+    max_in_flight: int = 32  # requests one worker holds at once before it answers 503 (load shedding)
+    max_queue_ms: float = 10.0  # a request that waited longer for its worker is answered 503
     max_open_rankings: int = 500_000  # rankings one worker keeps open to clicks (about 0.4 KB each)
     client_keys: frozenset[str] = frozenset()
     admin_keys: frozenset[str] = frozenset()
@@ -94,7 +95,7 @@ def parse_config(data: dict, base: Path = Path("."), source: Path | None = None)
         for name in ("port", "workers", "slots", "max_body_bytes", "max_in_flight", "max_open_rankings"):
             if name in s:
                 setattr(cfg, name, int(s.pop(name)))
-        for name in ("history_days", "sync_interval"):
+        for name in ("history_days", "sync_interval", "max_queue_ms"):
             if name in s:
                 setattr(cfg, name, float(s.pop(name)))
         if "seed" in s:
@@ -110,8 +111,9 @@ def parse_config(data: dict, base: Path = Path("."), source: Path | None = None)
         raise ConfigError(f"[service]: {e}") from None
     if s:
         raise ConfigError(f"[service]: unknown key(s) {', '.join(sorted(s))}")
-    if min(cfg.workers, cfg.slots, cfg.max_in_flight, cfg.max_open_rankings) < 1:
-        raise ConfigError("[service]: workers, slots, max_in_flight and max_open_rankings must be at least 1")
+    if min(cfg.workers, cfg.slots, cfg.max_in_flight, cfg.max_open_rankings) < 1 or cfg.max_queue_ms <= 0:
+        raise ConfigError("[service]: workers, slots, max_in_flight and max_open_rankings must be at least 1, "
+                          "max_queue_ms above 0")
     keys = data.get("keys", {})
     for kind in ("client", "admin"):
         v = keys.get(kind, [])

@@ -25,7 +25,8 @@ class ServiceMetrics:
         r = self.registry
         self.requests = Counter("recommender_http_requests_total", "HTTP requests", ["endpoint", "method", "status"],
                                 registry=r)
-        self.latency = Histogram("recommender_http_request_duration_seconds", "HTTP request latency", ["endpoint"],
+        self.latency = Histogram("recommender_http_request_duration_seconds",
+                                 "HTTP request latency in the worker, from when its bytes were read", ["endpoint"],
                                  buckets=_BUCKETS, registry=r)
         self.rankings = Counter("recommender_rankings_total", "rankings served", ["arm", "model_version", "explored"],
                                 registry=r)

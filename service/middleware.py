@@ -1,24 +1,17 @@
-"""The ASGI middleware in front of every route: admission control, body limits, metrics.
-
-Admission control: a worker holds at most ``max_in_flight`` requests at once; past that
-it answers 503 with ``Retry-After`` at once instead of queueing without bound (at three
-times its capacity the queue grew to tens of seconds and hundreds of MB). A ranking is a
-millisecond of CPU, so a short queue is all a worker can serve within its latency goal;
-the banner server retries after a second, or shows its default order. Health, readiness
-and metrics are never shed.
-"""
+"""The ASGI middleware in front of every route: admission control's second check
+(service.admission), body limits, metrics."""
 from __future__ import annotations
 
 import time
 
 from fastapi.responses import JSONResponse
 
+from .admission import NEVER_SHED, RETRY_AFTER_SECONDS, Admission
+from .http_protocol import RECEIVED
 from .metrics import ServiceMetrics, endpoint_label
 
 ADMIN_BODY_LIMIT = 64 * 1024 * 1024  # bulk staff and catalog uploads
 ADMIN_PATHS = ("/v1/banners", "/v1/staff")
-NEVER_SHED = frozenset({"/healthz", "/readyz", "/metrics"})
-RETRY_AFTER_SECONDS = 1
 
 
 async def _answer(send, status: int, body: dict, headers: list | None = None) -> None:
@@ -28,36 +21,40 @@ async def _answer(send, status: int, body: dict, headers: list | None = None) ->
 
 
 class LimitsAndMetrics:
-    """Pure ASGI middleware: sheds load past ``max_in_flight`` requests (503), refuses
+    """Pure ASGI middleware: sheds load (503) when ``admission`` refuses a request, refuses
     bodies over the limit with 413 (by Content-Length, or while reading a chunked body),
     and records request counts and latency per endpoint."""
 
-    def __init__(self, app, max_body: int, max_in_flight: int, metrics: ServiceMetrics):
+    def __init__(self, app, max_body: int, admission: Admission, metrics: ServiceMetrics):
         self.app = app
         self.max_body = max_body
-        self.max_in_flight = max_in_flight
+        self.admission = admission
         self.metrics = metrics
-        self.in_flight = 0  # read and changed on the event loop only
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         path = scope["path"]
         endpoint = endpoint_label(path)
-        t = time.perf_counter()
-        if self.in_flight >= self.max_in_flight and path not in NEVER_SHED:
-            self.metrics.observe_shed(endpoint)
-            await _answer(send, 503, {"detail": f"overloaded: this worker holds {self.in_flight} requests; "
-                                                f"retry after {RETRY_AFTER_SECONDS} s"},
+        t = time.monotonic()
+        admission = self.admission
+        received = scope.get(RECEIVED)
+        if received is not None:  # the latency metric counts the time the request waited for the worker
+            admission.waiting -= 1
+        since = received if received is not None else t
+        refusal = admission.refusal(received)
+        if refusal and path not in NEVER_SHED:
+            admission.shed(endpoint)
+            await _answer(send, 503, {"detail": f"overloaded: {refusal}; retry after {RETRY_AFTER_SECONDS} s"},
                           [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())])
-            self.metrics.observe_request(endpoint, scope["method"], 503, time.perf_counter() - t)
+            self.metrics.observe_request(endpoint, scope["method"], 503, time.monotonic() - since)
             return
-        self.in_flight += 1
+        admission.in_flight += 1
         try:
             status = await self._limited(scope, receive, send, path)
         finally:
-            self.in_flight -= 1
-        self.metrics.observe_request(endpoint, scope["method"], status, time.perf_counter() - t)
+            admission.finished(time.monotonic() - t)
+        self.metrics.observe_request(endpoint, scope["method"], status, time.monotonic() - since)
 
     async def _limited(self, scope, receive, send, path: str) -> int:
         """Runs the app under the body limit; returns the answer's status."""

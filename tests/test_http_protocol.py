@@ -36,3 +36,36 @@ def test_accepted_connection_gets_tcp_nodelay():
         conn.close()
         client.close()
         listener.close()
+
+
+def test_admission_sheds_by_the_wait_ahead_and_the_requests_in_hand():
+    import time
+
+    from service.admission import Admission
+
+    a = Admission(max_in_flight=2, max_queue_ms=10)
+    a.seconds_per_request = 0.001
+    a.waiting = 10
+    assert not a.overloaded()  # 10 ms ahead: at the bound
+    a.waiting = 11
+    assert a.overloaded()
+    a.waiting = 0
+    assert a.refusal(time.monotonic() - 0.05) is None  # alone: the OS kept it waiting, serve it
+    a.waiting = 1
+    assert "waited" in a.refusal(time.monotonic() - 0.05)
+    assert a.refusal(time.monotonic()) is None
+    a.in_flight = 2
+    assert "holds 2 requests" in a.refusal(None)
+    a.finished(0.003)
+    assert a.in_flight == 1 and a.seconds_per_request > 0.001
+
+
+def test_an_early_refusal_keeps_the_connection_only_for_one_whole_request():
+    from service.http_protocol import _is_one_whole_request, _path_of
+
+    one = b"POST /v1/rank HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nabcde"
+    assert _is_one_whole_request(one) and _path_of(one) == "/v1/rank"
+    assert not _is_one_whole_request(one + one)  # pipelined: the parser must see the second
+    assert not _is_one_whole_request(one[:-1])  # the body is still coming
+    assert not _is_one_whole_request(b"POST /v1/rank HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcde\r\n")
+    assert _path_of(b"GET /readyz?x=1 HTTP/1.1\r\n\r\n") == "/readyz"

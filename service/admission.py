@@ -1,0 +1,62 @@
+"""Admission control: whether a worker takes a request or answers 503 at once.
+
+A worker serves one request at a time on its event loop (a ranking is about a
+millisecond of CPU and does not yield), so the requests waiting for it wait in the
+loop, not in the app: at three times its capacity, without a bound, they waited tens of
+seconds and the process grew by hundreds of MB. Two checks, at two places:
+
+- when a request's bytes are read (service.http_protocol), the wait ahead of it is
+  estimated as the requests read but not started times the recent time per request; past
+  ``max_queue_ms`` it is answered 503 there and then, with ``Connection: close``. This
+  costs a few tens of microseconds, so shedding stays cheap when most requests must be
+  shed (a 503 built by the app costs a good part of a ranking, and at three times
+  capacity the shedding alone would fill the worker);
+- when the app starts on a request (service.middleware), the measured wait is checked
+  against ``max_queue_ms`` again while other requests wait behind it (a lone request that
+  the operating system kept waiting is served: refusing it would help no one), and the
+  requests in the app (the endpoints that wait for the disk run in a thread pool) against
+  ``max_in_flight``.
+
+Health, readiness and metrics are never shed.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+ADMISSION_STATE = "admission"  # the lifespan state key the protocol finds it under
+RETRY_AFTER_SECONDS = 1
+NEVER_SHED = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+class Admission:
+    def __init__(self, max_in_flight: int, max_queue_ms: float):
+        self.max_in_flight = max_in_flight
+        self.max_queue = max_queue_ms / 1000.0
+        self.in_flight = 0  # requests the app is working on
+        self.waiting = 0  # requests read and not started yet
+        self.seconds_per_request = 0.001  # moving average of the app's time per request
+        self.on_shed: Callable[[str], None] | None = None  # told the endpoint of each request shed
+
+    # Only the event loop's thread reads or changes these counters.
+    def overloaded(self) -> bool:
+        """At read time: would a new request wait longer than the bound?"""
+        return self.waiting * self.seconds_per_request > self.max_queue
+
+    def refusal(self, received: float | None) -> str | None:
+        """At the app's start: why this request is not admitted, or None."""
+        if self.in_flight >= self.max_in_flight:
+            return f"this worker holds {self.in_flight} requests"
+        if received is not None and self.waiting > 0:  # a queue: not one request the OS kept waiting
+            waited = time.monotonic() - received
+            if waited > self.max_queue:
+                return f"this request waited {1000 * waited:.0f} ms for the worker"
+        return None
+
+    def finished(self, seconds: float) -> None:
+        self.in_flight -= 1
+        self.seconds_per_request += 0.05 * (seconds - self.seconds_per_request)
+
+    def shed(self, endpoint: str) -> None:
+        if self.on_shed is not None:
+            self.on_shed(endpoint)
