@@ -2,10 +2,13 @@
 
 It answers one request at a time for the service and many at a time for batch ranking.
 Rules: pinned candidates come first (higher priority first); the rest follow the
-scorer's order, ties broken by priority then catalog order. With no scorer, or when the
-scorer fails, the answer is the operators' order (pinned, priority, catalog order) with
-``model_version == "fallback"``. With epsilon > 0 the unpinned part is a uniformly random
-order with probability epsilon, and every position's exact marginal propensity is given.
+scorer's order, ties broken by priority then catalog order. With epsilon > 0 the unpinned
+part is a uniformly random order with probability epsilon, and every position's exact
+marginal propensity is given. With no scorer (a service before its first model) the
+greedy order is the operators' (pinned, priority, catalog order), explored the same way,
+so that the first days' logs can train and evaluate the first model; when the scorer
+fails on a request, that answer is the operators' order as it is (propensity 1). Both
+say ``model_version == "fallback"``.
 """
 from __future__ import annotations
 
@@ -128,8 +131,10 @@ class Ranker:
 
     def scores(self, staff_id: str, attributes: Mapping[str, str], ts: float, candidates: Sequence[Banner],
                history: History) -> tuple[np.ndarray | None, str]:
-        if self.scorer is None:
-            return None, FALLBACK_VERSION
+        """The scorer's scores and version; equal scores (the operators' order) without a
+        scorer; None when the scorer fails on this request."""
+        if self.scorer is None:  # no model yet: explore around the operators' order
+            return np.zeros(len(candidates)), FALLBACK_VERSION
         if not candidates:  # nothing to rank: the model answers, with an empty list
             return np.zeros(0), self.scorer.version
         rows = CandidateRows.for_request(staff_id, attributes, ts, candidates)
@@ -146,7 +151,7 @@ class Ranker:
              candidates: "Sequence[Banner] | CandidateSet", history: History) -> RankResult:
         c = _as_set(candidates)
         scores, version = self.scores(staff_id, attributes, ts, c.banners, history)
-        if scores is None:  # the operators' order: the greedy order of equal scores
+        if scores is None:  # the model failed on this request: the operators' order, as it is
             order = greedy_order(np.zeros(len(c)), c.pinned, c.priority).tolist()
             return RankResult(version, False, [c.ids[i] for i in order], [0.0] * len(order), [1.0] * len(order))
         greedy = greedy_order(scores, c.pinned, c.priority).tolist()

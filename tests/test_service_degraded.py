@@ -201,3 +201,23 @@ def test_events_the_store_cannot_take_are_refused_with_503(tmp_path):
         engine.store.add_events = store_add
         assert client.post("/v1/events", json={"events": [event]}, headers=C).json()["stored"] == 1
     engine.close()
+
+
+def test_with_no_model_the_service_explores_around_the_operators_order(tmp_path):
+    """The first days' logs must be able to train and evaluate the first model: the
+    no-model answers explore, with the propensities of epsilon-greedy."""
+    cfg = config_from(write_config(tmp_path, arms='[arms]\nsalt = "s"\n[arms.A]\nshare = 1.0\nepsilon = 0.5\n'))
+    client, engine = start(cfg, FakeRegistry(cfg.models))
+    with client:
+        outs = [ranking(client) for _ in range(60)]
+    engine.close()
+    assert {o["model_version"] for o in outs} == {"fallback"}
+    explored = [o for o in outs if o["explored"]]
+    assert 10 < len(explored) < 50
+    free = len(OPERATORS_ORDER) - 1  # b-pinned holds the first place
+    for o in outs:
+        ids = [i["banner_id"] for i in o["ranking"]]
+        assert ids[0] == "b-pinned" and o["ranking"][0]["propensity"] == 1.0
+        for pos, item in enumerate(o["ranking"][1:], start=1):
+            at_greedy = ids[pos] == OPERATORS_ORDER[pos]
+            assert item["propensity"] == pytest.approx(0.5 * at_greedy + 0.5 / free)

@@ -317,16 +317,31 @@ def test_ranker_on_a_candidate_set_answers_like_on_the_banners(case, epsilon, se
 @settings(max_examples=100, deadline=None)
 @given(ranking_cases(), st.booleans())
 def test_ranker_fallback_on_a_candidate_set_is_the_operators_order(case, failing):
+    """A scorer that fails answers the operators' order as it is; no scorer at all (before
+    the first model) explores around the operators' order, with exact propensities."""
     banners, table = case
     scorer = TableScorer(table, fail=True) if failing else None
-    want = [banners[i].banner_id for i in reference_rank([0.0] * len(banners), [b.pinned for b in banners],
-                                                         [b.priority for b in banners])]
+    pinned = np.array([b.pinned for b in banners], dtype=bool)
+    priority = [b.priority for b in banners]
+    want = [banners[i].banner_id for i in reference_rank([0.0] * len(banners), pinned.tolist(), priority)]
+    keys = greedy_keys(np.zeros(len(banners)), pinned, np.array(priority))
+    P = position_propensities(np.ones((1, len(banners)), bool), keys, pinned, 0.5, len(banners))[0]
+    ids = [b.banner_id for b in banners]
     for cands in (banners, CandidateSet(banners)):
         res = Ranker(scorer, 0.5, np.random.default_rng(0)).rank("s-1", {}, 0.0, cands, History.empty())
         version = FALLBACK_VERSION if scorer is None or banners else scorer.version  # nothing to score: no failure
-        assert (res.model_version, res.explored, res.banner_ids) == (version, False, want)
-        assert res.propensities == [1.0] * len(banners) and [it.position for it in res.items] == list(
-            range(1, len(banners) + 1))
+        assert [it.position for it in res.items] == list(range(1, len(banners) + 1))
+        if failing:
+            assert (res.model_version, res.explored, res.banner_ids) == (version, False, want)
+            assert res.propensities == [1.0] * len(banners)
+        else:
+            assert res.model_version == version
+            n_pin = int(pinned.sum())
+            assert res.banner_ids[:n_pin] == want[:n_pin] and sorted(res.banner_ids) == sorted(want)
+            if not res.explored:
+                assert res.banner_ids == want
+            shown = [ids.index(b) for b in res.banner_ids]
+            assert res.propensities == pytest.approx([P[b, k] for k, b in enumerate(shown)], rel=1e-12, abs=1e-15)
 
 
 # ---------------------------------------------------------------------------------------
