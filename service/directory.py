@@ -2,8 +2,10 @@
 
 At start they come from the event store (what ``PUT /v1/banners`` and ``PUT /v1/staff``
 last stored, so that every worker and every restart sees the same), else from the files
-the config names. Each is replaced as a whole object, so a request reads one consistent
-version; ``refresh`` picks up what another worker stored.
+the config names, which are then stored: the store always holds what the service serves,
+so that an export of its logs comes with the catalog and staff they were served with.
+Each is replaced as a whole object, so a request reads one consistent version;
+``refresh`` picks up what another worker stored.
 """
 from __future__ import annotations
 
@@ -14,10 +16,7 @@ from typing import Mapping
 from recommender.contracts import load_banners, load_staff
 from recommender.contracts.banners import banner_from_dict, banner_to_dict
 from recommender.domain import UNKNOWN, Banner, Catalog, Staff, StaffDirectory
-from recommender.store import EventStore
-
-CATALOG_DOC = "catalog"
-STAFF_DOC = "staff"
+from recommender.store import CATALOG_DOC, STAFF_DOC, EventStore
 
 
 class Directory:
@@ -36,10 +35,12 @@ class Directory:
             self.catalog_version = doc[0]
             self.catalog = Catalog(banner_from_dict(o) for o in json.loads(doc[1]))
         elif self.banners_file is not None:
-            self.catalog = load_banners(self.banners_file)
+            self.put_catalog(list(load_banners(self.banners_file)))
         staff = [Staff(sid, attrs) for sid, attrs in self.store.all_staff()]
         if not staff and self.staff_file is not None:
-            self.staff = load_staff(self.staff_file)
+            loaded = load_staff(self.staff_file)
+            self.store.upsert_staff([(s.staff_id, dict(s.attributes)) for s in loaded.by_id.values()])
+            self.staff = loaded
         else:
             self.staff = StaffDirectory(staff)
         doc = self.store.get_document(STAFF_DOC)

@@ -137,13 +137,6 @@ BANNER_EXAMPLE = {"banner_id": "b-policy-01", "category": "policy", "title": "20
                   "pinned": False, "priority": 0, "tags": ["evaluation"]}
 
 
-class BannersResponse(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"version": 3, "banners": [BANNER_EXAMPLE]}]})
-
-    version: int
-    banners: list[dict]
-
-
 class PutResponse(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"version": 4, "count": 30}]})
 

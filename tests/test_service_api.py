@@ -162,7 +162,7 @@ def test_limits_give_a_clear_message(api):
 def test_banners_get_put_and_validation(api):
     client, _ = api
     got = client.get("/v1/banners", headers=C).json()
-    assert [b["banner_id"] for b in got["banners"]][:2] == ["b-policy", "b-info"]
+    assert [b["banner_id"] for b in got][:2] == ["b-policy", "b-info"]
     new = [{"banner_id": "n-1", "category": "event", "priority": 2},
            {"banner_id": "n-2", "category": "survey", "start": "2020-01-01T00:00:00+09:00", "end": None}]
     r = client.put("/v1/banners", json=new, headers=A)
@@ -170,7 +170,16 @@ def test_banners_get_put_and_validation(api):
     assert sorted(i["banner_id"] for i in rank(client)["ranking"]) == ["n-1", "n-2"]
     bad = client.put("/v1/banners", json=[{"banner_id": "x", "category": "info", "priority": "high"}], headers=A)
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", 0, "priority"]
-    assert client.get("/v1/banners", headers=C).json()["version"] == r.json()["version"]
+    assert client.get("/v1/banners", headers=C).headers["x-catalog-version"] == str(r.json()["version"])
+
+
+def test_a_saved_copy_of_the_catalog_is_a_valid_banners_file(api, tmp_path):
+    from recommender.contracts import load_banners
+
+    client, engine = api
+    saved = tmp_path / "banners.json"
+    saved.write_bytes(client.get("/v1/banners", headers=C).content)
+    assert [b.banner_id for b in load_banners(saved)] == [b.banner_id for b in engine.catalog]
 
 
 def test_put_staff_changes_the_profile(api):

@@ -114,3 +114,25 @@ def test_two_workers_share_clicks_within_a_second(tmp_path):
         assert len(writers) == 2, f"only one worker answered {answered} requests"
     finally:
         server.stop()
+
+
+def test_an_export_folder_is_a_complete_training_set(config, tmp_path):
+    """The catalog and the staff directory the service held come with the impressions, in
+    the file contracts, and the impressions validate against that catalog."""
+    from recommender.contracts import load_banners, load_staff
+
+    server = ServeProcess(config)
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            for staff in ("s-1", "s-p", "s-unknown"):
+                assert http.post("/v1/rank", json={"staff_id": staff}, headers=C).status_code == 200
+    finally:
+        server.stop()
+    folder = tmp_path / "export"
+    res = subprocess.run([sys.executable, "-m", "cli.main", "export", "--db", str(tmp_path / "events.db"),
+                          "--out", str(folder)], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    catalog = load_banners(folder / "banners.json")
+    staff = load_staff(folder / "staff.csv")
+    log = load_impressions(folder / "impressions.jsonl", catalog=catalog)
+    assert "b-heads" in catalog and staff.get("s-p").get("role") == "principal" and log.n_requests == 3

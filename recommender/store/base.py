@@ -20,6 +20,11 @@ import orjson
 
 from ..timeutil import format_ts
 
+# the documents the service keeps in the store: the catalog it serves (the staff
+# directory is a table; its document holds only the directory's version)
+CATALOG_DOC = "catalog"
+STAFF_DOC = "staff"
+
 # click status, stored with each event
 OK = "ok"
 UNKNOWN_REQUEST = "unknown_request"  # no ranking with this request_id was logged (yet)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Body
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 
 from recommender.contracts import parse_unique
 from recommender.contracts.banners import banner_from_dict, banner_to_dict
@@ -10,7 +11,9 @@ from recommender.domain import Banner
 from recommender.errors import ErrorCollector
 
 from ..deps import Admin, Client, Engine
-from ..schemas import ADMIN_ERRORS, BANNER_EXAMPLE, UNAUTHORIZED, BannersResponse, PutResponse, StaffBatch
+from ..schemas import ADMIN_ERRORS, BANNER_EXAMPLE, UNAUTHORIZED, PutResponse, StaffBatch
+
+CATALOG_VERSION_HEADER = "X-Catalog-Version"
 
 router = APIRouter(prefix="/v1", tags=["catalog"])
 
@@ -25,9 +28,15 @@ def parse_banners(objects: list) -> list[Banner]:
     return banners
 
 
-@router.get("/banners", response_model=BannersResponse, responses=UNAUTHORIZED, summary="the current catalog")
+@router.get("/banners", response_model=list[dict], responses={**UNAUTHORIZED, 200: {
+    "description": "the catalog in the banners.json contract (a saved copy is a valid banners.json); its version "
+                   "in the X-Catalog-Version header",
+    "headers": {CATALOG_VERSION_HEADER: {"description": "the version PUT /v1/banners answered",
+                                         "schema": {"type": "integer"}}},
+    "content": {"application/json": {"example": [BANNER_EXAMPLE]}}}}, summary="the current catalog")
 def get_banners(engine: Engine, _: Client):
-    return BannersResponse(version=engine.directory.catalog_version, banners=[banner_to_dict(b) for b in engine.catalog])
+    return JSONResponse([banner_to_dict(b) for b in engine.catalog],
+                        headers={CATALOG_VERSION_HEADER: str(engine.directory.catalog_version)})
 
 
 @router.put("/banners", response_model=PutResponse, responses=ADMIN_ERRORS, summary="replace the catalog (admin)")
