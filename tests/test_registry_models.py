@@ -25,7 +25,10 @@ def test_promote_and_rollback(tmp_path):
     assert reg.state()["arms"] == {"A": "v2", "B": "v3"}
     assert reg.rollback("A") == ("v2", "v1")
     assert reg.resolve("A") == "v1"
-    assert reg.rollback("A") == ("v1", None)
+    with pytest.raises(RegistryError, match="no earlier version"):
+        reg.rollback("A")  # v1 had no predecessor: not without asking for the operators' order
+    assert reg.resolve("A") == "v1"
+    assert reg.rollback("A", to_fallback=True) == ("v1", None)
     assert reg.resolve("A") is None and reg.resolve("B") == "v3"
     with pytest.raises(RegistryError, match="nothing to roll back"):
         reg.rollback("A")
@@ -60,7 +63,9 @@ def test_models_commands(tmp_path, capsys):
     assert "v1" in out and "v2" in out and "A" in out
     assert main(["models", "--models", str(tmp_path), "promote", "v2", "--arm", "B", "--no-verify"]) == 0
     assert reg.resolve("B") == "v2"
-    assert main(["models", "--models", str(tmp_path), "rollback", "--arm", "B"]) == 0
+    assert main(["models", "--models", str(tmp_path), "rollback", "--arm", "B"]) == 1
+    assert "no earlier version" in capsys.readouterr().err and reg.resolve("B") == "v2"
+    assert main(["models", "--models", str(tmp_path), "rollback", "--arm", "B", "--to-fallback"]) == 0
     assert reg.resolve("B") is None
     assert main(["models", "--models", str(tmp_path), "rollback", "--arm", "B"]) == 1
     assert "nothing to roll back" in capsys.readouterr().err
@@ -140,3 +145,20 @@ def test_a_trained_model_with_nan_weights_is_refused_by_the_service(small_click_
         assert engine.rank("s-000001").result.model_version == "good"
     finally:
         engine.close()
+
+
+def test_models_list_and_show_say_what_a_version_is(small_click_model, tmp_path, capsys):
+    meta = {"version": "v1", "created": "2026-03-09T01:02:03+00:00", "kind": "logistic",
+            "training_data": {"from": "2026-03-02T00:00:00+00:00", "to": "2026-03-08T23:59:00+00:00", "rows": 1200},
+            "validation": {"logistic": {"log_loss": 0.2345, "clicks@3": 0.1812}},
+            "offline_ab": {"against": "v0", "difference": {"value": 0.0123, "ci_low": 0.004, "ci_high": 0.02}}}
+    small_click_model.save(tmp_path / "v1", meta)
+    ModelRegistry(tmp_path).promote("v1")
+    assert main(["models", "--models", str(tmp_path), "list"]) == 0
+    out = capsys.readouterr().out
+    assert "2026-03-02T00:00 .. 2026-03-08T23:59" in out and "0.2345" in out and "+0.0123" in out and "vs v0" in out
+    assert main(["models", "--models", str(tmp_path), "show", "v1"]) == 0
+    shown = capsys.readouterr().out
+    assert "model v1 (logistic)" in shown and "serving arms: A" in shown and "half_life_days" in shown
+    assert main(["models", "--models", str(tmp_path), "show", "v9"]) == 1
+    assert "no model 'v9'" in capsys.readouterr().err

@@ -37,6 +37,9 @@ class ModelInfo:
     metrics: dict
     arms: list[str]
     error: str | None = None
+    data_from: str = ""
+    data_to: str = ""
+    offline_ab: dict | None = None  # the retrain gate's A/B against the model it would replace
 
 
 class ModelRegistry:
@@ -106,14 +109,17 @@ class ModelRegistry:
         out = []
         for v in self.versions():
             try:
-                meta = json.loads((self.root / v / "metadata.json").read_text(encoding="utf-8"))
-                validation = meta.get("validation") or {}
-                # the chosen kind's validation metrics when the trainer compared several
-                metrics = validation.get(meta.get("kind"), validation) if isinstance(validation, dict) else {}
-                metrics = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
-                out.append(ModelInfo(v, str(meta.get("created", "")), metrics, arms_of.get(v, [])))
-            except (OSError, json.JSONDecodeError) as e:
-                out.append(ModelInfo(v, "", {}, arms_of.get(v, []), f"unreadable metadata: {e}"))
+                meta = self.metadata(v)
+            except RegistryError as e:
+                out.append(ModelInfo(v, "", {}, arms_of.get(v, []), str(e)))
+                continue
+            validation = meta.get("validation") or {}
+            # the chosen kind's validation metrics when the trainer compared several
+            metrics = validation.get(meta.get("kind"), validation) if isinstance(validation, dict) else {}
+            metrics = {k: x for k, x in metrics.items() if not isinstance(x, dict)}
+            data = meta.get("training_data") or {}
+            out.append(ModelInfo(v, str(meta.get("created", "")), metrics, arms_of.get(v, []), None,
+                                 str(data.get("from", "")), str(data.get("to", "")), meta.get("offline_ab")))
         return out
 
     def promote(self, version: str, arm: str = "A", verify: bool = True) -> str | None:
@@ -139,13 +145,18 @@ class ModelRegistry:
         self._write_state(state)
         return previous
 
-    def rollback(self, arm: str = "A") -> tuple[str | None, str | None]:
-        """Undo the last promotion of ``arm``; returns (from, to)."""
+    def rollback(self, arm: str = "A", to_fallback: bool = False) -> tuple[str | None, str | None]:
+        """Undo the last promotion of ``arm``; returns (from, to). An arm whose last
+        promotion had no predecessor is left without a model (the operators' order) only
+        with ``to_fallback``."""
         state = self.state()
         for i in range(len(state["history"]) - 1, -1, -1):
             h = state["history"][i]
             if h.get("arm") == arm and not h.get("rolled_back"):
                 current, previous = state["arms"].get(arm), h.get("previous")
+                if previous is None and not to_fallback:
+                    raise RegistryError(f"arm {arm!r} has no earlier version to roll back to (it would serve the "
+                                        "operators' order: ask for that with --to-fallback)")
                 if previous is None:
                     state["arms"].pop(arm, None)
                 else:
@@ -157,6 +168,16 @@ class ModelRegistry:
                 self._write_state(state)
                 return current, previous
         raise RegistryError(f"nothing to roll back for arm {arm!r}")
+
+    def metadata(self, version: str) -> dict:
+        """A model folder's metadata.json."""
+        path = self.folder(version) / "metadata.json"
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise RegistryError(f"no model {version!r} in {self.root} (see `recommender models list`)") from None
+        except (OSError, json.JSONDecodeError) as e:
+            raise RegistryError(f"{path}: unreadable metadata ({e})") from None
 
     def verify(self, folder: Path) -> None:
         """The checksums of a trained model folder (training.artifact.verify); with another
