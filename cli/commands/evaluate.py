@@ -44,15 +44,10 @@ def run(args: argparse.Namespace) -> int:
         return _error("--epsilon must be in [0, 1]")
     if args.bootstrap < 10:
         return _error("--bootstrap must be at least 10 resamples")
+    from training.artifact import ArtifactError
     from training.ope.data import EvaluationInputError, build_bandit
     from training.ope.evaluate import evaluate, format_table, resolve_policy
     from training.ope.reward import click_matrix, fit_reward_model
-
-    try:
-        from training.artifact import ArtifactError
-    except ImportError:  # training without artifacts: no model policy can be loaded anyway
-        class ArtifactError(Exception):
-            pass
 
     t0 = time.perf_counter()
     staff = load_staff(args.staff)
