@@ -36,15 +36,14 @@ from simulator.truevalue import TrueValue
 from training.ope.data import build_bandit
 from training.ope.evaluate import evaluate
 from training.ope.policies import model_policy, popularity_scores, ranking_policy
-from training.ope.reward import click_matrix, fit_click_model
-from training.train import fit_click_model as train_click_model
+from training.ope.reward import click_matrix, fit_reward_model
+from training.train import fit_click_model
 
 DAY = 86400.0
 ESTS = ("ips", "snips", "dm", "dr")
 
 
-def run_seed(seed: int, staff_n: int, days: int, history_days: int, epsilon: float, far: bool = False,
-             click_model: str = "ope") -> dict:
+def run_seed(seed: int, staff_n: int, days: int, history_days: int, epsilon: float, far: bool = False) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         t0 = time.perf_counter()
@@ -53,16 +52,16 @@ def run_seed(seed: int, staff_n: int, days: int, history_days: int, epsilon: flo
         catalog = load_banners(d / "banners.json")
         log = load_impressions(d / "impressions.jsonl", catalog=catalog)
         past, ev = log.split(float(log.ts.min()) + history_days * DAY)
-        target_model = train_click_model(staff, catalog, past, kind="logistic")
+        target_model = fit_click_model(staff, catalog, past, kind="logistic")
         bandit = build_bandit(ev, catalog, staff, 3, history_logs=[past])
         pols = [model_policy(bandit, target_model, name="model")]
         if far:  # the reverse of the popularity order: far from the logging policy
             pols.append(ranking_policy(bandit, -popularity_scores(bandit), name="anti-popularity"))
-        model, _ = fit_click_model(bandit, staff, catalog, ev, [past], kind=click_model)
+        model, _ = fit_reward_model(staff, catalog, ev, [past])
         q = click_matrix(bandit, model)
         res = evaluate(bandit, pols, q, n_boot=200, seed=seed, breakdowns=False)
         tv = TrueValue(GroundTruth.load(d), bandit, [past, ev])
-        out = {"seed": seed, "epsilon": epsilon, "click_model": click_model, "requests": res.n_requests, "seconds": round(time.perf_counter() - t0, 1), "resample": res.resample,
+        out = {"seed": seed, "epsilon": epsilon, "requests": res.n_requests, "seconds": round(time.perf_counter() - t0, 1), "resample": res.resample,
                "policies": {}}
         for p in pols:
             diag = res.diagnostics[p.name]
@@ -115,8 +114,6 @@ def main() -> None:
     ap.add_argument("--history-days", type=int, default=2)
     ap.add_argument("--out", default="ope_accuracy.jsonl", help="per-seed results (JSON Lines)")
     ap.add_argument("--skip-breakdown", action="store_true")
-    ap.add_argument("--click-model", choices=("project", "ope"), default="ope",
-                    help="DM/DR click model (as `recommender evaluate --click-model`; default ope, the faster one)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--summarise", metavar="FILE", nargs="+", help="only print the summary of earlier --out files (pooled)")
     ap.add_argument("--breakdown-only", action="store_true", help="only the 'where IPS breaks down' part")
@@ -131,7 +128,7 @@ def main() -> None:
         breakdown(args)
         return
     rows = []
-    jobs = [(args.first_seed + s, args.staff, args.days, args.history_days, 0.2, s < 5, args.click_model) for s in range(args.seeds)]
+    jobs = [(args.first_seed + s, args.staff, args.days, args.history_days, 0.2, s < 5) for s in range(args.seeds)]
     with open(args.out, "w", encoding="utf-8") as f, Pool(args.workers) as pool:
         for r in pool.imap(_run, jobs):
             rows.append(r)
@@ -150,7 +147,7 @@ def main() -> None:
 def breakdown(args) -> None:
     print("\nwhere plain IPS breaks down:")
     for label, eps in (("epsilon 0.2 logs", 0.2), ("tiny propensities: epsilon 0.01 logs", 0.01)):
-        r = run_seed(2000, args.staff, args.days, args.history_days, eps, far=True, click_model=args.click_model)
+        r = run_seed(2000, args.staff, args.days, args.history_days, eps, far=True)
         with open(args.out, "a", encoding="utf-8") as f:
             f.write(json.dumps({"breakdown": label, **r}) + "\n")
         for name, p in r["policies"].items():

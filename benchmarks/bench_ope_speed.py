@@ -3,8 +3,7 @@ replicates, end to end (load and validate the files, candidates, click model fit
 predictions, policies, every estimator with its intervals, per position and category
 breakdowns, paired difference). Goal: <= 60 s.
 
-    .venv/bin/python benchmarks/bench_ope_speed.py [--runs 3] [--dir /tmp/ope-speed] [--click-model ope|project]
-                                                   [--model models/VERSION]
+    .venv/bin/python benchmarks/bench_ope_speed.py [--runs 3] [--dir /tmp/ope-speed] [--model models/VERSION]
 """
 from __future__ import annotations
 
@@ -18,7 +17,8 @@ from simulator import SimulationConfig, simulate
 from training.ope.data import build_bandit
 from training.ope.evaluate import evaluate, resolve_policy
 from training.ope.policies import model_policy
-from training.ope.reward import click_matrix, fit_click_model, fit_logistic
+from training.ope.reward import click_matrix, fit_reward_model
+from training.train import fit_click_model
 
 
 def main() -> None:
@@ -27,8 +27,6 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--staff", type=int, default=95_000)
     ap.add_argument("--days", type=int, default=3)
-    ap.add_argument("--click-model", choices=("project", "ope"), default="ope",
-                    help="DM/DR click model, as `recommender evaluate --click-model` (default ope)")
     ap.add_argument("--model", help="a model folder as the first policy (default: a logistic click model fitted here, not timed)")
     args = ap.parse_args()
     d = Path(args.dir)
@@ -52,7 +50,7 @@ def main() -> None:
             phases["model policy"] = time.perf_counter() - t
         else:
             tt = time.perf_counter()
-            target = fit_logistic(bandit)  # stands for a trained model; its fit is not part of evaluation
+            target = fit_click_model(staff, catalog, log)  # stands for a trained model; its fit is not part of evaluation
             skip = time.perf_counter() - tt
             t = time.perf_counter()
             first = model_policy(bandit, target, name="model")
@@ -62,7 +60,7 @@ def main() -> None:
         second = resolve_policy("popularity", bandit)
         phases["popularity policy"] = time.perf_counter() - t
         t = time.perf_counter()
-        model, name = fit_click_model(bandit, staff, catalog, log, [], kind=args.click_model)
+        model, name = fit_reward_model(staff, catalog, log, [])
         phases["click model fit"] = time.perf_counter() - t
         t = time.perf_counter()
         q = click_matrix(bandit, model)

@@ -358,7 +358,17 @@ class FeatureEncoder:
     def _positions(self, n: int, position: np.ndarray | None) -> np.ndarray:
         if position is None:
             return np.full(n, self.reference_position)
+        return self.positions(position)
+
+    def positions(self, position: np.ndarray) -> np.ndarray:
+        """Positions as the features see them (clamped to 1..max_position), for callers
+        that vary the position of rows encoded once (offline evaluation)."""
         return np.minimum(np.maximum(np.asarray(position), 1), self.config.max_position)
+
+    @property
+    def dense_position_column(self) -> int:
+        """The position's column in the dense matrix (after the attributes, category and banner)."""
+        return len(self.config.staff_attributes) + 2
 
     def completion_columns(self, banners: BannerArrays, banner_idx: np.ndarray) -> np.ndarray:
         """Each row's completion x category column: where its ever-clicked flag goes."""

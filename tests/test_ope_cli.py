@@ -26,12 +26,9 @@ def _write(path, rows):
     return path
 
 
-def _run(small_province, impressions, *extra, click_model="ope"):
-    """The faster click model keeps these tests quick; the first test runs the default
-    (the project's click model)."""
-    cm = [] if click_model is None else ["--click-model", click_model]
+def _run(small_province, impressions, *extra):
     return main(["evaluate", "--staff", str(small_province / "staff.csv"), "--banners", str(small_province / "banners.json"),
-                 "--impressions", str(impressions), "--bootstrap", "50", *cm, *extra])
+                 "--impressions", str(impressions), "--bootstrap", "50", *extra])
 
 
 def test_json_table_and_report(small_province, logs, tmp_path, capsys):
@@ -39,7 +36,7 @@ def test_json_table_and_report(small_province, logs, tmp_path, capsys):
     imp = _write(tmp_path / "imp.jsonl", rows)
     out, rep = tmp_path / "out.json", tmp_path / "report.html"
     code = _run(small_province, imp, "--policy", "popularity", "--policy", "random", "--policy", "logged",
-                "--json", str(out), "--report", str(rep), click_model=None)
+                "--json", str(out), "--report", str(rep))
     assert code == 0
     printed = capsys.readouterr().out
     assert "popularity" in printed and "DR" in printed and "paired differences" in printed

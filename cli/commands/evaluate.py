@@ -25,9 +25,6 @@ def register(sub) -> None:
     p.add_argument("--resample", choices=("request", "staff"), default="request",
                    help="bootstrap unit: single requests (default) or staff members with all their requests")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
-    p.add_argument("--click-model", choices=("project", "ope"), default="project",
-                   help="click model of DM and DR, fitted on the evaluated logs: the project's (training.train, default) "
-                        "or the evaluation's own faster logistic model")
     p.add_argument("--json", help="write the results as JSON to this file")
     p.add_argument("--report", help="write a self-contained HTML report to this file")
     p.set_defaults(func=run)
@@ -47,15 +44,10 @@ def run(args: argparse.Namespace) -> int:
         return _error("--epsilon must be in [0, 1]")
     if args.bootstrap < 10:
         return _error("--bootstrap must be at least 10 resamples")
+    from training.artifact import ArtifactError
     from training.ope.data import EvaluationInputError, build_bandit
     from training.ope.evaluate import evaluate, format_table, resolve_policy
-    from training.ope.reward import click_matrix, fit_click_model
-
-    try:
-        from training.artifact import ArtifactError
-    except ImportError:  # training without artifacts: no model policy can be loaded anyway
-        class ArtifactError(Exception):
-            pass
+    from training.ope.reward import click_matrix, fit_reward_model
 
     t0 = time.perf_counter()
     staff = load_staff(args.staff)
@@ -74,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         bandit = build_bandit(log, catalog, staff, args.slots, history_logs=history)
         policies = [resolve_policy(spec, bandit, args.epsilon) for spec in args.policy]
-        model, model_name = fit_click_model(bandit, staff, catalog, log, history, kind=args.click_model)
+        model, model_name = fit_reward_model(staff, catalog, log, history)
         q = click_matrix(bandit, model)
         result = evaluate(bandit, policies, q, args.bootstrap, args.seed, click_model=model_name, resample=args.resample)
     except ArtifactError as e:

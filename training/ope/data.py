@@ -81,6 +81,13 @@ class LoggedBandit:
         """(n, K) catalog index of the banner shown at each position, -1 if none."""
         return np.where(self.filled, self.cand_banner[np.maximum(self.shown, 0)], -1)
 
+    def rows_by_person(self) -> np.ndarray:
+        """Every candidate row, person by person (a person's requests in logged order,
+        each request's rows in catalog order): history queries in this order read the
+        history's indexes, sorted by person, nearly in order."""
+        by_person = np.argsort(self.staff, kind="stable")
+        return _ranges(self.offsets[by_person], self.n_candidates[by_person])
+
     def categories(self) -> list[str]:
         return sorted({b.category for b in self.catalog})
 

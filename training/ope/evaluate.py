@@ -9,6 +9,8 @@ from typing import Sequence
 
 import numpy as np
 
+from training.artifact import load_model
+
 from .data import EvaluationInputError, LoggedBandit
 from .diagnostics import Diagnostics, diagnose
 from .estimators import ESTIMATORS, Contributions, bootstrap, dr_breakdown, interval
@@ -56,10 +58,6 @@ def resolve_policy(spec: str, bandit: LoggedBandit, epsilon: float = 0.0) -> Tar
     path = Path(spec)
     if not path.exists():
         raise EvaluationInputError(f"--policy {spec!r}: no such model folder (or give one of {', '.join(NAMED_POLICIES)})")
-    try:
-        from training.artifact import load_model
-    except ImportError as e:  # training not installed in this build
-        raise EvaluationInputError(f"--policy {spec!r}: model artifacts cannot be loaded here ({e})") from None
     model = load_model(path)  # raises ArtifactError on a checksum mismatch
     name = str(model.version) + (f"+eps{epsilon:g}" if epsilon > 0 else "")
     try:

@@ -9,7 +9,7 @@ Builders:
 - ``popularity_policy``: greedy by smoothed click rate from the history strictly before
   each request.
 - ``logged_policy``: the logging policy itself, from its logged propensities (on-policy).
-- ``model_policy``: a Scorer (a model artifact) ranking the candidates.
+- ``model_policy``: a model artifact ranking the candidates by its scores.
 """
 from __future__ import annotations
 
@@ -20,9 +20,10 @@ import numpy as np
 from features.definition import popularity
 from recommender.exploration import marginal_propensity
 from recommender.ordering import greedy_places
-from recommender.ranker import CandidateRows
+from training.artifact import ModelArtifact
 
 from .data import LoggedBandit
+from .reward import bandit_logits
 
 
 @dataclass
@@ -138,34 +139,12 @@ def logged_policy(bandit: LoggedBandit, name: str = "logged") -> TargetPolicy:
     return TargetPolicy(name, pi, pi_shown=np.where(filled, bandit.propensity, 0.0))
 
 
-def candidate_rows(bandit: LoggedBandit, rows: np.ndarray | slice | None = None) -> CandidateRows:
-    """CandidateRows (recommender.ranker) for candidate rows of the bandit (all by default)."""
-    idx = np.arange(len(bandit.cand_banner))[rows] if rows is not None else np.arange(len(bandit.cand_banner))
-    req = bandit.cand_request[idx]
-    staff = bandit.staff[req]
-    banners = bandit.catalog.banners
-    ids = bandit.staff_ids
-    return CandidateRows(request=req, staff_id=[ids[s] for s in staff], attributes=[bandit.profiles[s] for s in staff],
-                         banner=[banners[b] for b in bandit.cand_banner[idx]], ts=bandit.ts[req])
+def model_scores(bandit: LoggedBandit, model: ModelArtifact) -> np.ndarray:
+    """The model's score (click logit at its reference position) of every candidate row,
+    through the click model's bandit-wide features (reward.bandit_logits)."""
+    return bandit_logits(bandit, model, [model.encoder.reference_position])[:, 0]
 
 
-def model_scores(bandit: LoggedBandit, scorer, chunk_rows: int = 500_000) -> np.ndarray:
-    """scorer.score over every candidate row, in blocks; a failing or malformed block is an error."""
-    fast = getattr(scorer, "bandit_scores", None)
-    if fast is not None:
-        return np.asarray(fast(bandit), dtype=np.float64)
-    N = len(bandit.cand_banner)
-    out = np.empty(N)
-    history = bandit.history_for(scorer)
-    for lo in range(0, N, chunk_rows):
-        hi = min(lo + chunk_rows, N)
-        s = np.asarray(scorer.score(candidate_rows(bandit, slice(lo, hi)), history), dtype=np.float64)
-        if s.shape != (hi - lo,):
-            raise ValueError(f"model {getattr(scorer, 'version', '?')} returned {s.shape} scores for {hi - lo} candidates")
-        out[lo:hi] = s
-    return out
-
-
-def model_policy(bandit: LoggedBandit, scorer, epsilon: float = 0.0, name: str | None = None) -> TargetPolicy:
-    name = name or str(getattr(scorer, "version", "model"))
-    return ranking_policy(bandit, model_scores(bandit, scorer), epsilon, name)
+def model_policy(bandit: LoggedBandit, model: ModelArtifact, epsilon: float = 0.0, name: str | None = None) -> TargetPolicy:
+    name = name or str(model.version)
+    return ranking_policy(bandit, model_scores(bandit, model), epsilon, name)
