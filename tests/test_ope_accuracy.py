@@ -44,7 +44,7 @@ def test_dr_and_snips_find_the_true_value(small_province):
     # click model ranking greedily, far from the logging order, on 5,000 staff over two
     # days: its DR half-width is 24-26% of the truth here, and IPS's 29% (the width
     # depends on how far the target is from the logging order), so a 25% bound sat on the
-    # edge; 30% still fails an interval that has lost the click model's help.
+    # edge; 30% leaves that room and still fails an interval much wider than it should be.
     res, truth, pols, bandit = _setup(small_province)
     assert res.n_requests > 5000
     for name, t in truth.items():
