@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "cli.commands.serve",
     "cli.commands.export",
     "cli.commands.models",
+    "cli.commands.arms",
     "cli.commands.evaluate",
 )
 

@@ -54,7 +54,11 @@ def create_app(config: ServiceConfig | None = None, engine: RankingEngine | None
     admission.on_shed = metrics.observe_shed
     # what the engine counts in its background threads reaches the metrics
     engine.ranking_log.on_dropped = metrics.ranking_log_dropped.inc
-    engine.follower.on_sync = lambda: metrics.observe_online(engine.online)
+    def on_sync() -> None:
+        metrics.observe_online(engine.online)
+        metrics.observe_arms(engine.models.shares, engine.ramp.last)
+
+    engine.follower.on_sync = on_sync
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -3,6 +3,12 @@
 The hash (sha256 of ``salt + ":" + staff_id``) maps each person to a point in [0, 1); the
 arms split [0, 1) by their shares in config order. Same salt and shares, same arm, in
 every process, on every restart. Changing the salt reshuffles everyone.
+
+The shares are the config's until they are changed live (``recommender arms set``,
+``PUT /v1/admin/arms``: kept in the model registry), and a ramp steps a new arm's share up
+on a schedule, taking it from its control arm. Since the arms split [0, 1) in config
+order, a person moves only between the two arms whose boundary moves: raising the new
+arm's share from 10% to 50% keeps the first 10% where they were.
 """
 from __future__ import annotations
 
@@ -48,3 +54,36 @@ class ArmAssigner:
         if not self._bounds:  # one arm: the hash decides nothing
             return self.arms[0].name
         return self.arms[bisect_right(self._bounds, unit_hash(self.salt, staff_id))].name
+
+
+def ramp_share(ramp: dict, now: float) -> float:
+    """The share a running ramp gives its arm at ``now``: its steps one after the other,
+    ``every_s`` seconds each, the last one held."""
+    steps = ramp["steps"]
+    i = int(max(now - ramp["started"], 0.0) // ramp["every_s"])
+    return float(steps[min(i, len(steps) - 1)])
+
+
+def ramp_finished(ramp: dict, now: float) -> bool:
+    """The ramp has held its last step for a whole step."""
+    return now - ramp["started"] >= ramp["every_s"] * (len(ramp["steps"]) + 1)
+
+
+def effective_shares(arms: list[Arm], state: dict, now: float) -> dict[str, float]:
+    """Each arm's traffic share now: the config's, replaced by the registry's live shares
+    when set, then by a running ramp (the new arm at its step, taken from its control;
+    a stopped ramp gives the control the new arm's traffic back)."""
+    shares = {a.name: a.share for a in arms}
+    live = {k: float(v) for k, v in (state.get("shares") or {}).items() if k in shares}
+    if live and abs(sum(live.values()) - 1.0) < 1e-6:
+        shares = {name: live.get(name, 0.0) for name in shares}
+    ramp = state.get("ramp") or {}
+    arm, control = ramp.get("arm"), ramp.get("control")
+    if arm in shares and control in shares:
+        available = 1.0 - sum(v for k, v in shares.items() if k not in (arm, control))
+        if ramp.get("status") == "ramping":
+            shares[arm] = min(ramp_share(ramp, now), available)
+            shares[control] = available - shares[arm]
+        elif ramp.get("status") == "stopped":
+            shares[arm], shares[control] = 0.0, available
+    return shares

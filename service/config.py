@@ -41,6 +41,9 @@ class ServiceConfig:
     max_in_flight: int = 32  # requests one worker holds at once before it answers 503 (load shedding)
     max_queue_ms: float = 10.0  # a request that waited longer for its worker is answered 503
     max_open_rankings: int = 500_000  # rankings one worker keeps open to clicks (about 0.4 KB each)
+    ramp_check_interval: float = 60.0  # seconds between two looks at a running ramp's clicks
+    ramp_alpha: float = 0.05  # a ramp stops when its always-valid 1 - alpha interval is below zero
+    ramp_min_requests: int = 500  # per arm, before a ramp may stop
     client_keys: frozenset[str] = frozenset()
     admin_keys: frozenset[str] = frozenset()
     arms: list[Arm] = field(default_factory=lambda: [Arm("A", 1.0)])
@@ -92,10 +95,11 @@ def parse_config(data: dict, base: Path = Path("."), source: Path | None = None)
         for name in ("host", "log_salt", "model_loader"):
             if name in s:
                 setattr(cfg, name, str(s.pop(name)))
-        for name in ("port", "workers", "slots", "max_body_bytes", "max_in_flight", "max_open_rankings"):
+        for name in ("port", "workers", "slots", "max_body_bytes", "max_in_flight", "max_open_rankings",
+                     "ramp_min_requests"):
             if name in s:
                 setattr(cfg, name, int(s.pop(name)))
-        for name in ("history_days", "sync_interval", "max_queue_ms"):
+        for name in ("history_days", "sync_interval", "max_queue_ms", "ramp_check_interval", "ramp_alpha"):
             if name in s:
                 setattr(cfg, name, float(s.pop(name)))
         if "seed" in s:

@@ -25,9 +25,8 @@ from typing import Sequence
 from recommender.domain import UNKNOWN, Banner, Catalog
 from recommender.ranker import RankResult
 from recommender.store import ClickEvent, EventsOutcome, EventStore, RankingRecord
-from training.registry import ModelRegistry
+from training.registry import ModelRegistry, RegistryError
 
-from .arms import ArmAssigner
 from .candidates import CandidateCache
 from .config import ServiceConfig, resolve_loader
 from .directory import Directory
@@ -35,6 +34,7 @@ from .follower import StoreFollower
 from .models import ArmModels, ReloadReport
 from .online import OnlineHistory
 from .probe import probe_model
+from .ramp import RampMonitor
 from .ranking_log import RankingLog, RequestIds
 from .readiness import Readiness
 
@@ -66,12 +66,14 @@ class RankingEngine:
         registry = registry or ModelRegistry(config.models, resolve_loader(config.model_loader))
         self.directory = Directory(store, config.banners, config.staff)
         self.models = ArmModels(config.arms, registry, config.seed,
-                                probe=lambda scorer: probe_model(scorer, self.directory, self.online, self.clock()))
-        self.assigner = ArmAssigner(config.arms, config.arm_salt)
+                                probe=lambda scorer: probe_model(scorer, self.directory, self.online, self.clock()),
+                                salt=config.arm_salt)
         self.online = OnlineHistory(HALF_LIFE_DAYS, max_open_rankings=config.max_open_rankings)
         self.candidates = CandidateCache()
         self.ranking_log = RankingLog(store)
-        self.follower = StoreFollower(store, self.online, self.directory, self.models, self.writer_id)
+        self.ramp = RampMonitor(store, registry, config.arms, config.ramp_alpha, config.ramp_min_requests)
+        self.follower = StoreFollower(store, self.online, self.directory, self.models, self.writer_id,
+                                      self.ramp, config.ramp_check_interval)
         self.readiness = Readiness(store, self.ranking_log, self.models, self.directory, self.online)
         self.request_ids = RequestIds()
         self.started = False
@@ -105,7 +107,7 @@ class RankingEngine:
         slots = int(slots or self.config.slots)
         attrs = self.directory.profile_for(staff_id, profile)
         cands = self.candidates.get(self.directory.catalog, attrs, ts, candidates)
-        arm = self.assigner.assign(staff_id)
+        arm = self.models.assign(staff_id)
         state = self.models[arm]
         with state.lock:
             result = state.ranker.rank(staff_id, attrs, ts, cands, self.online)
@@ -141,7 +143,7 @@ class RankingEngine:
         for e in events:
             staff = self.online.staff_of(e.request_id)
             if staff is not None:
-                out[e.event_id] = self.assigner.assign(staff)
+                out[e.event_id] = self.models.assign(staff)
         return out
 
     # -- admin ------------------------------------------------------------------------
@@ -157,6 +159,25 @@ class RankingEngine:
 
     def reload(self) -> ReloadReport:
         return self.models.reload()
+
+    def arms_status(self) -> dict:
+        """The arms' shares and models now, and the last ramp's comparison."""
+        ramp = self.ramp.last
+        return {"shares": dict(self.models.shares), "models": {k: v.version for k, v in self.models.arms.items()},
+                "ramp": None if ramp is None else ramp.to_dict()}
+
+    def set_shares(self, shares: dict[str, float]) -> str | None:
+        """Change the arms' shares for every worker (kept in the model registry); why not,
+        or None when done."""
+        names = {a.name for a in self.config.arms}
+        if set(shares) != names:
+            return f"give a share for each configured arm: {', '.join(sorted(names))}"
+        try:
+            self.models.registry.set_shares(shares)
+        except RegistryError as e:
+            return str(e)
+        self.models.refresh_shares(self.clock())
+        return None
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every ranking served so far is in the store."""

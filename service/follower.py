@@ -4,12 +4,14 @@ At start it loads the click history (a logged impressions file, then the store's
 rankings and clicks of the last ``history_days``) and sets its cursors at the store's
 end; from then on, every ``interval`` seconds, it applies what other workers wrote
 (rankings before the clicks that may refer to them), a catalog or staff directory stored
-by another worker, and a changed model registry.
+by another worker, a changed model registry and the arms' shares, and (every
+``ramp_every`` seconds) a running ramp's comparison (service.ramp).
 """
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -21,18 +23,22 @@ from recommender.store import EventStore, RankingRecord
 from .directory import Directory
 from .models import ArmModels
 from .online import OnlineHistory
+from .ramp import RampMonitor
 
 log = logging.getLogger("service.follower")
 
 
 class StoreFollower:
     def __init__(self, store: EventStore, online: OnlineHistory, directory: Directory, models: ArmModels,
-                 writer_id: str):
+                 writer_id: str, ramp: RampMonitor | None = None, ramp_every: float = 60.0):
         self.store = store
         self.online = online
         self.directory = directory
         self.models = models
         self.writer_id = writer_id
+        self.ramp = ramp
+        self.ramp_every = ramp_every
+        self._ramp_due = 0.0
         self.seq_rankings = 0
         self.seq_events = 0
         self.on_sync: Callable[[], None] | None = None  # told after each pass (the metrics' gauges)
@@ -73,8 +79,17 @@ class StoreFollower:
             if e.type == "click":
                 self.online.add_click(e.request_id, e.banner_id)
         self.directory.refresh()
+        now = time.time()
+        if self.ramp is not None and now >= self._ramp_due:
+            self._ramp_due = now + self.ramp_every
+            try:
+                self.ramp.check(now)
+            except Exception:
+                log.exception("checking the ramp failed; will try again")
         if self.models.registry_changed():
             self.models.reload()
+        else:
+            self.models.refresh_shares(now)  # a ramp's next step comes with the clock
         if self.on_sync is not None:
             self.on_sync()
 

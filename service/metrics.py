@@ -11,8 +11,8 @@ import os
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 _BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-KNOWN_ENDPOINTS = frozenset({"/v1/rank", "/v1/events", "/v1/banners", "/v1/staff", "/v1/admin/reload", "/healthz",
-                             "/readyz", "/metrics", "/v1/noop"})
+KNOWN_ENDPOINTS = frozenset({"/v1/rank", "/v1/events", "/v1/banners", "/v1/staff", "/v1/admin/reload",
+                             "/v1/admin/arms", "/healthz", "/readyz", "/metrics", "/v1/noop"})
 
 
 def endpoint_label(path: str) -> str:
@@ -51,6 +51,14 @@ class ServiceMetrics:
                                            "rankings let go before their click window ended, over the bound "
                                            "(the largest worker, since it started)",
                                            multiprocess_mode="livemax", registry=r)
+        self.arm_share = Gauge("recommender_arm_share", "each arm's share of the staff now", ["arm"],
+                               multiprocess_mode="mostrecent", registry=r)
+        self.ramp_clicks = Gauge("recommender_ramp_clicks_per_request",
+                                 "a ramp's arms: clicks per request since it began", ["arm", "role"],
+                                 multiprocess_mode="mostrecent", registry=r)
+        self.ramp_difference = Gauge("recommender_ramp_difference",
+                                     "a ramp's new arm minus its control, clicks per request, with its always-valid "
+                                     "interval", ["bound"], multiprocess_mode="mostrecent", registry=r)
         self.model_info = Gauge("recommender_model_info", "1 for the model version each arm serves",
                                 ["arm", "model_version"], multiprocess_mode="liveall", registry=r)
         self._children: dict[tuple, object] = {}
@@ -78,6 +86,16 @@ class ServiceMetrics:
         counts = online.counts()
         self.open_rankings.set(counts["open_rankings"])
         self.open_rankings_evicted.set(online.evicted)
+
+    def observe_arms(self, shares: dict[str, float], ramp) -> None:
+        """The arms' shares and a ramp's comparison (service.ramp.RampStatus, or None)."""
+        for arm, share in shares.items():
+            self.arm_share.labels(arm).set(share)
+        if ramp is not None:
+            self.ramp_clicks.labels(ramp.arm, "new").set(ramp.new_clicks_per_request)
+            self.ramp_clicks.labels(ramp.control, "control").set(ramp.control_clicks_per_request)
+            for bound, value in (("value", ramp.difference), ("low", ramp.low), ("high", ramp.high)):
+                self.ramp_difference.labels(bound).set(value)
 
     def observe_rank(self, outcome, seconds: float) -> None:
         r = outcome.result

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -16,7 +17,7 @@ import numpy as np
 from recommender.ranker import FALLBACK_VERSION, Ranker
 from training.registry import ModelRegistry
 
-from .arms import Arm
+from .arms import Arm, ArmAssigner, effective_shares
 
 log = logging.getLogger("service.models")
 
@@ -42,10 +43,13 @@ class ArmModels:
     such a model is refused like one that fails to load."""
 
     def __init__(self, arms: list[Arm], registry: ModelRegistry, seed: int | None = None,
-                 probe: Callable[[object], str | None] | None = None):
+                 probe: Callable[[object], str | None] | None = None, salt: str = "arms"):
         self.config_arms = list(arms)
         self.registry = registry
         self.probe = probe
+        self.salt = salt
+        self.shares = {a.name: a.share for a in arms}
+        self.assigner = ArmAssigner(self.config_arms, salt)
         self.arms: dict[str, ArmState] = {}
         self.last_reload: ReloadReport | None = None
         self._seed_seq = np.random.SeedSequence(seed) if seed is not None else np.random.SeedSequence()
@@ -54,6 +58,24 @@ class ArmModels:
 
     def __getitem__(self, name: str) -> ArmState:
         return self.arms[name]
+
+    def assign(self, staff_id: str) -> str:
+        return self.assigner.assign(staff_id)
+
+    def refresh_shares(self, now: float, state: dict | None = None) -> bool:
+        """Take the shares the registry and a running ramp give now; True when they changed."""
+        try:
+            state = self.registry.state() if state is None else state
+        except Exception as e:  # an unreadable registry: keep the shares in force
+            log.error("arm shares not refreshed: %s", e)
+            return False
+        shares = effective_shares(self.config_arms, state, now)
+        if shares == self.shares:
+            return False
+        self.assigner = ArmAssigner([replace(a, share=shares[a.name]) for a in self.config_arms], self.salt)
+        self.shares = shares
+        log.info("arm shares now %s", ", ".join(f"{k} {v:.0%}" for k, v in shares.items()))
+        return True
 
     def registry_changed(self) -> bool:
         return self.registry.state_stamp() != self._registry_stamp
@@ -64,7 +86,9 @@ class ArmModels:
         with self._lock:
             self._registry_stamp = self.registry.state_stamp()
             try:
-                promoted, registry_error = self.registry.state()["arms"], None
+                state = self.registry.state()
+                promoted, registry_error = state["arms"], None
+                self.refresh_shares(time.time(), state)
             except Exception as e:
                 promoted, registry_error = {}, str(e)
             report: dict[str, dict] = {}

@@ -182,6 +182,25 @@ class ReloadResponse(BaseModel):
     arms: dict[str, dict]
 
 
+class SharesRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"shares": {"A": 0.9, "B": 0.1}}]})
+
+    shares: dict[Identifier, Annotated[float, Field(ge=0, le=1)]] = Field(
+        description="every configured arm's share of the staff, adding up to 1")
+
+
+class ArmsResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "shares": {"A": 0.9, "B": 0.1}, "models": {"A": "20260309T010203-logistic", "B": "20260316T010203-logistic"},
+        "ramp": {"arm": "B", "control": "A", "status": "ramping", "reason": "", "share": 0.1,
+                 "new_requests": 5120, "new_clicks_per_request": 0.193, "control_requests": 46080,
+                 "control_clicks_per_request": 0.188, "difference": 0.005, "low": -0.021, "high": 0.031}}]})
+
+    shares: dict[str, float]
+    models: dict[str, str]
+    ramp: dict | None = Field(None, description="the last ramp and how its arms compare since it began")
+
+
 class ReadyResponse(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "ready": True, "status": "ok", "problems": [],

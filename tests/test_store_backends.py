@@ -175,3 +175,16 @@ def test_tail_returns_other_writers_rows_once(store):
     store.log_rankings([later])
     rankings, events, sr2, _ = store.tail(sr, se, "me")
     assert [r.request_id for r in rankings] == ["r-later"] and sr2 > sr
+
+
+def test_clicks_per_request_by_arm(store):
+    records = [_ranking(f"r-{i}", ts=1_700_000_000.0 + i) for i in range(4)]
+    records[3] = dataclasses.replace(records[3], arm="B")
+    store.log_rankings(records)
+    store.add_events([ClickEvent("e-1", "r-0", "b-1", 1.7e9 + 5, received=1.7e9 + 5),
+                      ClickEvent("e-2", "r-0", "b-2", 1.7e9 + 6, received=1.7e9 + 6),
+                      ClickEvent("e-3", "r-0", "b-2", 1.7e9 + 7, received=1.7e9 + 7),  # the same banner again
+                      ClickEvent("e-4", "r-1", "b-3", 1.7e9 + 8, received=1.7e9 + 8),  # not shown: flagged
+                      ClickEvent("e-5", "r-3", "b-1", 1.7e9 + 9, received=1.7e9 + 9)])
+    assert store.clicks_per_request(1_700_000_000.0) == {"A": {2: 1, 0: 2}, "B": {1: 1}}
+    assert store.clicks_per_request(1_700_000_002.0) == {"A": {0: 1}, "B": {1: 1}}

@@ -166,6 +166,11 @@ class EventStore(ABC):
         return rankings, events, max(end_r, seq_rankings), max(end_e, seq_events)
 
     @abstractmethod
+    def clicks_per_request(self, since_ts: float) -> dict[str, dict[int, int]]:
+        """For the rankings served at or after ``since_ts``, per arm: {clicks on the shown
+        banners (duplicates and flagged events excluded): number of rankings}."""
+
+    @abstractmethod
     def counts(self) -> dict[str, int]:
         """Row counts: rankings, events, and events per status."""
 

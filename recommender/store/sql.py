@@ -233,6 +233,17 @@ class SQLStore(EventStore):
         rows = self._read("SELECT (SELECT coalesce(max(seq), 0) FROM rankings), (SELECT coalesce(max(seq), 0) FROM events)")
         return int(rows[0][0]), int(rows[0][1])
 
+    def clicks_per_request(self, since_ts: float) -> dict[str, dict[int, int]]:
+        sql = self.dialect.sql(
+            "SELECT r.arm, coalesce(c.n, 0) AS clicks, count(*) FROM rankings r "
+            "LEFT JOIN (SELECT request_id, count(DISTINCT banner_id) AS n FROM events "
+            f"WHERE type = 'click' AND status = '{OK}' AND received >= ? GROUP BY request_id) c "
+            "ON c.request_id = r.request_id WHERE r.ts >= ? GROUP BY r.arm, coalesce(c.n, 0)")
+        out: dict[str, dict[int, int]] = {}
+        for arm, clicks, n in self._read(sql, (since_ts, since_ts)):
+            out.setdefault(arm, {})[int(clicks)] = int(n)
+        return out
+
     def counts(self) -> dict[str, int]:
         out = {"rankings": self._read("SELECT count(*) FROM rankings")[0][0],
                "events": self._read("SELECT count(*) FROM events")[0][0]}

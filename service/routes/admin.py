@@ -1,11 +1,13 @@
-"""POST /v1/admin/reload, and the health and metrics endpoints."""
+"""POST /v1/admin/reload, GET/PUT /v1/admin/arms, and the health and metrics endpoints."""
 from __future__ import annotations
 
 from fastapi import APIRouter
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from ..deps import Admin, Engine, Metrics
-from ..schemas import FORBIDDEN, UNAUTHORIZED, Health, ReadyResponse, ReloadResponse
+from ..schemas import (ADMIN_ERRORS, FORBIDDEN, UNAUTHORIZED, ArmsResponse, Health, ReadyResponse, ReloadResponse,
+                       SharesRequest)
 
 router = APIRouter(tags=["admin"])
 
@@ -20,6 +22,21 @@ def reload(engine: Engine, metrics: Metrics, _: Admin):
     metrics.set_model_versions(engine.models.arms)
     body = ReloadResponse(ok=report.ok, arms=report.arms)
     return JSONResponse(body.model_dump(), status_code=200 if report.ok else 409)
+
+
+@router.get("/v1/admin/arms", response_model=ArmsResponse, responses={**UNAUTHORIZED, **FORBIDDEN},
+            summary="the arms' shares and models, and the last ramp's comparison (admin)")
+def get_arms(engine: Engine, _: Admin):
+    return ArmsResponse(**engine.arms_status())
+
+
+@router.put("/v1/admin/arms", response_model=ArmsResponse, responses={**ADMIN_ERRORS},
+            summary="change the arms' shares live, on every worker (admin)")
+def put_arms(body: SharesRequest, engine: Engine, _: Admin):
+    problem = engine.set_shares(body.shares)
+    if problem:
+        raise RequestValidationError([{"loc": ("body", "shares"), "msg": problem, "type": "value_error"}])
+    return ArmsResponse(**engine.arms_status())
 
 
 @router.get("/healthz", response_model=Health, summary="the process is alive")
