@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "cli.commands.export",
     "cli.commands.models",
     "cli.commands.arms",
+    "cli.commands.retrain",
     "cli.commands.evaluate",
 )
 

@@ -82,6 +82,37 @@ class ImpressionLog:
             candidates={new_of[r]: c for r, c in self.candidates.items() if r in new_of}, source=self.source,
         )
 
+    @classmethod
+    def concat(cls, logs: "list[ImpressionLog]") -> "ImpressionLog":
+        """One log of several (older files joined with a recent export, say): ids coded
+        anew over the union of their vocabularies; a request id in two logs stays two
+        requests."""
+        logs = [log for log in logs if len(log)] or logs[:1]
+
+        def union(vocabs: list[list[str]]) -> tuple[list[str], list[np.ndarray]]:
+            index: dict[str, int] = {}
+            maps = [np.array([index.setdefault(v, len(index)) for v in vocab], dtype=np.int64) for vocab in vocabs]
+            return list(index), maps
+
+        staff_ids, staff_maps = union([log.staff_ids for log in logs])
+        banner_ids, banner_maps = union([log.banner_ids for log in logs])
+        policies, policy_maps = union([log.policies for log in logs])
+        offsets = np.cumsum([0] + [log.n_requests for log in logs])
+        candidates = {int(off) + r: c for off, log in zip(offsets, logs) for r, c in log.candidates.items()}
+
+        def cat(f) -> np.ndarray:
+            return np.concatenate([f(i, log) for i, log in enumerate(logs)]) if logs else np.zeros(0)
+
+        return cls(
+            request_ids=[r for log in logs for r in log.request_ids], staff_ids=staff_ids, banner_ids=banner_ids,
+            policies=policies, request=cat(lambda i, log: log.request + offsets[i]).astype(np.int64),
+            ts=cat(lambda i, log: log.ts), staff=cat(lambda i, log: staff_maps[i][log.staff]).astype(np.int64),
+            banner=cat(lambda i, log: banner_maps[i][log.banner]).astype(np.int64),
+            position=cat(lambda i, log: log.position).astype(np.int64), propensity=cat(lambda i, log: log.propensity),
+            clicked=cat(lambda i, log: log.clicked).astype(np.int8),
+            policy=cat(lambda i, log: policy_maps[i][log.policy]).astype(np.int64), candidates=candidates,
+            source=" + ".join(log.source for log in logs))
+
     def split(self, cut_ts: float) -> tuple["ImpressionLog", "ImpressionLog"]:
         """(the requests before ``cut_ts``, the requests from it on): a log's past, as
         history, and the part evaluated or held out."""

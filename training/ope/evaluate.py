@@ -14,9 +14,10 @@ from training.artifact import load_model
 from .data import EvaluationInputError, LoggedBandit
 from .diagnostics import Diagnostics, diagnose
 from .estimators import ESTIMATORS, Contributions, bootstrap, dr_breakdown, interval
-from .policies import TargetPolicy, logged_policy, model_policy, popularity_policy, uniform_policy
+from .policies import (TargetPolicy, logged_policy, model_policy, operators_policy, popularity_policy,
+                       uniform_policy)
 
-NAMED_POLICIES = ("popularity", "random", "logged")
+NAMED_POLICIES = ("popularity", "random", "logged", "operators")
 
 
 @dataclass
@@ -48,9 +49,13 @@ class EvaluationResult:
 
 
 def resolve_policy(spec: str, bandit: LoggedBandit, epsilon: float = 0.0) -> TargetPolicy:
-    """A policy named on the command line: popularity, random, logged, or a model folder."""
+    """A policy named on the command line: popularity, random, logged, operators (the
+    operators' order, epsilon-greedy with ``epsilon`` as a service without a model serves
+    it), or a model folder."""
     if spec == "popularity":
         return popularity_policy(bandit)
+    if spec == "operators":
+        return operators_policy(bandit, epsilon)
     if spec == "random":
         return uniform_policy(bandit)
     if spec == "logged":

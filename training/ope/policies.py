@@ -104,6 +104,12 @@ def _epsilon_greedy_pi(bandit: LoggedBandit, rank: np.ndarray, epsilon: float) -
     return np.where(can_take, marginal_propensity(at_greedy, pinned[:, None], epsilon, n_free[r][:, None]), 0.0)
 
 
+def operators_policy(bandit: LoggedBandit, epsilon: float = 0.0, name: str = "operators") -> TargetPolicy:
+    """The operators' order (pinned, then priority, then catalog order), epsilon-greedy with
+    ``epsilon``: what a service without a model serves."""
+    return ranking_policy(bandit, np.zeros(len(bandit.cand_banner)), epsilon, name)
+
+
 def uniform_policy(bandit: LoggedBandit, name: str = "random") -> TargetPolicy:
     """Pinned candidates first (the operators' rule), the others in uniformly random order."""
     return ranking_policy(bandit, np.zeros(len(bandit.cand_banner)), epsilon=1.0, name=name)

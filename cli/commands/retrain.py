@@ -1,0 +1,173 @@
+"""recommender retrain: export the service's logs, train a candidate, evaluate it offline
+against production, promote it only when it is surely better; exit codes for a scheduler."""
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from .arms import duration
+
+PROMOTED, FAILED, KEPT, LOCKED = 0, 1, 3, 4
+LOCK_FILE = "retrain.lock"
+ADMIN_KEY_ENV = "RECOMMENDER_ADMIN_KEY"
+
+
+def register(sub) -> None:
+    p = sub.add_parser("retrain", help="retrain from the service's logs behind an offline A/B gate "
+                                       "(exit 0 promoted, 3 kept, 1 failed, 4 another run holds the lock)")
+    p.add_argument("--config", help="service config: its event store, model registry and arms")
+    p.add_argument("--db", help="the event store (sqlite:///... or postgresql://...), without --config")
+    p.add_argument("--registry", help="the model registry folder, without --config")
+    p.add_argument("--window", default="28d", help="logs this recent are exported (default 28d)")
+    p.add_argument("--eval-days", type=float, default=2.0, help="the newest days, held out for the A/B (default 2)")
+    p.add_argument("--min-gain", type=float, default=0.0,
+                   help="clicks per request the candidate must surely gain over production (default 0)")
+    p.add_argument("--history", action="append", default=[], help="older impressions files, as history (repeatable)")
+    p.add_argument("--holdout-days", type=float, default=1.0,
+                   help="the candidate's own validation days, before the evaluated ones (default 1)")
+    p.add_argument("--models", default="logistic,gbm", help="model kinds the candidate is chosen from")
+    p.add_argument("--arm", default="A", help="the arm whose model the candidate must beat (default A)")
+    p.add_argument("--epsilon", type=float, help="that arm's exploration (default: the config's, else 0.1)")
+    p.add_argument("--promote", action="store_true", help="promote a candidate that passes the gate")
+    p.add_argument("--ramp", help="with --promote: serve it first on --ramp-arm, stepping its share up, "
+                                  "e.g. 10,50,100 (percent); it replaces --arm's model once the last step held")
+    p.add_argument("--ramp-arm", default="B", help="the arm a ramp starts the candidate on (default B)")
+    p.add_argument("--ramp-every", default="1d", help="time per ramp step (default 1d)")
+    p.add_argument("--service", help="with --promote: the running service's URL, told to reload "
+                                     f"(admin key from {ADMIN_KEY_ENV} or RECOMMENDER_ADMIN_KEYS)")
+    p.add_argument("--work", help="where the run's export and summary go (default: <registry>/runs/<time>)")
+    p.add_argument("--slots", type=int, default=3)
+    p.add_argument("--bootstrap", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=run)
+
+
+def fail(message: str) -> int:
+    print(f"retrain failed: {message}", file=sys.stderr)
+    return FAILED
+
+
+def run(args: argparse.Namespace) -> int:
+    from recommender.errors import ContractError
+    from recommender.store import open_store
+    from training.registry import ModelRegistry, RegistryError
+    from training.retrain import PROMOTED as DECIDED_PROMOTE
+    from training.retrain import RetrainConfig, RetrainError, retrain
+    from training.train import TrainConfig
+
+    try:
+        db, models, epsilon = where(args)
+        window = duration(args.window) / 86400.0
+    except ValueError as e:
+        return fail(str(e))
+    registry = ModelRegistry(models)
+    models.mkdir(parents=True, exist_ok=True)
+    with open(models / LOCK_FILE, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            print(f"retrain: another run holds {models / LOCK_FILE}; nothing done", file=sys.stderr)
+            return LOCKED
+        work = Path(args.work) if args.work else models / "runs" / time.strftime("%Y%m%dT%H%M%S")
+        cfg = RetrainConfig(window_days=window, eval_days=args.eval_days, min_gain=args.min_gain, arm=args.arm,
+                            epsilon=epsilon, slots=args.slots, bootstrap=args.bootstrap, seed=args.seed,
+                            history=tuple(args.history),
+                            train=TrainConfig(holdout_days=args.holdout_days, refit=True, slots=args.slots,
+                                              models=tuple(m.strip() for m in args.models.split(",")), seed=args.seed))
+        try:
+            with open_store(db) as store:
+                result = retrain(store, registry, work, cfg)
+        except (RetrainError, ContractError) as e:
+            return fail(str(e).splitlines()[0])
+        except Exception as e:  # a scheduler reads one line and an exit code, not a traceback
+            return fail(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        work.mkdir(parents=True, exist_ok=True)
+        (work / "retrain.json").write_text(json.dumps(result.to_json(), ensure_ascii=False, indent=1, default=float),
+                                           encoding="utf-8")
+        print(f"candidate: {result.candidate or '(none)'}; production ({args.arm}): {result.production or 'operators'}")
+        print(f"decision: {result.decision}: {result.reason}")
+        print(f"summary: {work / 'retrain.json'}" + (f"; model: {result.folder}" if result.folder else ""))
+        if result.decision != DECIDED_PROMOTE:
+            return KEPT
+        if not args.promote:
+            print("the candidate passed the gate; run with --promote to promote it")
+            return PROMOTED
+        try:
+            arm = promote(registry, result.candidate, args)
+        except (RegistryError, ValueError) as e:
+            return fail(f"promoting {result.candidate}: {e}")
+        if args.service:
+            problem = reload_service(args.service, arm, result.candidate)
+            if problem:
+                return fail(problem)
+        return PROMOTED
+
+
+def where(args: argparse.Namespace) -> tuple[str, Path, float]:
+    """The event store, the model registry and the arm's exploration, from --config or the flags."""
+    if args.config:
+        from service.config import load_config
+
+        cfg = load_config(args.config)
+        arm = next((a for a in cfg.arms if a.name == args.arm), None)
+        if arm is None:
+            raise ValueError(f"--arm {args.arm}: not an arm of {args.config}")
+        return cfg.db, Path(cfg.models), args.epsilon if args.epsilon is not None else arm.epsilon
+    if not (args.db and args.registry):
+        raise ValueError("give --config, or both --db and --registry")
+    return args.db, Path(args.registry), args.epsilon if args.epsilon is not None else 0.1
+
+
+def promote(registry, version: str, args: argparse.Namespace) -> str:
+    """Promote to --arm, or start a ramp on --ramp-arm; returns the arm that serves it now."""
+    if not args.ramp:
+        previous = registry.promote(version, args.arm)
+        print(f"promoted {version} to arm {args.arm} (was {previous or 'none'})")
+        return args.arm
+    steps = [float(x) / 100 for x in args.ramp.split(",")]
+    registry.promote(version, args.ramp_arm)
+    registry.start_ramp(args.ramp_arm, args.arm, steps, duration(args.ramp_every), time.time())
+    print(f"promoted {version} to arm {args.ramp_arm}, ramping {', '.join(f'{x:.0%}' for x in steps)} of the staff, "
+          f"{args.ramp_every} per step, against arm {args.arm}")
+    return args.ramp_arm
+
+
+def admin_key() -> str | None:
+    key = os.environ.get(ADMIN_KEY_ENV)
+    if key:
+        return key
+    keys = [k.strip() for k in os.environ.get("RECOMMENDER_ADMIN_KEYS", "").split(",") if k.strip()]
+    return keys[0] if keys else None
+
+
+def reload_service(url: str, arm: str, version: str, timeout: float = 30.0) -> str | None:
+    """Tell the service to reload and wait until the arm serves ``version``; why not, or None."""
+    key = admin_key()
+    if not key:
+        return f"no admin key to reload {url}: set {ADMIN_KEY_ENV}"
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    headers = {"X-API-Key": key}
+    try:
+        opener.open(urllib.request.Request(f"{url}/v1/admin/reload", method="POST", headers=headers), timeout=30)
+    except urllib.error.HTTPError as e:
+        if e.code != 409:  # 409: some arm kept its model; the check below says whether ours took the new one
+            return f"{url} refused the reload: HTTP {e.code} {e.read()[:200]!r}"
+    except OSError as e:
+        return f"{url} did not answer the reload: {e}"
+    deadline = time.monotonic() + timeout
+    served = None
+    while time.monotonic() < deadline:
+        with opener.open(urllib.request.Request(f"{url}/v1/admin/arms", headers=headers), timeout=10) as r:
+            served = json.load(r)["models"].get(arm)
+        if served == version:
+            print(f"{url} serves {version} on arm {arm}")
+            return None
+        time.sleep(0.2)
+    return f"{url} still serves {served} on arm {arm}, not {version}, after {timeout:g} s: see its /readyz"

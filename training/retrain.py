@@ -1,0 +1,156 @@
+"""Retraining behind an offline A/B gate: the data staff's routine in one call a scheduler
+can run.
+
+From the event store it exports the last ``window_days`` of what the service logged (with
+the catalog and staff directory it held), joins older impressions files before it when
+given, trains a candidate on all but the newest ``eval_days``, and evaluates, on those newest days, the candidate against the model each
+arm serves now and against popularity, with the offline evaluation's estimators (the
+candidate and the production models as they are served: epsilon-greedy with the arm's
+epsilon). The candidate is promoted only when the doubly robust estimate of (candidate -
+production) has its 95% interval above ``min_gain`` and the importance weights of neither
+policy are flagged as unreliable; otherwise production stays, and the decision says why
+in one sentence. The candidate's folder stays in the registry either way, with the A/B in
+its metadata, so that `recommender models list` shows what it would have done.
+
+The caller (the `recommender retrain` command) holds the lock, tells a running service to
+reload, and turns the decision into an exit code.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from recommender.contracts import ImpressionLog, load_banners, load_impressions, load_staff
+from recommender.store import EventStore
+from recommender.store.export import export_training_set
+
+from .ope.data import EvaluationInputError, build_bandit
+from .ope.evaluate import evaluate, resolve_policy
+from .ope.reward import click_matrix, fit_reward_model
+from .registry import ModelRegistry
+from .train import TrainConfig, train
+
+DAY = 86400.0
+SUMMARY_FILE = "retrain.json"
+PROMOTED, KEPT = "promoted", "kept"
+
+
+class RetrainError(RuntimeError):
+    """The run could not decide (a store or file that cannot be read, a broken model)."""
+
+
+@dataclass
+class RetrainConfig:
+    window_days: float = 28.0
+    eval_days: float = 2.0
+    min_gain: float = 0.0
+    arm: str = "A"  # the arm whose production model the candidate must beat, and which it would serve
+    epsilon: float = 0.1  # that arm's exploration, so that both policies are judged as they would be served
+    slots: int = 3
+    bootstrap: int = 200
+    seed: int = 0
+    history: tuple[str, ...] = ()  # older impressions files, joined before the window (training rows and history)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(refit=True))
+
+
+@dataclass
+class RetrainResult:
+    decision: str  # promoted or kept
+    reason: str
+    candidate: str | None  # the new model's version (None when there was too little data to train one)
+    production: str | None  # what the arm served
+    difference: dict | None  # DR estimate of candidate - production: value, ci_low, ci_high
+    evaluation: dict | None  # the offline A/B (training.ope.evaluate.EvaluationResult.to_json())
+    data: dict
+    timings: dict
+    folder: Path | None = None  # the candidate's model folder
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        out["folder"] = str(self.folder) if self.folder else None
+        return out
+
+
+def _log_days(log) -> float:
+    return float(log.ts.max() - log.ts.min()) / DAY if len(log) else 0.0
+
+
+def retrain(store: EventStore, registry: ModelRegistry, work: Path, cfg: RetrainConfig,
+            now: float | None = None) -> RetrainResult:
+    """Export, train, evaluate, decide; promotes nothing (see ``promote``)."""
+    now = time.time() if now is None else now
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    exported = export_training_set(store, work / "data", since=now - cfg.window_days * DAY)
+    staff = load_staff(exported.files["staff"])
+    catalog = load_banners(exported.files["banners"])
+    log = load_impressions(exported.files["impressions"], catalog=catalog)
+    history = [load_impressions(h, catalog=catalog) for h in cfg.history]
+    timings["export_s"] = time.perf_counter() - t
+    data = {"impressions": len(log), "requests": log.n_requests, "clicks": int(log.clicked.sum()),
+            "days": round(_log_days(log), 2), "banners": len(catalog), "staff": len(staff),
+            "history_impressions": sum(len(h) for h in history)}
+    production = registry.resolve(cfg.arm)
+    cut = float(log.ts.max()) - cfg.eval_days * DAY if len(log) else 0.0
+    past, recent = log.split(cut)
+    if _log_days(past) <= cfg.train.holdout_days or not len(recent):
+        return RetrainResult(KEPT, f"kept {production or 'the operators order'}: the logs of the last "
+                                   f"{cfg.window_days:g} days span {_log_days(log):.3g} days, too few to train a "
+                                   f"candidate (its own {cfg.train.holdout_days:g}-day validation) and evaluate it "
+                                   f"on the newest {cfg.eval_days:g}",
+                             None, production, None, None, data, timings)
+    t = time.perf_counter()
+    trained = train(staff, catalog, ImpressionLog.concat([*history, past]), registry.root, cfg.train)
+    candidate = trained.path.name
+    timings["train_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    try:
+        bandit = build_bandit(recent, catalog, staff, cfg.slots, history_logs=[*history, past])
+        production_spec = str(registry.folder(production)) if production else "operators"
+        policies = [resolve_policy(production_spec, bandit, cfg.epsilon),
+                    resolve_policy(str(trained.path), bandit, cfg.epsilon), resolve_policy("popularity", bandit)]
+        model, model_name = fit_reward_model(staff, catalog, recent, [*history, past])
+        result = evaluate(bandit, policies, click_matrix(bandit, model), cfg.bootstrap, cfg.seed,
+                          click_model=model_name)
+    except EvaluationInputError as e:
+        raise RetrainError(f"the offline A/B could not run: {e}") from None
+    timings["evaluate_s"] = time.perf_counter() - t
+    names = list(result.policies)
+    diff = result.differences[f"{names[1]}-{names[0]}"]["dr"]
+    decision, reason = decide(result, names[0], names[1], diff, cfg.min_gain)
+    out = RetrainResult(decision, reason, candidate, production, diff, result.to_json(),
+                        {**data, "train_from": trained.artifact.metadata["training_data"]["from"],
+                         "evaluated_from": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(cut)),
+                         "evaluated_requests": result.n_requests},
+                        timings, trained.path)
+    record(out)
+    return out
+
+
+def decide(result, production: str, candidate: str, diff: dict, min_gain: float) -> tuple[str, str]:
+    """The gate: the candidate's DR gain over production, its 95% interval above
+    ``min_gain``, with reliable importance weights for both."""
+    unreliable = [n for n in (production, candidate) if not result.diagnostics.get(n, {}).get("ips_reliable", True)]
+    gain = (f"{diff['value']:+.4f} clicks per request [{diff['ci_low']:+.4f}, {diff['ci_high']:+.4f}] "
+            f"(doubly robust, 95%) over {result.n_requests:,} requests")
+    if unreliable:
+        return KEPT, (f"kept {production}: the importance weights of {', '.join(unreliable)} are unreliable on these "
+                      f"logs (too little exploration where it matters), so the gain {gain} cannot be trusted")
+    if diff["ci_low"] > min_gain:
+        return PROMOTED, f"{candidate} beats {production} by {gain}, above the required {min_gain:+.4f}"
+    return KEPT, (f"kept {production}: {candidate}'s gain {gain} is not surely above {min_gain:+.4f}")
+
+
+def record(result: RetrainResult) -> None:
+    """The summary next to the model, and the A/B in its metadata (what `models list` shows)."""
+    folder = result.folder
+    (folder / SUMMARY_FILE).write_text(json.dumps(result.to_json(), ensure_ascii=False, indent=1, default=float),
+                                       encoding="utf-8")
+    meta_path = folder / "metadata.json"
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta["offline_ab"] = {"against": result.production or "operators", "difference": result.difference,
+                          "decision": result.decision, "reason": result.reason, "summary": SUMMARY_FILE}
+    meta_path.write_text(json.dumps(meta, ensure_ascii=False, indent=1, default=float), encoding="utf-8")
