@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     for name, m in result.metrics.items():
         tag = " <- chosen" if name == result.chosen else ""
         print(f"  {name:<14} {m['log_loss']:12.4f} {m['auc']:7.3f} {m[f'ndcg@{k}']:8.3f} {m[f'clicks@{k}']:10.4f}{tag}")
-    print(f"model: {result.path}")
     if result.path is not None:
         print(f"report: {result.path / REPORT_FILE}")
+    print(f"model: {result.path}")  # the last line: scripts take the new model's folder from it
     return 0
