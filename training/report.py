@@ -123,10 +123,11 @@ def write_training_report(path: str | Path, data: TrainingReportData, offline_ab
 
 
 def render_training_report(data: TrainingReportData, offline_ab: OfflineAB | None = None) -> str:
+    """The page as text; the A/B decision, when there is one, comes first: it is what a retrain's reader needs."""
     title = f"Training report: {data.version}"
     parts = [f"<h1>{esc(title)}</h1>",
              f"<p>Model <b>{esc(data.version)}</b> ({esc(data.chosen)}), trained {esc(data.created)}. "
-             f"Numbers are rounded to 4 significant digits; the exact values are in metadata.json.</p>"]
+             f"Numbers are rounded to 4 significant digits (rates to 3); the exact values are in metadata.json.</p>"]
     if offline_ab is not None:
         parts += _offline_ab(offline_ab)
     parts += _data_section(data) + _rates_section(data) + _validation_section(data)

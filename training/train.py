@@ -175,7 +175,8 @@ def _popularity_candidate_scores(ctx, cands, encoder, catalog):
 
 def train(directory, catalog, log, out_dir: str | Path | None, config: TrainConfig | None = None, history_logs=(),
           progress=None) -> TrainResult:
-    """Train, validate against the popularity baseline, choose, refit, save under out_dir/<version>."""
+    """Train, validate against the popularity baseline, choose, refit, save under out_dir/<version>
+    with its training report (report.html)."""
     cfg = config or TrainConfig()
     rng = np.random.default_rng(cfg.seed)
     timings: dict[str, float] = {}
