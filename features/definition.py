@@ -452,6 +452,42 @@ class FeatureEncoder:
         mask = [s <= 250 for s in sizes] + [False] + [False] * len(NUMERIC_FEATURES)
         return np.array(mask)
 
+    def dense_column_names(self) -> list[str]:
+        """The dense (tree-model) matrix's columns, by name."""
+        return [*self.config.staff_attributes, "category", "banner", "position", *NUMERIC_FEATURES]
+
+    def column_name(self, index: int) -> str:
+        """A readable name of one column of the sparse (linear-model) matrix, e.g.
+        "role x category: teacher x survey": what a weight means, for the training report."""
+        block, offset = next((name, index - start) for name, (start, n) in self.blocks_.items() if start <= index < start + n)
+        categories = self._names(self.category_vocab_)
+        if block.startswith("attr:"):
+            attr = block[5:]
+            return f"{attr}: {self._names(self.attr_vocab_[attr])[offset]}"
+        simple = {"category": categories, "banner": self._names(self.banner_vocab_), "tags": self._names(self.tag_vocab_)}
+        if block in simple:
+            return f"{'tag' if block == 'tags' else block}: {simple[block][offset]}"
+        if block == "completed x category":
+            return f"already clicked the banner x category: {categories[offset]}"
+        if block == "log position":
+            return "log(position)"
+        if block == "numeric":
+            return NUMERIC_FEATURES[offset]
+        for a in self.config.cross_attributes:
+            for other, vocab in (("category", self.category_vocab_), ("banner", self.banner_vocab_)):
+                if block == f"{a}x {other}":
+                    code, value = divmod(offset, len(vocab) + 1)
+                    return f"{a} x {other}: {self._names(self.attr_vocab_[a])[code]} x {self._names(vocab)[value]}"
+        return f"{block} #{offset}"
+
+    @staticmethod
+    def _names(vocab: Mapping[str, int]) -> list[str]:
+        """Values by code, code 0 being the unknown bucket."""
+        out = ["unknown"] * (len(vocab) + 1)
+        for v, code in vocab.items():
+            out[code] = v
+        return out
+
     def describe(self) -> dict:
         """The feature definition, for the model's metadata."""
         return {

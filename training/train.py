@@ -15,9 +15,11 @@ from features.definition import NUMERIC_FEATURES, FeatureConfig, FeatureEncoder
 from features.pipeline import candidate_features, history_features
 from recommender.candidates import build_candidate_table, greedy_positions
 
+from . import report_data
 from .artifact import ModelArtifact
 from .dataset import downsample_negatives, log_context, time_split
 from .metrics import ips_clicks_at_k, ndcg_at_k, probability_metrics
+from .report import REPORT_FILE, TrainingReportData, write_training_report
 
 MODEL_KINDS = ("logistic", "gbm")
 
@@ -45,6 +47,7 @@ class TrainResult:
     metrics: dict
     timings: dict
     artifact: ModelArtifact
+    report: TrainingReportData | None = None  # what report.html shows; re-render it with write_training_report
 
 
 def make_estimator(kind: str, encoder: FeatureEncoder, cfg: TrainConfig, c: float | None = None):
@@ -172,7 +175,8 @@ def _popularity_candidate_scores(ctx, cands, encoder, catalog):
 
 def train(directory, catalog, log, out_dir: str | Path | None, config: TrainConfig | None = None, history_logs=(),
           progress=None) -> TrainResult:
-    """Train, validate against the popularity baseline, choose, refit, save under out_dir/<version>."""
+    """Train, validate against the popularity baseline, choose, refit, save under out_dir/<version>
+    with its training report (report.html)."""
     cfg = config or TrainConfig()
     rng = np.random.default_rng(cfg.seed)
     timings: dict[str, float] = {}
@@ -237,6 +241,7 @@ def train(directory, catalog, log, out_dir: str | Path | None, config: TrainConf
         "training_data": {
             "source": getattr(log, "source", ""),
             "rows": int(len(log)), "requests": int(log.n_requests), "clicks": int(log.clicked.sum()),
+            "staff": int(len(np.unique(log.staff))), "banners": int(len(np.unique(log.banner))),
             "from": _iso(float(log.ts.min())), "to": _iso(float(log.ts.max())), "validation_from": _iso(cut),
             "train_rows": int(len(train_rows)), "validation_rows": int(len(valid_rows)), "fit_rows": int(len(fit_rows)),
             "history_rows": int(sum(len(h) for h in history_logs)),
@@ -246,11 +251,34 @@ def train(directory, catalog, log, out_dir: str | Path | None, config: TrainConf
         "position_debiasing": "log(position) as a feature while fitting; scored at reference position "
                               f"{cfg.features.reference_position}",
     }
+    step("report")
+    t = time.perf_counter()
+    report = _report_data(meta, cfg, ctx, catalog, directory, cut, valid_rows, fitted[chosen], final, rng)
+    timings["report_s"] = time.perf_counter() - t
     if out_dir is not None:
+        meta["report"] = REPORT_FILE
         path = final.save(Path(out_dir) / version, meta)
+        write_training_report(path / REPORT_FILE, report)
     else:
         final.metadata = meta
-    return TrainResult(path, chosen, metrics, timings, final)
+    return TrainResult(path, chosen, metrics, timings, final, report)
+
+
+def _report_data(meta: dict, cfg: TrainConfig, ctx, catalog, directory, cut: float, valid_rows: np.ndarray,
+                 validated: ModelArtifact, final: ModelArtifact, rng: np.random.Generator) -> TrainingReportData:
+    """The report's numbers: the same metadata, plus what only the log and the models in
+    memory can tell (rates per group, calibration, the features that move the scores)."""
+    log = ctx.log
+    p = report_data.validation_probabilities(validated, ctx, valid_rows)
+    method, effects, n_rows, position_weight = report_data.feature_effects(final, ctx, valid_rows, rng)
+    return TrainingReportData(
+        version=meta["version"], created=meta["created"], chosen=meta["kind"], slots=cfg.slots,
+        training_data=meta["training_data"], train_config=meta["train_config"], validation=meta["validation"],
+        daily=report_data.daily_volumes(log, cut),
+        click_rates=report_data.click_rates(log, catalog, directory, cfg.features.max_position),
+        calibration=report_data.calibration(p, log.clicked[valid_rows]),
+        calibrated_model=f"{meta['kind']} model as validated" + (" (before the refit on every row)" if cfg.refit else ""),
+        importance_method=method, importance=effects, importance_rows=n_rows, position_weight=position_weight)
 
 
 def _popularity_metrics(ctx, encoder, rows, catalog, directory, cfg, log, train_rows) -> dict:

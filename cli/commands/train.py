@@ -27,10 +27,11 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from training.report import REPORT_FILE
     from training.train import TrainConfig, train
 
     steps = ["load", "features", *[s for k in args.models.split(",") for s in (f"fit {k}", f"validate {k}")],
-             "validate popularity", *(["refit"] if args.refit else []), "save"]
+             "validate popularity", *(["refit"] if args.refit else []), "report", "save"]
     bar = progress_bar(total=len(steps), desc="train", unit="step")
     t0 = time.perf_counter()
     staff = load_staff(args.staff)
@@ -61,5 +62,7 @@ def run(args: argparse.Namespace) -> int:
     for name, m in result.metrics.items():
         tag = " <- chosen" if name == result.chosen else ""
         print(f"  {name:<14} {m['log_loss']:12.4f} {m['auc']:7.3f} {m[f'ndcg@{k}']:8.3f} {m[f'clicks@{k}']:10.4f}{tag}")
-    print(f"model: {result.path}")
+    if result.path is not None:
+        print(f"report: {result.path / REPORT_FILE}")
+    print(f"model: {result.path}")  # the last line: scripts take the new model's folder from it
     return 0

@@ -47,6 +47,17 @@ class EvaluationResult:
                         "diagnostics": self.diagnostics},
         }
 
+    @classmethod
+    def from_json(cls, d: dict) -> "EvaluationResult":
+        """The result back from ``to_json``: what a saved evaluation needs to be rendered again."""
+        det = d.get("details", {})
+        return cls(n_requests=d["n_requests"], slots=d["slots"], policies=d["policies"], differences=d.get("differences", {}),
+                   warnings=d.get("warnings", []), by_position=det.get("by_position", {}),
+                   by_category=det.get("by_category", {}), diagnostics=det.get("diagnostics", {}),
+                   exclusions=det.get("exclusions", {}), n_logged_requests=det.get("n_logged_requests", 0),
+                   n_boot=det.get("bootstrap_replicates", 0), click_model=det.get("click_model", ""),
+                   resample=det.get("bootstrap_resamples", "request"))
+
 
 def resolve_policy(spec: str, bandit: LoggedBandit, epsilon: float = 0.0) -> TargetPolicy:
     """A policy named on the command line: popularity, random, logged, operators (the
