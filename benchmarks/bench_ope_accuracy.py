@@ -1,7 +1,7 @@
 """Offline evaluation accuracy against the simulator's ground truth.
 
 Per seed: a province logged by epsilon-greedy (0.2) popularity; the first --history-days
-are history and train the target model (training.train.fit_click_model, greedy); the rest
+are history and train the target model (training.fitting.fit_click_model, greedy); the rest
 (~560,000 requests by default; --staff 24000 gives ~112,000) are evaluated exactly as
 `recommender evaluate` does
 (click model for DM/DR fitted on the evaluated logs, 200 bootstrap resamples). The truth
@@ -37,7 +37,7 @@ from training.ope.data import build_bandit
 from training.ope.evaluate import evaluate
 from training.ope.policies import model_policy, popularity_scores, ranking_policy
 from training.ope.reward import click_matrix, fit_reward_model
-from training.train import fit_click_model
+from training.fitting import fit_click_model
 
 DAY = 86400.0
 ESTS = ("ips", "snips", "dm", "dr")

@@ -18,7 +18,7 @@ from training.ope.data import build_bandit
 from training.ope.evaluate import evaluate, resolve_policy
 from training.ope.policies import model_policy
 from training.ope.reward import click_matrix, fit_reward_model
-from training.train import fit_click_model
+from training.fitting import fit_click_model
 
 
 def main() -> None:

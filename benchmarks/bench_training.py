@@ -29,7 +29,8 @@ from recommender.domain import Request
 from simulator import GroundTruth, SimulationConfig, simulate
 from simulator.quality import HeldOutRequests
 from training.dataset import log_context
-from training.train import TrainConfig, _attribute_values, train
+from training.fitting import attribute_values
+from training.train import TrainConfig, train
 
 DAY = 86400.0
 
@@ -112,7 +113,7 @@ def main() -> None:
 
     # feature building: 1 M vs 10 M rows (the same rows repeated to reach 10 M)
     cfg = TrainConfig()
-    enc = FeatureEncoder(cfg.features).fit(_attribute_values(staff, cfg.features), catalog.banners, log.click_rate())
+    enc = FeatureEncoder(cfg.features).fit(attribute_values(staff, cfg.features), catalog.banners, log.click_rate())
     ctx = log_context(enc, staff, catalog, log)
     for n in (1_000_000, 10_000_000):
         rows = np.arange(n) % len(log)

@@ -21,7 +21,7 @@ def small_province(tmp_path_factory) -> Path:
 def small_click_model(small_province):
     """A logistic click model fitted on the whole small province (not saved)."""
     from recommender.contracts import load_banners, load_impressions, load_staff
-    from training.train import fit_click_model
+    from training.fitting import fit_click_model
 
     staff = load_staff(small_province / "staff.csv")
     catalog = load_banners(small_province / "banners.json")

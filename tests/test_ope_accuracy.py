@@ -3,7 +3,7 @@ are benchmarks/bench_ope_accuracy.py).
 
 Logs: epsilon-greedy (0.2) popularity logging. The first day is history (and trains the
 target model); the later days are evaluated. Targets: the project's click model
-(training.train.fit_click_model) trained on the first day ranking greedily
+(training.fitting.fit_click_model) trained on the first day ranking greedily
 (deterministic, far from the logging policy), and the popularity order. The truth is computed from the ground truth for the evaluated requests.
 
 Tolerance: an unbiased estimator with a calibrated 95% interval (half-width 1.96 SE)
@@ -20,7 +20,7 @@ from training.ope.data import build_bandit
 from training.ope.evaluate import evaluate
 from training.ope.policies import model_policy, popularity_policy
 from training.ope.reward import click_matrix, fit_reward_model
-from training.train import fit_click_model
+from training.fitting import fit_click_model
 
 DAY = 86400.0
 

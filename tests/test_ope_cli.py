@@ -44,7 +44,7 @@ def test_json_table_and_report(small_province, logs, tmp_path, capsys):
     n_req = len({r["request_id"] for r in rows})
     assert res["n_requests"] == n_req and res["slots"] == 3
     assert list(res["policies"]) == ["popularity", "random", "logged"]
-    assert res["details"]["click_model"].startswith("training.train.fit_click_model")
+    assert res["details"]["click_model"].startswith("training.fitting.fit_click_model")
     for vals in res["policies"].values():
         assert set(vals) == {"ips", "snips", "dm", "dr"}
         for e in vals.values():
@@ -149,7 +149,7 @@ def test_tiny_propensities_make_the_tool_warn_with_the_effective_sample_size(sma
 @pytest.fixture(scope="module")
 def model_folder(small_province, logs):
     from recommender.contracts import load_banners, load_impressions, load_staff
-    from training.train import fit_click_model
+    from training.fitting import fit_click_model
 
     d, rows = logs
     imp = _write(d / "train.jsonl", rows)

@@ -10,7 +10,7 @@ from recommender.ranker import CandidateRows
 from training.ope.data import build_bandit
 from training.ope.policies import model_scores
 from training.ope.reward import click_matrix, fit_reward_model
-from training.train import TrainConfig, fit_click_model
+from training.fitting import TrainConfig, fit_click_model
 
 DAY = 86400.0
 
@@ -52,7 +52,7 @@ def test_bandit_click_matrix_and_scores_equal_the_models_own(province, kind, fea
 def test_the_reward_model_is_the_projects_click_model_fitted_on_the_evaluated_logs(province):
     staff, catalog, past, ev, bandit = province
     model, name = fit_reward_model(staff, catalog, ev, [past])
-    assert name.startswith("training.train.fit_click_model")
+    assert name.startswith("training.fitting.fit_click_model")
     assert model.kind == "logistic" and model.metadata == {}
     reference = fit_click_model(staff, catalog, ev, history_logs=[past])
     np.testing.assert_array_equal(model.estimator.coef_, reference.estimator.coef_)

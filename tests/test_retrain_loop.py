@@ -131,6 +131,11 @@ def test_the_loop_promotes_a_better_model_and_the_server_serves_it(served):
         assert r["model_version"] == version
     listed = recommender("models", "--config", str(served["config"]), "list").stdout
     assert version in listed and "vs operators" in listed
+    folder = served["config"].parent / "models" / version
+    summary = json.loads((folder / "retrain.json").read_text())
+    report = (folder / "report.html").read_text()
+    assert summary["decision"] == "promoted" and "promoted" in report and summary["reason"] in report
+    assert f"{summary['difference']['value']:+.4f}" in summary["reason"]
 
 
 def test_a_second_run_finding_the_lock_held_exits_4(served):

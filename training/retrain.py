@@ -30,6 +30,7 @@ from .ope.data import EvaluationInputError, build_bandit
 from .ope.evaluate import evaluate, resolve_policy
 from .ope.reward import click_matrix, fit_reward_model
 from .registry import ModelRegistry
+from .report import REPORT_FILE, OfflineAB, write_training_report
 from .train import TrainConfig, train
 
 DAY = 86400.0
@@ -127,6 +128,9 @@ def retrain(store: EventStore, registry: ModelRegistry, work: Path, cfg: Retrain
                          "evaluated_requests": result.n_requests},
                         timings, trained.path)
     record(out)
+    if trained.report is not None:  # the training report, with the A/B and the decision on top
+        write_training_report(trained.path / REPORT_FILE, trained.report,
+                              OfflineAB(out.evaluation, out.decision, out.reason))
     return out
 
 

@@ -3,42 +3,21 @@ gradient boosting, selection on validation ranking quality, artifact on disk."""
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.linear_model import LogisticRegression
-
-from features.definition import NUMERIC_FEATURES, FeatureConfig, FeatureEncoder
+from features.definition import FeatureEncoder
 from features.pipeline import candidate_features, history_features
 from recommender.candidates import build_candidate_table, greedy_positions
 
 from . import report_data
 from .artifact import ModelArtifact
 from .dataset import downsample_negatives, log_context, time_split
+from .fitting import TrainConfig, attribute_values, fit, fit_logistic_path, fit_scale
 from .metrics import ips_clicks_at_k, ndcg_at_k, probability_metrics
 from .report import REPORT_FILE, TrainingReportData, write_training_report
-
-MODEL_KINDS = ("logistic", "gbm")
-
-
-@dataclass
-class TrainConfig:
-    holdout_days: float = 1.0
-    max_train_rows: int = 1_500_000
-    c_search_rows: int = 300_000  # C of the logistic regression is chosen on this many rows
-    models: tuple[str, ...] = MODEL_KINDS
-    refit: bool = False  # True: refit the chosen kind on every row (validation included) before saving
-    slots: int = 3
-    max_valid_requests: int = 30_000
-    logistic_c: tuple[float, ...] = (0.002, 0.01, 0.05)  # chosen on validation log loss
-    gbm_iterations: int = 100
-    gbm_max_rows: int = 500_000
-    seed: int = 0
-    features: FeatureConfig = field(default_factory=FeatureConfig)
-
 
 @dataclass
 class TrainResult:
@@ -48,70 +27,6 @@ class TrainResult:
     timings: dict
     artifact: ModelArtifact
     report: TrainingReportData | None = None  # what report.html shows; re-render it with write_training_report
-
-
-def make_estimator(kind: str, encoder: FeatureEncoder, cfg: TrainConfig, c: float | None = None):
-    if kind == "logistic":
-        # lbfgs: no Hessian to build, so time grows linearly with the rows; it converges in
-        # one to two hundred iterations on these features.
-        return LogisticRegression(C=c if c is not None else cfg.logistic_c[-1], solver="lbfgs", max_iter=500, tol=1e-5)
-    if kind == "gbm":
-        return HistGradientBoostingClassifier(
-            max_iter=cfg.gbm_iterations, learning_rate=0.1, max_leaf_nodes=31, min_samples_leaf=200,
-            l2_regularization=1.0, categorical_features=encoder.dense_categorical_mask(), early_stopping=True,
-            validation_fraction=0.1, n_iter_no_change=10, random_state=cfg.seed)
-    raise ValueError(f"unknown model kind {kind!r} (one of {', '.join(MODEL_KINDS)})")
-
-
-def _fit(kind, encoder, ctx, rows, weights, cfg, c: float | None = None) -> ModelArtifact:
-    X = ctx.features(encoder, rows, position=ctx.log.position[rows], dense=(kind == "gbm"))
-    est = make_estimator(kind, encoder, cfg, c)
-    est.fit(X, ctx.log.clicked[rows], sample_weight=weights)
-    return ModelArtifact(encoder, est, kind)
-
-
-def _fit_logistic_path(encoder, ctx, rows, weights, valid_rows, cfg) -> tuple[ModelArtifact, float, dict]:
-    """Choose C by validation log loss on a sample of the rows (regularisation matters most
-    on small data, and the sample keeps the search cheap), then fit that C on every row."""
-    rng = np.random.default_rng(cfg.seed)
-    sub = np.sort(rng.choice(len(rows), min(cfg.c_search_rows, len(rows)), replace=False))
-    vsub = np.sort(rng.choice(valid_rows, min(cfg.c_search_rows, len(valid_rows)), replace=False))
-    X = ctx.features(encoder, rows[sub], position=ctx.log.position[rows[sub]])
-    Xv = ctx.features(encoder, vsub, position=ctx.log.position[vsub])
-    yv = ctx.log.clicked[vsub]
-    losses = {}
-    for c in cfg.logistic_c:
-        est = make_estimator("logistic", encoder, cfg, c).fit(X, ctx.log.clicked[rows[sub]], sample_weight=weights[sub])
-        losses[c] = probability_metrics(yv, est.predict_proba(Xv)[:, 1])["log_loss"]
-    best_c = min(losses, key=losses.get)
-    # sklearn's penalty is a fixed prior on the weights (C multiplies the summed loss), so
-    # the same C on more rows regularises less per row, as it should.
-    return _fit("logistic", encoder, ctx, rows, weights, cfg, best_c), best_c, losses
-
-
-def fit_click_model(directory, catalog, log, history_logs=(), kind: str = "logistic", config: TrainConfig | None = None) -> ModelArtifact:
-    """A click model fitted on every row of ``log`` (no holdout), e.g. for the direct method."""
-    cfg = config or TrainConfig()
-    encoder = FeatureEncoder(cfg.features).fit(_attribute_values(directory, cfg.features), catalog.banners, log.click_rate())
-    ctx = log_context(encoder, directory, catalog, log, history_logs)
-    rows, w = downsample_negatives(np.arange(len(log)), log.clicked, cfg.max_train_rows, np.random.default_rng(cfg.seed))
-    ctx.prepare(rows)
-    _fit_scale(encoder, ctx, np.random.default_rng(cfg.seed), rows)
-    return _fit(kind, encoder, ctx, rows, w, cfg)
-
-
-def _fit_scale(encoder: FeatureEncoder, ctx, rng: np.random.Generator, among: np.ndarray, sample: int = 200_000) -> None:
-    rows = np.sort(rng.choice(among, min(sample, len(among)), replace=False))
-    X = ctx.features(encoder, rows, dense=True)
-    encoder.fit_scale(X[:, encoder.dense_column(NUMERIC_FEATURES[0]):])
-
-
-def _attribute_values(directory, fcfg: FeatureConfig) -> dict[str, list[str]]:
-    vals: dict[str, set] = {a: set() for a in fcfg.staff_attributes}
-    for s in directory.by_id.values():
-        for a in fcfg.staff_attributes:
-            vals[a].add(s.get(a))
-    return {a: sorted(v) for a, v in vals.items()}
 
 
 def validate(artifact: ModelArtifact, candidate_scores, ctx, rows: np.ndarray, catalog, directory, cfg: TrainConfig) -> dict:
@@ -183,14 +98,14 @@ def train(directory, catalog, log, out_dir: str | Path | None, config: TrainConf
     step = progress or (lambda name: None)
     t = time.perf_counter()
     step("features")
-    encoder = FeatureEncoder(cfg.features).fit(_attribute_values(directory, cfg.features), catalog.banners, log.click_rate())
+    encoder = FeatureEncoder(cfg.features).fit(attribute_values(directory, cfg.features), catalog.banners, log.click_rate())
     ctx = log_context(encoder, directory, catalog, log, history_logs)
     train_rows, valid_rows, cut = time_split(log, cfg.holdout_days)
     if len(train_rows) == 0 or len(valid_rows) == 0:
         raise ValueError(f"the log spans too little time to hold out {cfg.holdout_days:g} day(s) for validation")
     fit_rows, weights = downsample_negatives(train_rows, log.clicked, cfg.max_train_rows, rng)
     ctx.prepare(np.concatenate([fit_rows, valid_rows]))
-    _fit_scale(encoder, ctx, rng, fit_rows)
+    fit_scale(encoder, ctx, rng, fit_rows)
     timings["prepare_s"] = time.perf_counter() - t
 
     def model_scores(artifact):
@@ -202,10 +117,10 @@ def train(directory, catalog, log, out_dir: str | Path | None, config: TrainConf
         step(f"fit {kind}")
         t = time.perf_counter()
         if kind == "logistic":
-            art, chosen_c, c_losses = _fit_logistic_path(encoder, ctx, fit_rows, weights, valid_rows, cfg)
+            art, chosen_c, c_losses = fit_logistic_path(encoder, ctx, fit_rows, weights, valid_rows, cfg)
         else:
             sub = np.sort(rng.choice(len(fit_rows), min(cfg.gbm_max_rows, len(fit_rows)), replace=False))
-            art = _fit(kind, encoder, ctx, fit_rows[sub], weights[sub], cfg)
+            art = fit(kind, encoder, ctx, fit_rows[sub], weights[sub], cfg)
         timings[f"fit_{kind}_s"] = time.perf_counter() - t
         step(f"validate {kind}")
         t = time.perf_counter()
@@ -229,7 +144,7 @@ def train(directory, catalog, log, out_dir: str | Path | None, config: TrainConf
         if chosen == "gbm" and len(all_rows) > cfg.gbm_max_rows:
             sub = np.sort(rng.choice(len(all_rows), cfg.gbm_max_rows, replace=False))
             all_rows, w = all_rows[sub], w[sub]
-        final = _fit(chosen, encoder, ctx, all_rows, w, cfg, metrics[chosen].get("C"))
+        final = fit(chosen, encoder, ctx, all_rows, w, cfg, metrics[chosen].get("C"))
         timings["refit_s"] = time.perf_counter() - t
     path = None
     created = datetime.now(timezone.utc)

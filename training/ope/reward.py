@@ -1,7 +1,7 @@
 """The click model behind the direct method and doubly robust: q(i, b, k) = P(click |
 request i's person and history, banner b at position k).
 
-It is the project's click model (``training.train.fit_click_model``), fitted on the
+It is the project's click model (``training.fitting.fit_click_model``), fitted on the
 evaluated logs and their history logs: evaluation sees the features trained models see,
 through the one feature definition of features/. ``bandit_logits`` applies a model to a
 whole LoggedBandit, for the click model's q and for model policies' scores alike.
@@ -16,7 +16,7 @@ import numpy as np
 from features.definition import BannerArrays, StaffArrays
 from features.history import History
 from training.artifact import ModelArtifact
-from training.train import fit_click_model
+from training.fitting import fit_click_model
 
 from .data import LoggedBandit
 
@@ -26,7 +26,7 @@ def fit_reward_model(staff, catalog, log, history_logs=(), kind: str = "logistic
     with their ``history_logs`` (never on any truth); ``kind`` is a model kind of
     training.train. Returns the model and its description for the report."""
     model = fit_click_model(staff, catalog, log, history_logs=list(history_logs), kind=kind)
-    return model, f"training.train.fit_click_model ({model.version})"
+    return model, f"training.fitting.fit_click_model ({model.version})"
 
 
 def click_matrix(bandit: LoggedBandit, model: ModelArtifact) -> np.ndarray:

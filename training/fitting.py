@@ -1,0 +1,99 @@
+"""Fitting a click model on logged impressions: the estimators, the choice of the logistic
+regression's regularisation, the numeric features' scale; shared by training (which
+validates and saves what it fits) and offline evaluation (whose direct method and doubly
+robust estimator need the same model fitted on the evaluated logs)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+
+from features.definition import NUMERIC_FEATURES, FeatureConfig, FeatureEncoder
+
+from .artifact import ModelArtifact
+from .dataset import downsample_negatives, log_context
+from .metrics import probability_metrics
+
+MODEL_KINDS = ("logistic", "gbm")
+
+
+@dataclass
+class TrainConfig:
+    holdout_days: float = 1.0
+    max_train_rows: int = 1_500_000
+    c_search_rows: int = 300_000  # C of the logistic regression is chosen on this many rows
+    models: tuple[str, ...] = MODEL_KINDS
+    refit: bool = False  # True: refit the chosen kind on every row (validation included) before saving
+    slots: int = 3
+    max_valid_requests: int = 30_000
+    logistic_c: tuple[float, ...] = (0.002, 0.01, 0.05)  # chosen on validation log loss
+    gbm_iterations: int = 100
+    gbm_max_rows: int = 500_000
+    seed: int = 0
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+
+
+def make_estimator(kind: str, encoder: FeatureEncoder, cfg: TrainConfig, c: float | None = None):
+    if kind == "logistic":
+        # lbfgs: no Hessian to build, so time grows linearly with the rows; it converges in
+        # one to two hundred iterations on these features.
+        return LogisticRegression(C=c if c is not None else cfg.logistic_c[-1], solver="lbfgs", max_iter=500, tol=1e-5)
+    if kind == "gbm":
+        return HistGradientBoostingClassifier(
+            max_iter=cfg.gbm_iterations, learning_rate=0.1, max_leaf_nodes=31, min_samples_leaf=200,
+            l2_regularization=1.0, categorical_features=encoder.dense_categorical_mask(), early_stopping=True,
+            validation_fraction=0.1, n_iter_no_change=10, random_state=cfg.seed)
+    raise ValueError(f"unknown model kind {kind!r} (one of {', '.join(MODEL_KINDS)})")
+
+
+def fit(kind, encoder, ctx, rows, weights, cfg, c: float | None = None) -> ModelArtifact:
+    X = ctx.features(encoder, rows, position=ctx.log.position[rows], dense=(kind == "gbm"))
+    est = make_estimator(kind, encoder, cfg, c)
+    est.fit(X, ctx.log.clicked[rows], sample_weight=weights)
+    return ModelArtifact(encoder, est, kind)
+
+
+def fit_logistic_path(encoder, ctx, rows, weights, valid_rows, cfg) -> tuple[ModelArtifact, float, dict]:
+    """Choose C by validation log loss on a sample of the rows (regularisation matters most
+    on small data, and the sample keeps the search cheap), then fit that C on every row."""
+    rng = np.random.default_rng(cfg.seed)
+    sub = np.sort(rng.choice(len(rows), min(cfg.c_search_rows, len(rows)), replace=False))
+    vsub = np.sort(rng.choice(valid_rows, min(cfg.c_search_rows, len(valid_rows)), replace=False))
+    X = ctx.features(encoder, rows[sub], position=ctx.log.position[rows[sub]])
+    Xv = ctx.features(encoder, vsub, position=ctx.log.position[vsub])
+    yv = ctx.log.clicked[vsub]
+    losses = {}
+    for c in cfg.logistic_c:
+        est = make_estimator("logistic", encoder, cfg, c).fit(X, ctx.log.clicked[rows[sub]], sample_weight=weights[sub])
+        losses[c] = probability_metrics(yv, est.predict_proba(Xv)[:, 1])["log_loss"]
+    best_c = min(losses, key=losses.get)
+    # sklearn's penalty is a fixed prior on the weights (C multiplies the summed loss), so
+    # the same C on more rows regularises less per row, as it should.
+    return fit("logistic", encoder, ctx, rows, weights, cfg, best_c), best_c, losses
+
+
+def fit_click_model(directory, catalog, log, history_logs=(), kind: str = "logistic", config: TrainConfig | None = None) -> ModelArtifact:
+    """A click model fitted on every row of ``log`` (no holdout), e.g. for the direct method."""
+    cfg = config or TrainConfig()
+    encoder = FeatureEncoder(cfg.features).fit(attribute_values(directory, cfg.features), catalog.banners, log.click_rate())
+    ctx = log_context(encoder, directory, catalog, log, history_logs)
+    rows, w = downsample_negatives(np.arange(len(log)), log.clicked, cfg.max_train_rows, np.random.default_rng(cfg.seed))
+    ctx.prepare(rows)
+    fit_scale(encoder, ctx, np.random.default_rng(cfg.seed), rows)
+    return fit(kind, encoder, ctx, rows, w, cfg)
+
+
+def fit_scale(encoder: FeatureEncoder, ctx, rng: np.random.Generator, among: np.ndarray, sample: int = 200_000) -> None:
+    rows = np.sort(rng.choice(among, min(sample, len(among)), replace=False))
+    X = ctx.features(encoder, rows, dense=True)
+    encoder.fit_scale(X[:, encoder.dense_column(NUMERIC_FEATURES[0]):])
+
+
+def attribute_values(directory, fcfg: FeatureConfig) -> dict[str, list[str]]:
+    vals: dict[str, set] = {a: set() for a in fcfg.staff_attributes}
+    for s in directory.by_id.values():
+        for a in fcfg.staff_attributes:
+            vals[a].add(s.get(a))
+    return {a: sorted(v) for a, v in vals.items()}
