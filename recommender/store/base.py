@@ -225,18 +225,6 @@ class EventStore(ABC):
         self.close()
 
 
-def open_store(url: str) -> EventStore:
-    """``sqlite:///path/events.db`` (or a bare path) or ``postgresql://...[?schema=NAME]``."""
-    if url.startswith(("postgresql://", "postgres://")):
-        from .postgres import PostgresStore
-
-        return PostgresStore(url)
-    from .sqlite import SQLiteStore
-
-    path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else url
-    return SQLiteStore(path)
-
-
 def click_status(shown_banners: Iterable[str] | None, banner_id: str) -> str:
     if shown_banners is None:
         return UNKNOWN_REQUEST
