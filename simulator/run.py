@@ -122,6 +122,46 @@ def _request_times(n_req: np.ndarray, day_start: float, rng: np.random.Generator
     return times
 
 
+def static_parts(truth: GroundTruth, banners: list[Banner]) -> tuple[np.ndarray, np.ndarray]:
+    """What no traffic changes: whether each person matches each banner's target (n, nb),
+    and each person's logit of each banner before views and clicks (n, nb)."""
+    n, nb = len(truth.staff_ids), len(banners)
+    attrs = {"role": np.array(ROLES)[truth.role], "school_level": np.array(LEVELS)[truth.level],
+             "region": np.array(REGIONS)[truth.region]}
+    target_ok = np.ones((n, nb), dtype=bool)
+    for j, b in enumerate(banners):
+        for name, allowed in b.target.items():
+            if allowed:
+                target_ok[:, j] &= np.isin(attrs[name], allowed)
+    base_logit = np.empty((n, nb), dtype=np.float32)
+    for j in range(nb):
+        bj = np.full(n, j)
+        base_logit[:, j] = truth.observable_logit(np.arange(n), bj) + truth.hidden_logit(np.arange(n), bj)
+    return target_ok, base_logit
+
+
+def click_probability(u, shown, truth: GroundTruth, base_logit, views, clicked_before) -> np.ndarray:
+    """P(click) of each shown (request, position): the ground truth with the person's views
+    and clicks of the banner so far (``base_logit``: their static logit per banner)."""
+    v = views[u[:, None], shown]
+    cb = clicked_before[u[:, None], shown]
+    logit = base_logit[u[:, None], shown] - truth.fatigue * np.log1p(v) - truth.completion[shown] * cb
+    return truth.examination(np.arange(1, shown.shape[1] + 1))[None, :] * sigmoid(logit)
+
+
+def show(u, shown, valid, truth: GroundTruth, base_logit, views, clicked_before, rng) -> np.ndarray:
+    """Draw the clicks of a batch of rankings (each person at most once in it) and count the
+    views and clicks into the people's state; returns the clicks (m, K)."""
+    p_click = click_probability(u, shown, truth, base_logit, views, clicked_before)
+    click = (rng.random(shown.shape) < p_click) & valid
+    for j in range(shown.shape[1]):
+        vj = valid[:, j]
+        views[u[vj], shown[vj, j]] += 1
+        cj = click[:, j]
+        clicked_before[u[cj], shown[cj, j]] = True
+    return click
+
+
 def simulate(out_dir: str | Path, cfg: SimulationConfig) -> SimulationSummary:
     """Generate the province and its logs into ``out_dir``; return a summary."""
     out = Path(out_dir)
@@ -142,17 +182,7 @@ def simulate(out_dir: str | Path, cfg: SimulationConfig) -> SimulationSummary:
     write_banners(out / "banners.json", banners)
     truth.save(out)
 
-    # Static parts: targeting per staff member, base logit per (staff, banner).
-    attrs = {"role": np.array(ROLES)[truth.role], "school_level": np.array(LEVELS)[truth.level], "region": np.array(REGIONS)[truth.region]}
-    target_ok = np.ones((n, nb), dtype=bool)
-    for j, b in enumerate(banners):
-        for name, allowed in b.target.items():
-            if allowed:
-                target_ok[:, j] &= np.isin(attrs[name], allowed)
-    base_logit = np.empty((n, nb), dtype=np.float32)
-    for j in range(nb):
-        bj = np.full(n, j)
-        base_logit[:, j] = truth.observable_logit(np.arange(n), bj) + truth.hidden_logit(np.arange(n), bj)
+    target_ok, base_logit = static_parts(truth, banners)
     starts = np.array([-np.inf if b.start is None else b.start for b in banners])
     ends = np.array([np.inf if b.end is None else b.end for b in banners])
     pinned = np.array([b.pinned for b in banners])
@@ -170,7 +200,6 @@ def simulate(out_dir: str | Path, cfg: SimulationConfig) -> SimulationSummary:
     stats_cat_clk = np.zeros(len(CATEGORIES))
     n_requests = 0
     seq = 0
-    exam = truth.examination(np.arange(1, K + 1))
     cat = truth.banner_cat
     ids = np.array(truth.staff_ids)
     bids = [b.banner_id for b in banners]
@@ -200,17 +229,7 @@ def simulate(out_dir: str | Path, cfg: SimulationConfig) -> SimulationSummary:
                 shown, prop, _ = epsilon_greedy(elig, gkey, pinned, eps, K, rng)
                 valid = shown >= 0
                 shown = np.where(valid, shown, 0)
-                v = views[u[:, None], shown]
-                cb = clicked_before[u[:, None], shown]
-                logit = base_logit[u[:, None], shown] - truth.fatigue * np.log1p(v) - truth.completion[shown] * cb
-                p_click = exam[None, :] * sigmoid(logit)
-                click = (rng.random((m, K)) < p_click) & valid
-                # state updates (each person appears once in this batch)
-                for j in range(K):
-                    vj = valid[:, j]
-                    views[u[vj], shown[vj, j]] += 1
-                    cj = click[:, j]
-                    clicked_before[u[cj], shown[cj, j]] = True
+                click = show(u, shown, valid, truth, base_logit, views, clicked_before, rng)
                 np.add.at(pop_impr, shown[valid], 1)
                 np.add.at(pop_click, shown[click], 1)
                 stats_pos_imp += valid.sum(axis=0)

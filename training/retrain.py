@@ -80,23 +80,32 @@ def _log_days(log) -> float:
 
 def retrain(store: EventStore, registry: ModelRegistry, work: Path, cfg: RetrainConfig,
             now: float | None = None) -> RetrainResult:
-    """Export, train, evaluate, decide; promotes nothing (see ``promote``)."""
+    """Export, train, evaluate, decide; promotes nothing (see the command)."""
     now = time.time() if now is None else now
-    timings: dict[str, float] = {}
     t = time.perf_counter()
     exported = export_training_set(store, work / "data", since=now - cfg.window_days * DAY)
     staff = load_staff(exported.files["staff"])
     catalog = load_banners(exported.files["banners"])
     log = load_impressions(exported.files["impressions"], catalog=catalog)
     history = [load_impressions(h, catalog=catalog) for h in cfg.history]
-    timings["export_s"] = time.perf_counter() - t
+    exported_s = time.perf_counter() - t
+    result = retrain_from_logs(staff, catalog, log, history, registry, cfg)
+    result.timings["export_s"] = exported_s
+    return result
+
+
+def retrain_from_logs(staff, catalog, log, history: list, registry: ModelRegistry, cfg: RetrainConfig,
+                      production: str | None = None) -> RetrainResult:
+    """Train on ``history`` + all of ``log`` but its newest ``eval_days``, evaluate on those,
+    decide (against ``production``: default the registry's model of ``cfg.arm``)."""
+    timings: dict[str, float] = {}
     data = {"impressions": len(log), "requests": log.n_requests, "clicks": int(log.clicked.sum()),
             "days": round(_log_days(log), 2), "banners": len(catalog), "staff": len(staff),
             "history_impressions": sum(len(h) for h in history)}
-    production = registry.resolve(cfg.arm)
+    production = production or registry.resolve(cfg.arm)
     cut = float(log.ts.max()) - cfg.eval_days * DAY if len(log) else 0.0
     past, recent = log.split(cut)
-    if _log_days(past) <= cfg.train.holdout_days or not len(recent):
+    if _log_days(ImpressionLog.concat([*history, past])) <= cfg.train.holdout_days or not len(recent):
         return RetrainResult(KEPT, f"kept {production or 'the operators order'}: the logs of the last "
                                    f"{cfg.window_days:g} days span {_log_days(log):.3g} days, too few to train a "
                                    f"candidate (its own {cfg.train.holdout_days:g}-day validation) and evaluate it "
