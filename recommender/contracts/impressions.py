@@ -21,6 +21,7 @@ from ..domain import Catalog
 from ..errors import ContractError, ErrorCollector, FieldError, RowError
 from ..timeutil import format_ts, parse_ts
 from ._json import write_json_lines
+from ._text import not_utf8, text_lines
 
 REQUIRED = ("request_id", "ts", "staff_id", "banner_id", "position", "propensity", "clicked")
 CSV_COLUMNS = REQUIRED + ("policy", "candidates")
@@ -183,50 +184,49 @@ def _validate(d: object, ts_cache: dict[str, float]) -> tuple:
 
 
 def _csv_rows(path: Path) -> Iterator[tuple[int, object]]:
-    with open(path, "r", encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f)
+    reader = csv.reader(text_lines(path))
+    try:
+        header = [h.strip() for h in next(reader)]
+    except StopIteration:
+        return
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        raise ContractError([RowError(str(path), 1, missing[0], f"missing column(s) {', '.join(missing)} in the header")])
+    for row in reader:
+        line = reader.line_num
+        if not row or (len(row) == 1 and not row[0].strip()):
+            continue
+        if len(row) != len(header):
+            yield line, FieldError("<row>", f"expected {len(header)} fields, found {len(row)}")
+            continue
+        d: dict = {}
         try:
-            header = [h.strip() for h in next(reader)]
-        except StopIteration:
-            return
-        missing = [c for c in REQUIRED if c not in header]
-        if missing:
-            raise ContractError([RowError(str(path), 1, missing[0], f"missing column(s) {', '.join(missing)} in the header")])
-        for row in reader:
-            line = reader.line_num
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue
-            if len(row) != len(header):
-                yield line, FieldError("<row>", f"expected {len(header)} fields, found {len(row)}")
-                continue
-            d: dict = {}
-            try:
-                for h, v in zip(header, row):
-                    if h in ("position", "clicked"):
+            for h, v in zip(header, row):
+                if h in ("position", "clicked"):
+                    try:
+                        d[h] = int(v)
+                    except ValueError:
+                        raise FieldError(h, f"must be an integer, got {v!r}") from None
+                elif h == "propensity":
+                    try:
+                        d[h] = float(v)
+                    except ValueError:
+                        raise FieldError(h, f"must be a number, got {v!r}") from None
+                elif h == "candidates":
+                    if v.strip():
                         try:
-                            d[h] = int(v)
-                        except ValueError:
-                            raise FieldError(h, f"must be an integer, got {v!r}") from None
-                    elif h == "propensity":
-                        try:
-                            d[h] = float(v)
-                        except ValueError:
-                            raise FieldError(h, f"must be a number, got {v!r}") from None
-                    elif h == "candidates":
-                        if v.strip():
-                            try:
-                                d[h] = json.loads(v)
-                            except json.JSONDecodeError:
-                                raise FieldError(h, "must be a JSON list of banner ids") from None
-                    elif h == "policy":
-                        if v:
-                            d[h] = v
-                    else:
+                            d[h] = json.loads(v)
+                        except json.JSONDecodeError:
+                            raise FieldError(h, "must be a JSON list of banner ids") from None
+                elif h == "policy":
+                    if v:
                         d[h] = v
-            except FieldError as e:
-                yield line, e
-                continue
-            yield line, d
+                else:
+                    d[h] = v
+        except FieldError as e:
+            yield line, e
+            continue
+        yield line, d
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[int, object]]:
@@ -242,7 +242,7 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, object]]:
             try:
                 yield line, loads(raw)
             except orjson.JSONDecodeError as e:
-                yield line, FieldError("<row>", f"invalid JSON or UTF-8: {e}")
+                yield line, not_utf8(raw) or FieldError("<row>", f"invalid JSON: {e}")
 
 
 def _raw_rows(path: Path) -> Iterator[tuple[int, object]]:
