@@ -13,10 +13,10 @@ from sklearn.linear_model import LogisticRegression
 
 from features.definition import NUMERIC_FEATURES, FeatureConfig, FeatureEncoder
 from features.pipeline import candidate_features, history_features
-from recommender.candidates import build_candidate_table, greedy_positions
+from recommender.candidates import build_candidate_table, cold_start_catalog, greedy_positions
 
 from .artifact import ModelArtifact
-from .dataset import downsample_negatives, log_context, time_split
+from .dataset import downsample_negatives, log_context, require_clicks, time_split
 from .metrics import ips_clicks_at_k, ndcg_at_k, probability_metrics
 
 MODEL_KINDS = ("logistic", "gbm")
@@ -89,7 +89,9 @@ def _fit_logistic_path(encoder, ctx, rows, weights, valid_rows, cfg) -> tuple[Mo
 def fit_click_model(directory, catalog, log, history_logs=(), kind: str = "logistic", config: TrainConfig | None = None) -> ModelArtifact:
     """A click model fitted on every row of ``log`` (no holdout), e.g. for the direct method."""
     cfg = config or TrainConfig()
-    encoder = FeatureEncoder(cfg.features).fit(_attribute_values(directory, cfg.features), catalog.banners, log.click_rate())
+    require_clicks(log.clicked, "to fit a click model on")
+    catalog = cold_start_catalog(catalog, [log, *history_logs])
+    encoder = FeatureEncoder(cfg.features).fit(_attribute_values(directory, cfg.features), catalog.known, log.click_rate())
     ctx = log_context(encoder, directory, catalog, log, history_logs)
     rows, w = downsample_negatives(np.arange(len(log)), log.clicked, cfg.max_train_rows, np.random.default_rng(cfg.seed))
     ctx.prepare(rows)
@@ -147,15 +149,14 @@ def _ips_clicks(score_fn, ctx, rows, catalog, directory, cfg) -> float:
     pos = greedy_positions(cands, score, catalog)
     top = pos <= cfg.slots
     chosen = {(int(r), int(b)): int(k) for r, b, k in zip(cands.request[top], cands.banner[top], pos[top])}
-    # logged impressions of the sampled requests
-    req_local = {int(r): i for i, r in enumerate(req)}
-    in_sample = np.isin(log.request[rows], req)
-    lr = rows[in_sample]
+    # logged impressions of the sampled requests, on the first K positions
+    lr = rows[np.isin(log.request[rows], req) & (log.position[rows] <= cfg.slots)]
+    local = np.searchsorted(req, log.request[lr])
     cat_index = np.array([catalog.index[b] for b in log.banner_ids])
-    match = np.array([chosen.get((req_local[int(log.request[i])], int(cat_index[log.banner[i]]))) == int(log.position[i])
-                      for i in lr], dtype=bool)
-    keep = log.position[lr] <= cfg.slots
-    return ips_clicks_at_k(match[keep], log.propensity[lr][keep], log.clicked[lr][keep], log.request[lr][keep], len(req))
+    match = np.array([chosen.get((int(r), int(cat_index[log.banner[i]]))) == int(log.position[i])
+                      for r, i in zip(local, lr)], dtype=bool)
+    return ips_clicks_at_k(match, log.propensity[lr], log.clicked[lr], local, log.position[lr],
+                           np.bincount(cands.request, minlength=len(req)), cfg.slots)
 
 
 def _candidate_matrix(ctx, cands, encoder, catalog, dense: bool):
@@ -179,11 +180,10 @@ def train(directory, catalog, log, out_dir: str | Path | None, config: TrainConf
     step = progress or (lambda name: None)
     t = time.perf_counter()
     step("features")
-    encoder = FeatureEncoder(cfg.features).fit(_attribute_values(directory, cfg.features), catalog.banners, log.click_rate())
+    catalog = cold_start_catalog(catalog, [log, *history_logs])
+    encoder = FeatureEncoder(cfg.features).fit(_attribute_values(directory, cfg.features), catalog.known, log.click_rate())
     ctx = log_context(encoder, directory, catalog, log, history_logs)
     train_rows, valid_rows, cut = time_split(log, cfg.holdout_days)
-    if len(train_rows) == 0 or len(valid_rows) == 0:
-        raise ValueError(f"the log spans too little time to hold out {cfg.holdout_days:g} day(s) for validation")
     fit_rows, weights = downsample_negatives(train_rows, log.clicked, cfg.max_train_rows, rng)
     ctx.prepare(np.concatenate([fit_rows, valid_rows]))
     _fit_scale(encoder, ctx, rng, fit_rows)
