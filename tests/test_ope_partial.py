@@ -156,3 +156,22 @@ def test_intervals_cover_the_truth_about_95_percent_with_a_third_of_the_position
             cover[e] += v["ci_low"] <= t <= v["ci_high"]
     for e in cover:
         assert cover[e] >= 106, (e, cover)
+
+
+def test_training_metrics_on_one_position_per_request_are_those_of_the_complete_logs(small_province):
+    """Training reads every impression whatever request it belongs to: on logs that give each
+    position a request id of its own, the model and its IPS clicks@K are the complete logs'."""
+    from recommender.contracts import load_banners, load_impressions, load_staff
+    from training.train import TrainConfig, train
+
+    from test_ope_accuracy import one_position_per_request
+
+    staff = load_staff(small_province / "staff.csv")
+    catalog = load_banners(small_province / "banners.json")
+    log = load_impressions(small_province / "impressions.jsonl", catalog=catalog)
+    cfg = TrainConfig(models=("logistic",), max_valid_requests=10**9)
+    full = train(staff, catalog, log, None, cfg).metrics
+    split = train(staff, catalog, one_position_per_request(log), None, cfg).metrics
+    for name in ("logistic", "popularity"):
+        assert split[name]["clicks@3"] == pytest.approx(full[name]["clicks@3"], rel=1e-9)
+        assert split[name]["log_loss"] == pytest.approx(full[name]["log_loss"], rel=1e-9)
