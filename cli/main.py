@@ -44,7 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except ContractError as e:
-        print(f"error: input breaks its contract:\n{e}", file=sys.stderr)
+        if len(e.errors) == 1 and not e.truncated:
+            print(f"error: {e}", file=sys.stderr)
+        else:
+            print(f"error: input breaks its contract:\n{e}", file=sys.stderr)
         return 2
     except (FileNotFoundError, IsADirectoryError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -60,16 +60,32 @@ class Ranking:
     ranking: tuple[str, ...]
 
 
-class Catalog:
-    """The banners, in the catalog's own order, with lookup by id."""
+def cold_start_banner(banner_id: str) -> Banner:
+    """How a banner id the catalog does not know is ranked (the cold start): a banner of
+    the unknown category, without tags, target or window."""
+    return Banner(banner_id, UNKNOWN)
 
-    def __init__(self, banners: Iterable[Banner]):
+
+class Catalog:
+    """The banners, in the catalog's own order, with lookup by id.
+
+    ``cold_start`` adds, after the catalog's own banners, a cold-start banner for each id
+    that logs name but the catalog does not hold, so that training and evaluation rank
+    them as the service does. Only the catalog's own banners (``known``) are candidates
+    of a request that gives no list of its own."""
+
+    def __init__(self, banners: Iterable[Banner], cold_start: Iterable[str] = ()):
         self.banners: list[Banner] = list(banners)
+        self.n_known = len(self.banners)
         self.index: dict[str, int] = {}
         for i, b in enumerate(self.banners):
             if b.banner_id in self.index:
                 raise ValueError(f"duplicate banner_id {b.banner_id!r}")
             self.index[b.banner_id] = i
+        for banner_id in cold_start:
+            if banner_id not in self.index:
+                self.index[banner_id] = len(self.banners)
+                self.banners.append(cold_start_banner(banner_id))
 
     def __len__(self) -> int:
         return len(self.banners)
@@ -87,6 +103,24 @@ class Catalog:
     @property
     def ids(self) -> list[str]:
         return [b.banner_id for b in self.banners]
+
+    @property
+    def known(self) -> list[Banner]:
+        """The catalog's own banners, without the cold-start ones."""
+        return self.banners if self.n_known == len(self.banners) else self.banners[:self.n_known]
+
+    def knows(self, banner_id: str) -> bool:
+        """Whether the catalog itself holds the banner (a cold-start one is not known)."""
+        i = self.index.get(banner_id)
+        return i is not None and i < self.n_known
+
+    def with_cold_start(self, banner_ids: Iterable[str]) -> "Catalog":
+        """This catalog with a cold-start banner for each of ``banner_ids`` it does not know
+        (itself when it has them all)."""
+        new = [b for b in dict.fromkeys(banner_ids) if b not in self.index]
+        if not new:
+            return self
+        return Catalog(self.known, [b.banner_id for b in self.banners[self.n_known:]] + new)
 
 
 class StaffDirectory:

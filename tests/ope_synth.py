@@ -4,6 +4,8 @@ exploration code), clicks drawn from q(i, b, k), so every policy's true value is
 sum(pi * q) / n exactly."""
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from features.history import History
@@ -50,3 +52,41 @@ def synth_bandit(n: int, nb: int = 8, K: int = 3, eps: float = 0.3, seed: int = 
 
 def true_value(policy, q: np.ndarray, n: int) -> float:
     return float((policy.pi * q).sum() / n)
+
+
+def drop_positions(bandit: LoggedBandit, share: float, seed: int = 0) -> tuple[LoggedBandit, np.ndarray]:
+    """The bandit with each logged position lost with probability ``share`` (as a sampled log
+    or lost rows would), without the requests left with none; and which requests stayed."""
+    rng = np.random.default_rng(seed)
+    lost = bandit.filled & (rng.random(bandit.shown.shape) < share)
+    b = copy.copy(bandit)
+    b.shown = np.where(lost, -1, bandit.shown)
+    b.propensity = np.where(lost, 0.0, bandit.propensity)
+    b.click = np.where(lost, 0.0, bandit.click)
+    stays = b.filled.any(axis=1)
+    return b.subset(stays), stays
+
+
+def split_requests(bandit: LoggedBandit) -> tuple[LoggedBandit, np.ndarray]:
+    """The bandit as logged by a system that logs each position as its own request: one
+    request per logged (request, position), with the candidates of its request; and the
+    original request of each."""
+    orig, pos = np.nonzero(bandit.filled)
+    counts = bandit.n_candidates[orig]
+    rows = np.concatenate([np.arange(bandit.offsets[i], bandit.offsets[i + 1]) for i in orig])
+    m = len(orig)
+    shown = np.full((m, bandit.slots), -1, dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    shown[np.arange(m), pos] = offsets[:-1] + bandit.shown[orig, pos] - bandit.offsets[orig]
+    one = np.zeros((m, bandit.slots))
+    b = copy.copy(bandit)
+    b.request_ids = [f"{bandit.request_ids[i]}#{k + 1}" for i, k in zip(orig, pos)]
+    b.staff, b.ts, b.offsets = bandit.staff[orig], bandit.ts[orig], offsets
+    b.cand_request, b.cand_banner = np.repeat(np.arange(m), counts), bandit.cand_banner[rows]
+    b.shown = shown
+    b.propensity = one.copy()
+    b.click = one.copy()
+    b.propensity[np.arange(m), pos] = bandit.propensity[orig, pos]
+    b.click[np.arange(m), pos] = bandit.click[orig, pos]
+    b.cache = {}
+    return b, rows

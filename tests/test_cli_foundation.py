@@ -21,14 +21,35 @@ def test_validate_reports_every_error_and_exits_non_zero(tmp_path, small_provinc
     rows = [json.loads(x) for x in lines]
     rows[3]["propensity"] = 0
     rows[7]["clicked"] = 3
-    rows[9]["banner_id"] = "b-nope"
+    rows[9]["position"] = "2"
     bad = tmp_path / "bad.jsonl"
     bad.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
     r = run("validate", "--banners", str(small_province / "banners.json"), "--impressions", str(bad))
     assert r.returncode == 1
     assert f"{bad}:4: field 'propensity'" in r.stderr
     assert f"{bad}:8: field 'clicked'" in r.stderr
-    assert f"{bad}:10: field 'banner_id'" in r.stderr
+    assert f"{bad}:10: field 'position'" in r.stderr
+
+
+def test_validate_warns_of_banners_outside_the_catalog_and_passes(tmp_path, small_province):
+    """A log naming banners the catalog does not hold (as shown banners or candidates) is
+    valid: the warning counts the impressions that name one, and the exit code is 0."""
+    lines = (small_province / "impressions.jsonl").read_text(encoding="utf-8").splitlines()[:30]
+    rows = [json.loads(x) for x in lines]
+    first, last = rows[0]["request_id"], rows[-1]["request_id"]
+    assert first != last
+    mine = [r for r in rows if r["request_id"] == first]
+    mine[0]["banner_id"] = "b-new-banner"  # shown
+    for r in mine:
+        r["candidates"] = [x["banner_id"] for x in mine] + ["b-retired-banner"]  # listed, never shown
+    rows[-1]["banner_id"] = "b-new-banner"  # shown by another request, without a list
+    named = len(mine) + 1
+    imp = tmp_path / "imp.jsonl"
+    imp.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    r = run("validate", "--banners", str(small_province / "banners.json"), "--impressions", str(imp))
+    assert r.returncode == 0, r.stderr
+    assert f"warning: {named} impressions name 2 banner(s) outside" in r.stdout, r.stdout
+    assert "b-new-banner, b-retired-banner" in r.stdout and "cold-start" in r.stdout
 
 
 def test_simulate_prints_a_summary(tmp_path):

@@ -113,7 +113,6 @@ BAD_ROWS = [
     ({"clicked": 2}, "clicked", "0 or 1"),
     ({"ts": "yesterday"}, "ts", "unparseable"),
     ({"ts": "2024-05-02T08:41:07"}, "ts", "no UTC offset"),
-    ({"banner_id": "b-unknown"}, "banner_id", "not in the catalog"),
     ({"staff_id": 17}, "staff_id", "non-empty string"),
 ]
 

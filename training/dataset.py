@@ -47,18 +47,43 @@ class LogContext:
 def log_context(encoder: FeatureEncoder, directory, catalog, log, history_logs=()) -> LogContext:
     """Encode the people and banners of ``log``; build the history of ``history_logs`` + ``log``.
 
-    Every banner of the log must be in the catalog (the loaders check this)."""
+    Every banner of the log must be in the catalog: ``cold_start_catalog`` adds those it
+    does not hold as the service ranks them."""
     staff = encoder.encode_staff(profiles_for(log.staff_ids, directory))
     banners = encoder.encode_banners([catalog.get(b) for b in log.banner_ids])
     history = history_from_logs([*history_logs, log], catalog, encoder.config.half_life_days)
     return LogContext(log, staff, banners, history)
 
 
+class TrainingDataError(ValueError):
+    """A log that training cannot use, said so that data staff know what to do."""
+
+
+def require_clicks(clicked: np.ndarray, what: str) -> None:
+    """A click model is fitted on clicks and non-clicks: refuse rows without both."""
+    n = len(clicked)
+    if n == 0:
+        raise TrainingDataError(f"no impressions {what}: give a log with impressions")
+    c = int(np.sum(clicked))
+    if c == 0 or c == n:
+        raise TrainingDataError(f"the {n:,} impressions {what} have {'no click' if c == 0 else 'only clicks'}: "
+                                "a click model needs clicks and non-clicks; give a longer log")
+
+
 def time_split(log, holdout_days: float) -> tuple[np.ndarray, np.ndarray, float]:
-    """Rows before / from the cut (the last ``holdout_days`` of the log are held out)."""
-    cut = float(log.ts.max()) - holdout_days * 86400.0 if len(log) else 0.0
+    """Rows before / from the cut (the last ``holdout_days`` of the log are held out).
+    A log too short to hold them out, or with nothing to fit before them, raises
+    TrainingDataError."""
+    require_clicks(log.clicked, "to train on")
+    first, last = float(log.ts.min()), float(log.ts.max())
+    cut = last - holdout_days * 86400.0
     train = np.flatnonzero(log.ts < cut)
     valid = np.flatnonzero(log.ts >= cut)
+    if len(train) == 0:
+        raise TrainingDataError(
+            f"the log spans {(last - first) / 3600:.1f} hours, too little time to hold out {holdout_days:g} day(s) "
+            f"for validation: give a log that spans more than {holdout_days:g} day(s), or hold out less (--holdout-days)")
+    require_clicks(log.clicked[train], "before the held-out days")
     return train, valid, cut
 
 

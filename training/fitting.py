@@ -13,7 +13,9 @@ from sklearn.linear_model import LogisticRegression
 from features.definition import NUMERIC_FEATURES, FeatureConfig, FeatureEncoder
 
 from .artifact import ModelArtifact
-from .dataset import downsample_negatives, log_context
+from recommender.candidates import cold_start_catalog
+
+from .dataset import downsample_negatives, log_context, require_clicks
 from .metrics import probability_metrics
 
 MODEL_KINDS = ("logistic", "gbm")
@@ -77,7 +79,9 @@ def fit_logistic_path(encoder, ctx, rows, weights, valid_rows, cfg) -> tuple[Mod
 def fit_click_model(directory, catalog, log, history_logs=(), kind: str = "logistic", config: TrainConfig | None = None) -> ModelArtifact:
     """A click model fitted on every row of ``log`` (no holdout), e.g. for the direct method."""
     cfg = config or TrainConfig()
-    encoder = FeatureEncoder(cfg.features).fit(attribute_values(directory, cfg.features), catalog.banners, log.click_rate())
+    require_clicks(log.clicked, "to fit a click model on")
+    catalog = cold_start_catalog(catalog, [log, *history_logs])
+    encoder = FeatureEncoder(cfg.features).fit(attribute_values(directory, cfg.features), catalog.known, log.click_rate())
     ctx = log_context(encoder, directory, catalog, log, history_logs)
     rows, w = downsample_negatives(np.arange(len(log)), log.clicked, cfg.max_train_rows, np.random.default_rng(cfg.seed))
     ctx.prepare(rows)

@@ -33,9 +33,36 @@ def ndcg_at_k(request: np.ndarray, score: np.ndarray, clicked: np.ndarray, k: in
     return float((dcg[has] / idcg[has]).mean()) if has.any() else float("nan")
 
 
-def ips_clicks_at_k(match: np.ndarray, propensity: np.ndarray, clicked: np.ndarray, request: np.ndarray, n_requests: int) -> float:
-    """Item-position IPS estimate of clicks per request of a deterministic ranking:
-    sum over logged impressions where the ranking puts the same banner at the same
-    position of click / propensity, divided by the number of requests."""
-    w = np.where(match, 1.0 / propensity, 0.0)
-    return float((w * clicked).sum() / max(n_requests, 1))
+def observed_positions(logged: np.ndarray, n_candidates: np.ndarray) -> np.ndarray:
+    """(n, K) bool: where a request's term at a position is known, for logs that may hold
+    only some positions of a request (sampled logs, a lost row, one position per request
+    id). Position k is known where it was logged, and where it cannot exist (fewer than k
+    candidates: its term is 0) if the request's last existing position, min(K,
+    candidates), was logged. So a short request counts at k as often as its last position
+    was kept, as a long request counts as often as its position k was: counting it
+    wherever any of its rows was kept would weigh short requests more at the last
+    positions than complete logs do."""
+    n, K = logged.shape
+    n_candidates = np.asarray(n_candidates)
+    last = np.minimum(K, n_candidates) - 1
+    last_logged = (last >= 0) & logged[np.arange(n), np.maximum(last, 0)]
+    absent = np.arange(K)[None, :] >= n_candidates[:, None]
+    return logged | (absent & last_logged[:, None])
+
+
+def ips_clicks_at_k(match: np.ndarray, propensity: np.ndarray, clicked: np.ndarray, request: np.ndarray,
+                    position: np.ndarray, n_candidates: np.ndarray, k: int = 3) -> float:
+    """Item-position IPS estimate of clicks per request of a deterministic ranking over its
+    first k positions: per position, click / propensity summed over the logged impressions
+    where the ranking puts the same banner at that position, over the number of requests
+    that observed the position (``observed_positions``); summed over the positions. On
+    complete logs, the sum over impressions divided by the number of requests.
+    ``request`` (0..n-1) and ``position`` (1..k) place each impression; ``n_candidates``
+    (n,) counts each request's candidates."""
+    n = len(n_candidates)
+    logged = np.zeros((n, k), dtype=bool)
+    terms = np.zeros((n, k))
+    logged[request, position - 1] = True
+    terms[request, position - 1] = np.where(match, clicked / propensity, 0.0)
+    seen = observed_positions(logged, n_candidates).sum(axis=0)
+    return float(np.where(seen > 0, terms.sum(axis=0) / np.maximum(seen, 1), 0.0).sum())

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from features.definition import FeatureEncoder
 from features.pipeline import candidate_features, history_features
-from recommender.candidates import build_candidate_table, greedy_positions
+from recommender.candidates import build_candidate_table, cold_start_catalog, greedy_positions
 
 from . import report_data
 from .artifact import ModelArtifact
@@ -65,15 +65,14 @@ def _ips_clicks(score_fn, ctx, rows, catalog, directory, cfg) -> float:
     pos = greedy_positions(cands, score, catalog)
     top = pos <= cfg.slots
     chosen = {(int(r), int(b)): int(k) for r, b, k in zip(cands.request[top], cands.banner[top], pos[top])}
-    # logged impressions of the sampled requests
-    req_local = {int(r): i for i, r in enumerate(req)}
-    in_sample = np.isin(log.request[rows], req)
-    lr = rows[in_sample]
+    # logged impressions of the sampled requests, on the first K positions
+    lr = rows[np.isin(log.request[rows], req) & (log.position[rows] <= cfg.slots)]
+    local = np.searchsorted(req, log.request[lr])
     cat_index = np.array([catalog.index[b] for b in log.banner_ids])
-    match = np.array([chosen.get((req_local[int(log.request[i])], int(cat_index[log.banner[i]]))) == int(log.position[i])
-                      for i in lr], dtype=bool)
-    keep = log.position[lr] <= cfg.slots
-    return ips_clicks_at_k(match[keep], log.propensity[lr][keep], log.clicked[lr][keep], log.request[lr][keep], len(req))
+    match = np.array([chosen.get((int(r), int(cat_index[log.banner[i]]))) == int(log.position[i])
+                      for r, i in zip(local, lr)], dtype=bool)
+    return ips_clicks_at_k(match, log.propensity[lr], log.clicked[lr], local, log.position[lr],
+                           np.bincount(cands.request, minlength=len(req)), cfg.slots)
 
 
 def _candidate_matrix(ctx, cands, encoder, catalog, dense: bool):
@@ -98,11 +97,10 @@ def train(directory, catalog, log, out_dir: str | Path | None, config: TrainConf
     step = progress or (lambda name: None)
     t = time.perf_counter()
     step("features")
-    encoder = FeatureEncoder(cfg.features).fit(attribute_values(directory, cfg.features), catalog.banners, log.click_rate())
+    catalog = cold_start_catalog(catalog, [log, *history_logs])
+    encoder = FeatureEncoder(cfg.features).fit(attribute_values(directory, cfg.features), catalog.known, log.click_rate())
     ctx = log_context(encoder, directory, catalog, log, history_logs)
     train_rows, valid_rows, cut = time_split(log, cfg.holdout_days)
-    if len(train_rows) == 0 or len(valid_rows) == 0:
-        raise ValueError(f"the log spans too little time to hold out {cfg.holdout_days:g} day(s) for validation")
     fit_rows, weights = downsample_negatives(train_rows, log.clicked, cfg.max_train_rows, rng)
     ctx.prepare(np.concatenate([fit_rows, valid_rows]))
     fit_scale(encoder, ctx, rng, fit_rows)

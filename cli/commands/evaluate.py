@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     if args.bootstrap < 10:
         return _error("--bootstrap must be at least 10 resamples")
     from training.artifact import ArtifactError
+    from training.dataset import TrainingDataError
     from training.ope.data import EvaluationInputError, build_bandit
     from training.ope.evaluate import evaluate, format_table, resolve_policy
     from training.ope.reward import click_matrix, fit_reward_model
@@ -61,8 +62,7 @@ def run(args: argparse.Namespace) -> int:
         history.append(log.subset(log.ts < cut))
         log = log.subset(log.ts >= cut)
         if len(log) == 0:
-            print(f"error: no impression at or after {args.since}", file=sys.stderr)
-            return 2
+            return _error(f"{args.impressions}: no impression at or after {args.since}: give an earlier --since")
     try:
         bandit = build_bandit(log, catalog, staff, args.slots, history_logs=history)
         policies = [resolve_policy(spec, bandit, args.epsilon) for spec in args.policy]
@@ -73,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
         return _error(f"model folder refused: {e}")
     except EvaluationInputError as e:
         return _error(str(e))
+    except TrainingDataError as e:
+        return _error(f"{args.impressions}: {e}")
     print(format_table(result))
     print(f"\n({time.perf_counter() - t0:.1f} s)")
     if args.json:

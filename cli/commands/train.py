@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 from recommender.contracts import load_banners, load_impressions, load_staff
 from recommender.progress import progress_bar
+
+from ._logs import outside_catalog_note
 
 
 def register(sub) -> None:
@@ -26,7 +29,13 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _error(msg: str) -> int:
+    print(f"error: {msg}", file=sys.stderr)
+    return 2
+
+
 def run(args: argparse.Namespace) -> int:
+    from training.dataset import TrainingDataError
     from training.report import REPORT_FILE
     from training.train import TrainConfig, train
 
@@ -42,8 +51,8 @@ def run(args: argparse.Namespace) -> int:
 
         log = log.subset(log.ts < parse_ts(args.until))
         if len(log) == 0:
-            print(f"error: no impression before {args.until}")
-            return 2
+            bar.close()
+            return _error(f"{args.impressions}: no impression before {args.until}: give a later --until")
     history = [load_impressions(h, catalog=catalog, progress=True) for h in args.history]
     bar.update(1)
 
@@ -53,11 +62,18 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = TrainConfig(holdout_days=args.holdout_days, models=tuple(m.strip() for m in args.models.split(",") if m.strip()),
                       max_train_rows=args.max_rows, slots=args.slots, seed=args.seed, refit=args.refit)
-    result = train(staff, catalog, log, args.out, cfg, history_logs=history, progress=step)
+    try:
+        result = train(staff, catalog, log, args.out, cfg, history_logs=history, progress=step)
+    except TrainingDataError as e:
+        bar.close()
+        return _error(f"{args.impressions}: {e}")
     bar.update(bar.total - bar.n)
     bar.close()
     k = args.slots
     print(f"trained on {len(log):,} impressions ({log.n_requests:,} requests) in {time.perf_counter() - t0:.1f} s")
+    note = outside_catalog_note([log, *history], catalog, args.banners)
+    if note:
+        print(f"note: {note}")
     print(f"validation (last {args.holdout_days:g} day(s)):   log loss     AUC   NDCG@{k}  clicks@{k} (IPS)")
     for name, m in result.metrics.items():
         tag = " <- chosen" if name == result.chosen else ""

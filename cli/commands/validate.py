@@ -9,6 +9,8 @@ import numpy as np
 from recommender.contracts import load_banners, load_impressions, load_staff
 from recommender.errors import ContractError
 
+from ._logs import outside_catalog_note
+
 
 def register(sub) -> None:
     p = sub.add_parser("validate", help="check staff, banners and impressions files against the data contracts")
@@ -57,9 +59,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"{args.impressions}: not checked, the catalog has errors", file=sys.stderr)
         else:
             log = attempt(load_impressions, args.impressions, catalog=catalog)
-            if log is not None:
+            if log is not None and len(log) == 0:
+                failed = True
+                print(f"{args.impressions}: no impressions: the file holds no rows (train and evaluate need some)",
+                      file=sys.stderr)
+            elif log is not None:
                 print(f"{args.impressions}: ok, {len(log):,} rows, {log.n_requests:,} requests, "
                       f"{len(log.staff_ids):,} staff, {len(np.unique(log.banner)):,} banners, click rate {log.click_rate():.2%}")
+                note = outside_catalog_note([log], catalog, args.banners) if catalog is not None else None
+                if note:
+                    print(f"  warning: {note}")
                 if staff is not None:
                     unknown = sum(1 for s in log.staff_ids if s not in staff)
                     if unknown:

@@ -3,10 +3,12 @@ and the validation loop the object files share."""
 from __future__ import annotations
 
 import json
+from itertools import chain
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, TypeVar
 
 from ..errors import ContractError, ErrorCollector, FieldError, RowError
+from ._text import text_lines
 
 T = TypeVar("T")
 
@@ -20,22 +22,23 @@ def iter_json_objects(path: str | Path) -> Iterator[tuple[int, object]]:
     that is not valid JSON raises ContractError naming the line.
     """
     path = Path(path)
-    with open(path, "r", encoding="utf-8") as f:
-        head = f.read(4096)
-        stripped = head.lstrip("\ufeff \t\r\n")
-        f.seek(0)
-        if stripped.startswith("["):
-            yield from _iter_array(path, f.read())
-            return
-        lineno = 0
-        for lineno, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            try:
-                value = json.loads(raw)
-            except json.JSONDecodeError as e:
-                raise ContractError([RowError(str(path), lineno, "<row>", f"invalid JSON: {e.msg}")]) from None
-            yield lineno, value
+    lines = text_lines(path, "utf-8")
+    head: list[str] = []
+    for raw in lines:  # up to the first line with text: "[" starts an array
+        head.append(raw)
+        if raw.strip("\ufeff \t\r\n"):
+            break
+    if "".join(head).lstrip("\ufeff \t\r\n").startswith("["):
+        yield from _iter_array(path, "".join(chain(head, lines)))
+        return
+    for lineno, raw in enumerate(chain(head, lines), start=1):
+        if not raw.strip():
+            continue
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as e:
+            raise ContractError([RowError(str(path), lineno, "<row>", f"invalid JSON: {e.msg}")]) from None
+        yield lineno, value
 
 
 def _iter_array(path: Path, text: str) -> Iterator[tuple[int, object]]:

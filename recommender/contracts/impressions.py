@@ -21,6 +21,7 @@ from ..domain import Catalog
 from ..errors import ContractError, ErrorCollector, FieldError, RowError
 from ..timeutil import format_ts, parse_ts
 from ._json import write_json_lines
+from ._text import not_utf8, text_lines
 
 REQUIRED = ("request_id", "ts", "staff_id", "banner_id", "position", "propensity", "clicked")
 CSV_COLUMNS = REQUIRED + ("policy", "candidates")
@@ -113,6 +114,22 @@ class ImpressionLog:
             policy=cat(lambda i, log: policy_maps[i][log.policy]).astype(np.int64), candidates=candidates,
             source=" + ".join(log.source for log in logs))
 
+    def outside_catalog(self, catalog: Catalog) -> tuple[list[str], int]:
+        """The banner ids the rows name (shown, or among their request's candidates) that
+        the catalog itself does not hold, and how many rows name one: such banners are
+        ranked with cold-start defaults, and users are told how much of a log they touch."""
+        outside = np.array([not catalog.knows(b) for b in self.banner_ids], dtype=bool)
+        rows = outside[self.banner]
+        ids = dict.fromkeys(self.banner_ids[b] for b in np.unique(self.banner[rows]))
+        by_list = {c: [b for b in c if not catalog.knows(b)] for c in set(self.candidates.values())}
+        naming = np.zeros(self.n_requests, dtype=bool)
+        for r, c in self.candidates.items():
+            if by_list[c]:
+                naming[r] = True
+                ids.update(dict.fromkeys(by_list[c]))
+        rows = rows | naming[self.request]
+        return list(ids), int(rows.sum())
+
     def split(self, cut_ts: float) -> tuple["ImpressionLog", "ImpressionLog"]:
         """(the requests before ``cut_ts``, the requests from it on): a log's past, as
         history, and the part evaluated or held out."""
@@ -139,7 +156,7 @@ class ImpressionLog:
             yield row
 
 
-def _validate(d: object, known_banners: dict[str, int] | None, ts_cache: dict[str, float]) -> tuple:
+def _validate(d: object, ts_cache: dict[str, float]) -> tuple:
     """Check one row; return its typed fields or raise FieldError(field, message)."""
     if type(d) is not dict:
         raise FieldError("<row>", f"expected a JSON object, got {type(d).__name__}")
@@ -155,8 +172,6 @@ def _validate(d: object, known_banners: dict[str, int] | None, ts_cache: dict[st
     bid = d["banner_id"]
     if type(bid) is not str or not bid:
         raise FieldError("banner_id", "must be a non-empty string")
-    if known_banners is not None and bid not in known_banners:
-        raise FieldError("banner_id", f"banner {bid!r} is not in the catalog")
     raw_ts = d["ts"]
     ts = ts_cache.get(raw_ts) if type(raw_ts) is str else None
     if ts is None:
@@ -191,10 +206,6 @@ def _validate(d: object, known_banners: dict[str, int] | None, ts_cache: dict[st
     if cands is not None:
         if type(cands) is not list or not all(type(x) is str and x for x in cands):
             raise FieldError("candidates", "must be a list of banner ids")
-        if known_banners is not None:
-            for x in cands:
-                if x not in known_banners:
-                    raise FieldError("candidates", f"banner {x!r} is not in the catalog")
         if bid not in cands:
             raise FieldError("candidates", f"the shown banner {bid!r} is not among the candidates")
         if len(set(cands)) != len(cands):
@@ -204,50 +215,49 @@ def _validate(d: object, known_banners: dict[str, int] | None, ts_cache: dict[st
 
 
 def _csv_rows(path: Path) -> Iterator[tuple[int, object]]:
-    with open(path, "r", encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f)
+    reader = csv.reader(text_lines(path))
+    try:
+        header = [h.strip() for h in next(reader)]
+    except StopIteration:
+        return
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        raise ContractError([RowError(str(path), 1, missing[0], f"missing column(s) {', '.join(missing)} in the header")])
+    for row in reader:
+        line = reader.line_num
+        if not row or (len(row) == 1 and not row[0].strip()):
+            continue
+        if len(row) != len(header):
+            yield line, FieldError("<row>", f"expected {len(header)} fields, found {len(row)}")
+            continue
+        d: dict = {}
         try:
-            header = [h.strip() for h in next(reader)]
-        except StopIteration:
-            return
-        missing = [c for c in REQUIRED if c not in header]
-        if missing:
-            raise ContractError([RowError(str(path), 1, missing[0], f"missing column(s) {', '.join(missing)} in the header")])
-        for row in reader:
-            line = reader.line_num
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue
-            if len(row) != len(header):
-                yield line, FieldError("<row>", f"expected {len(header)} fields, found {len(row)}")
-                continue
-            d: dict = {}
-            try:
-                for h, v in zip(header, row):
-                    if h in ("position", "clicked"):
+            for h, v in zip(header, row):
+                if h in ("position", "clicked"):
+                    try:
+                        d[h] = int(v)
+                    except ValueError:
+                        raise FieldError(h, f"must be an integer, got {v!r}") from None
+                elif h == "propensity":
+                    try:
+                        d[h] = float(v)
+                    except ValueError:
+                        raise FieldError(h, f"must be a number, got {v!r}") from None
+                elif h == "candidates":
+                    if v.strip():
                         try:
-                            d[h] = int(v)
-                        except ValueError:
-                            raise FieldError(h, f"must be an integer, got {v!r}") from None
-                    elif h == "propensity":
-                        try:
-                            d[h] = float(v)
-                        except ValueError:
-                            raise FieldError(h, f"must be a number, got {v!r}") from None
-                    elif h == "candidates":
-                        if v.strip():
-                            try:
-                                d[h] = json.loads(v)
-                            except json.JSONDecodeError:
-                                raise FieldError(h, "must be a JSON list of banner ids") from None
-                    elif h == "policy":
-                        if v:
-                            d[h] = v
-                    else:
+                            d[h] = json.loads(v)
+                        except json.JSONDecodeError:
+                            raise FieldError(h, "must be a JSON list of banner ids") from None
+                elif h == "policy":
+                    if v:
                         d[h] = v
-            except FieldError as e:
-                yield line, e
-                continue
-            yield line, d
+                else:
+                    d[h] = v
+        except FieldError as e:
+            yield line, e
+            continue
+        yield line, d
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[int, object]]:
@@ -263,7 +273,7 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, object]]:
             try:
                 yield line, loads(raw)
             except orjson.JSONDecodeError as e:
-                yield line, FieldError("<row>", f"invalid JSON or UTF-8: {e}")
+                yield line, not_utf8(raw) or FieldError("<row>", f"invalid JSON: {e}")
 
 
 def _raw_rows(path: Path) -> Iterator[tuple[int, object]]:
@@ -272,18 +282,17 @@ def _raw_rows(path: Path) -> Iterator[tuple[int, object]]:
     return _jsonl_rows(path)
 
 
-def iter_impression_rows(path: str | Path, catalog: Catalog | None = None) -> Iterator[tuple[int, tuple]]:
+def iter_impression_rows(path: str | Path) -> Iterator[tuple[int, tuple]]:
     """Stream validated rows as (line, (request_id, ts, staff_id, banner_id, position,
     propensity, clicked, policy, candidates)). Raises ContractError at the first bad row;
     cross-row rules (a request's consistency) are checked by ``load_impressions``."""
     path = Path(path)
-    known = catalog.index if catalog is not None else None
     cache: dict[str, float] = {}
     for line, d in _raw_rows(path):
         if isinstance(d, FieldError):
             raise ContractError([RowError(str(path), line, d.field, d.message)])
         try:
-            yield line, _validate(d, known, cache)
+            yield line, _validate(d, cache)
         except FieldError as e:
             raise ContractError([RowError(str(path), line, e.field, e.message)]) from None
 
@@ -298,11 +307,11 @@ def load_impressions(
 
     Row rules: every field of the contract. Cross-row rules: all rows of a request share
     its ts, staff_id and candidates; a request shows a position at most once and a banner
-    at most once. With a catalog, every banner must be in it.
+    at most once. With a catalog, a banner's code is its index in the catalog; ids outside
+    it are accepted (``ImpressionLog.outside_catalog`` names and counts them).
     """
     path = Path(path)
     col = ErrorCollector(str(path), max_errors)
-    known = catalog.index if catalog is not None else None
     banner_index: dict[str, int] = dict(catalog.index) if catalog is not None else {}
     req_index: dict[str, int] = {}
     req_ids: list[str] = []
@@ -325,7 +334,7 @@ def load_impressions(
         try:
             if isinstance(d, FieldError):  # the row could not be read
                 raise d
-            rid, ts, sid, bid, pos, p, c, pol, cands = _validate(d, known, cache)
+            rid, ts, sid, bid, pos, p, c, pol, cands = _validate(d, cache)
         except FieldError as e:
             col.add(line, e.field, e.message)
             if col.full:

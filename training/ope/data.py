@@ -4,13 +4,18 @@ the first K positions, the logged propensity and the click.
 Candidates are laid out flat (one row per (request, candidate banner), grouped by
 request, catalog order inside a request) with request offsets; a target policy is a
 (n_candidates_total, K) array over those rows. A request's candidates are its explicit
-``candidates`` list when its rows carry one, else the banners eligible at its ts for its
-staff member (recommender.eligibility, vectorised over unique staff profiles).
+``candidates`` list when its rows carry one, else the banners of the catalog eligible at
+its ts for its staff member (recommender.eligibility, vectorised over unique staff
+profiles). A banner id outside the catalog is a cold-start banner
+(recommender.candidates.cold_start_catalog), a candidate only of the requests that name
+it: in their list, or as the banner they showed.
 
-Nothing questionable is used silently: impressions past position K are dropped and
-counted; a request whose shown banner is not among its candidates, or whose first
-min(K, n_candidates) positions were not all logged, is excluded and counted (its
-positions would otherwise count as no click, a silent wrong number).
+A request may hold only some of its positions (sampled logs, a lost row, one position
+logged per request id): the estimators average each position over the requests that
+observed it (``LoggedBandit.observed``). Nothing questionable is used silently:
+impressions past position K are dropped and counted; a request whose shown banner is not
+among its candidates is excluded and counted; a position that exists but was logged in
+no request is refused (its value cannot be estimated from these logs).
 """
 from __future__ import annotations
 
@@ -22,9 +27,11 @@ import numpy as np
 from features.definition import FeatureConfig
 from features.history import History
 from features.pipeline import history_from_logs
+from recommender.candidates import cold_start_catalog
 from recommender.contracts.impressions import ImpressionLog
-from recommender.domain import Catalog, StaffDirectory
+from recommender.domain import Banner, Catalog, StaffDirectory
 from recommender.eligibility import matches_target
+from training.metrics import observed_positions
 
 
 class EvaluationInputError(ValueError):
@@ -50,6 +57,7 @@ class LoggedBandit:
     exclusions: dict[str, int] = field(default_factory=dict)  # reason -> count (requests or rows)
     n_logged_requests: int = 0
     unknown_staff: int = 0  # requests by staff missing from the staff file (ranked as unknown)
+    outside_catalog_rows: int = 0  # evaluated impressions that name banners outside the catalog (cold start)
     cache: dict = field(default_factory=dict, repr=False)  # derived arrays shared by policies and click models
     logs: list = field(default_factory=list, repr=False)  # the logs the history was built from
 
@@ -76,6 +84,17 @@ class LoggedBandit:
     @property
     def filled(self) -> np.ndarray:
         return self.shown >= 0
+
+    @property
+    def observed(self) -> np.ndarray:
+        """(n, K) where a request's term at a position is known: logged, or impossible (fewer
+        candidates) with the request's last position logged (training.metrics.observed_positions)."""
+        return observed_positions(self.filled, self.n_candidates)
+
+    @property
+    def n_partial(self) -> int:
+        """Requests that logged only some of their first min(K, candidates) positions."""
+        return int((self.filled.sum(axis=1) < np.minimum(self.slots, self.n_candidates)).sum())
 
     def shown_banner(self) -> np.ndarray:
         """(n, K) catalog index of the banner shown at each position, -1 if none."""
@@ -113,7 +132,8 @@ class LoggedBandit:
             cand_request=np.repeat(np.arange(len(idx)), counts), cand_banner=self.cand_banner[rows],
             shown=np.where(shown >= 0, new_index[np.maximum(shown, 0)], -1), propensity=self.propensity[idx],
             click=self.click[idx], history=self.history, exclusions=dict(self.exclusions),
-            n_logged_requests=self.n_logged_requests, unknown_staff=self.unknown_staff, logs=self.logs)
+            n_logged_requests=self.n_logged_requests, unknown_staff=self.unknown_staff,
+            outside_catalog_rows=self.outside_catalog_rows, logs=self.logs)
 
 
 def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -125,59 +145,85 @@ def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return rep_start + np.arange(total)
 
 
+def _profiles(log: ImpressionLog, staff: StaffDirectory) -> tuple[list[Mapping[str, str]], np.ndarray]:
+    """Each staff id's attributes ({} for staff missing from the directory), and which are missing."""
+    profiles = [staff.get(sid).attributes if sid in staff else {} for sid in log.staff_ids]
+    return profiles, np.array([sid not in staff for sid in log.staff_ids], dtype=bool)
+
+
+def _eligible(banners: Sequence[Banner], profiles: Sequence[Mapping[str, str]], person: np.ndarray,
+              ts: np.ndarray) -> np.ndarray:
+    """(n, len(banners)): the eligibility rules (recommender.eligibility) for requests of
+    person[i] at ts[i], targeting evaluated once per distinct profile."""
+    prof_key: dict[tuple, int] = {}
+    prof_of = np.empty(len(profiles), dtype=np.int64)
+    uniq: list[Mapping[str, str]] = []
+    for i, p in enumerate(profiles):
+        key = tuple(sorted(p.items()))
+        if key not in prof_key:
+            prof_key[key] = len(uniq)
+            uniq.append(p)
+        prof_of[i] = prof_key[key]
+    target_ok = np.array([[matches_target(b, p) for b in banners] for p in uniq], dtype=bool).reshape(len(uniq), len(banners))
+    starts = np.array([-np.inf if b.start is None else b.start for b in banners])
+    ends = np.array([np.inf if b.end is None else b.end for b in banners])
+    return target_ok[prof_of[person]] & (starts[None, :] <= ts[:, None]) & (ts[:, None] < ends[None, :])
+
+
+def _candidate_matrix(log: ImpressionLog, catalog: Catalog, profiles: Sequence[Mapping[str, str]],
+                      row_banner: np.ndarray) -> np.ndarray:
+    """(requests, catalog) bool: each request's candidates. Its explicit list, else the
+    catalog's own eligible banners; a cold-start banner only where the request names it
+    (in its list, or as the banner it showed)."""
+    n_known = catalog.n_known
+    M = np.zeros((log.n_requests, len(catalog)), dtype=bool)
+    M[:, :n_known] = _eligible(catalog.known, profiles, log.request_staff(), log.request_ts())
+    implicit = np.ones(log.n_requests, dtype=bool)
+    for r, cands in log.candidates.items():
+        M[r] = False
+        M[r, [catalog.index[b] for b in cands]] = True
+        implicit[r] = False
+    shows_cold = (row_banner >= n_known) & implicit[log.request]
+    M[log.request[shows_cold], row_banner[shows_cold]] = True
+    return M
+
+
+def _refuse_unlogged_positions(shown: np.ndarray, n_cand: np.ndarray) -> None:
+    """A position that some request has but no request logged cannot be estimated (the
+    logs hold fewer positions than --slots): refuse it rather than count it as no click."""
+    exists = np.arange(shown.shape[1])[None, :] < n_cand[:, None]
+    never = [k + 1 for k in np.flatnonzero(exists.any(axis=0) & ~(exists & (shown >= 0)).any(axis=0))]
+    if not never:
+        return
+    what = f"position(s) {', '.join(map(str, never))} of the first {shown.shape[1]} were logged in no request"
+    if never[0] == 1:
+        raise EvaluationInputError(f"{what}: the logs cannot be evaluated")
+    raise EvaluationInputError(f"{what}, so their clicks cannot be estimated: evaluate the positions the logs hold "
+                               f"(--slots {never[0] - 1})")
+
+
 def build_bandit(log: ImpressionLog, catalog: Catalog, staff: StaffDirectory, slots: int = 3,
                  history_logs: Sequence[ImpressionLog] = (), history: History | None = None) -> LoggedBandit:
     """Turn an impression log into logged bandit feedback over the first ``slots`` positions.
 
     ``history_logs`` are earlier logs (``--history``); the click history used by the
     policies and the click model is built from them and ``log`` (strictly before each
-    request's ts), unless ``history`` is given.
+    request's ts), unless ``history`` is given. Banners outside ``catalog`` are ranked
+    as cold-start banners (recommender.candidates.cold_start_catalog).
     """
     if slots < 1:
         raise EvaluationInputError("slots must be at least 1")
     K = int(slots)
     n0 = log.n_requests
     if n0 == 0:
-        raise EvaluationInputError(f"{log.source or 'impressions'}: no impressions to evaluate")
-    nb = len(catalog)
-    index = catalog.index
-    # map log banner vocabulary to catalog indices (the loader checked membership when given the catalog)
-    ban_map = np.array([index.get(b, -1) for b in log.banner_ids], dtype=np.int64)
-    if np.any(ban_map[log.banner] < 0):
-        missing = sorted({log.banner_ids[b] for b in np.unique(log.banner) if ban_map[b] < 0})
-        raise EvaluationInputError(f"banners not in the catalog: {', '.join(missing[:5])}")
+        raise EvaluationInputError(f"{log.source or 'impressions'}: no impressions to evaluate: the file holds no rows")
+    logs = [*history_logs, log]
+    catalog = cold_start_catalog(catalog, logs)
+    ban_map = np.array([catalog.index.get(b, -1) for b in log.banner_ids], dtype=np.int64)
     row_banner = ban_map[log.banner]
     exclusions: dict[str, int] = {}
-
-    # --- candidates per request ------------------------------------------------------
-    r_ts = log.request_ts()
-    r_staff = log.request_staff()
-    profiles: list[Mapping[str, str]] = []
-    unknown = np.zeros(len(log.staff_ids), dtype=bool)
-    for i, sid in enumerate(log.staff_ids):
-        if sid in staff:
-            profiles.append(staff.get(sid).attributes)
-        else:
-            profiles.append({})
-            unknown[i] = True
-    prof_key: dict[tuple, int] = {}
-    prof_of_staff = np.empty(len(profiles), dtype=np.int64)
-    uniq: list[Mapping[str, str]] = []
-    for i, p in enumerate(profiles):
-        key = tuple(sorted(p.items()))
-        j = prof_key.get(key)
-        if j is None:
-            j = prof_key[key] = len(uniq)
-            uniq.append(p)
-        prof_of_staff[i] = j
-    target_ok = np.array([[matches_target(b, p) for b in catalog] for p in uniq], dtype=bool).reshape(len(uniq), nb)
-    starts = np.array([-np.inf if b.start is None else b.start for b in catalog])
-    ends = np.array([np.inf if b.end is None else b.end for b in catalog])
-    M = target_ok[prof_of_staff[r_staff]] & (starts[None, :] <= r_ts[:, None]) & (r_ts[:, None] < ends[None, :])
-    for r, cands in log.candidates.items():
-        row = np.zeros(nb, dtype=bool)
-        row[[index[b] for b in cands if b in index]] = True
-        M[r] = row
+    profiles, unknown = _profiles(log, staff)
+    M = _candidate_matrix(log, catalog, profiles, row_banner)
 
     # --- shown banners on the first K positions ----------------------------------------
     in_slots = log.position <= K
@@ -190,12 +236,6 @@ def build_bandit(log: ImpressionLog, catalog: Catalog, staff: StaffDirectory, sl
     bad[rq[not_cand]] = True
     if not_cand.any():
         exclusions["requests whose shown banner is not among their candidates (not eligible at ts)"] = int(np.unique(rq[not_cand]).size)
-    n_cand = M.sum(axis=1)
-    n_pos = np.bincount(rq, minlength=n0)
-    gap = (n_pos < np.minimum(K, n_cand)) & ~bad
-    if gap.any():
-        exclusions[f"requests missing a logged position among 1..min({K}, candidates)"] = int(gap.sum())
-    bad |= gap
     keep = ~bad
     n = int(keep.sum())
     if n == 0:
@@ -219,14 +259,16 @@ def build_bandit(log: ImpressionLog, catalog: Catalog, staff: StaffDirectory, sl
     shown[r_new, pos[sel]] = flat_of[r_new, bn[sel]]
     prop[r_new, pos[sel]] = log.propensity[in_slots][sel]
     click[r_new, pos[sel]] = log.clicked[in_slots][sel]
+    _refuse_unlogged_positions(shown, counts)
 
-    logs = [*history_logs, log]
     if history is None:
         history = history_from_logs(logs, catalog, FeatureConfig().half_life_days)
+    r_staff = log.request_staff()
     kept_staff = r_staff[keep]
     return LoggedBandit(
         slots=K, catalog=catalog, request_ids=[log.request_ids[i] for i in np.flatnonzero(keep)],
-        staff_ids=list(log.staff_ids), profiles=profiles, staff=kept_staff, ts=r_ts[keep], offsets=offsets,
+        staff_ids=list(log.staff_ids), profiles=profiles, staff=kept_staff, ts=log.request_ts()[keep], offsets=offsets,
         cand_request=cand_request.astype(np.int64), cand_banner=cand_banner.astype(np.int64), shown=shown,
         propensity=prop, click=click, history=history, exclusions=exclusions, n_logged_requests=n0,
-        unknown_staff=int(unknown[kept_staff].sum()), logs=logs)
+        unknown_staff=int(unknown[kept_staff].sum()),
+        outside_catalog_rows=log.outside_catalog(catalog)[1], logs=logs)

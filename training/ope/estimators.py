@@ -16,6 +16,15 @@ With w_ik = pi(shown_ik, k) / p_ik, c_ik the click and q(i, b, k) a click model:
 - DR:     DM + mean_i sum_k w_ik (c_ik - q(i, shown_ik, k))
 An optional ``cell`` (N, K) mask in [0, 1] restricts the value to some (candidate,
 position) cells: one position, or the banners of one category.
+
+Logs that hold only some positions of a request: every mean over i of a term at position
+k above (IPS's and DR's weighted clicks, SNIPS's mass) is taken over the requests that
+observed position k (LoggedBandit.observed), as a ratio of two column means resampled
+together, so the value stays expected clicks per request. The direct method's term at k
+too: it needs no logged row, but averaged over every request it would weigh a request by
+the number of ids its positions were logged under, and the logging policy's rankings are
+known only where logged. Where every request observed every position, a request's terms
+are summed into one column, as for complete logs.
 """
 from __future__ import annotations
 
@@ -77,6 +86,33 @@ def _per_request(bandit: LoggedBandit, per_row: np.ndarray) -> np.ndarray:
     return np.bincount(bandit.cand_request, weights=per_row, minlength=bandit.n)
 
 
+def _per_position(bandit: LoggedBandit, per_row: np.ndarray) -> np.ndarray:
+    """(n, K) per-request sums of an (N, K) array over each request's candidates."""
+    return np.stack([_per_request(bandit, per_row[:, k]) for k in range(bandit.slots)], axis=1)
+
+
+def _observed(bandit: LoggedBandit) -> np.ndarray | None:
+    """The positions each request observed, or None when every request observed all of them."""
+    observed = bandit.observed
+    return None if observed.all() else observed
+
+
+def _position_value(observed: np.ndarray | None, terms: np.ndarray) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    """Columns and their combine for sum_k (terms[:, k] averaged over the requests that
+    observed position k): with ``observed`` None (complete logs) one column, the sum over
+    k; else the terms and the observed indicators, each position a ratio of their means
+    (0 where no resampled request observed it)."""
+    if observed is None:
+        return terms.sum(axis=1)[:, None], _sum_first
+    K = terms.shape[1]
+
+    def combine(m: np.ndarray) -> np.ndarray:
+        num, den = m[..., :K], m[..., K:]
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0).sum(axis=-1)
+
+    return np.concatenate([terms * observed, observed], axis=1), combine
+
+
 class Estimator:
     name = ""
     needs_model = False
@@ -99,7 +135,7 @@ class IPS(Estimator):
     def contributions(self, bandit, policy, q=None, cell=None):
         _, cs = _cells(bandit, cell)
         w = policy.weights(bandit)
-        return Contributions((w * bandit.click * cs).sum(axis=1)[:, None], _sum_first)
+        return Contributions(*_position_value(_observed(bandit), w * bandit.click * cs))
 
 
 class SNIPS(Estimator):
@@ -109,31 +145,35 @@ class SNIPS(Estimator):
         K = bandit.slots
         _, cs = _cells(bandit, cell)
         w = policy.weights(bandit)
-        mass = np.stack([_per_request(bandit, policy.pi[:, k]) for k in range(K)], axis=1)
-        cols = np.concatenate([w * bandit.click * cs, w, mass], axis=1)
+        mass = _per_position(bandit, policy.pi)
+        observed = _observed(bandit)
+        if observed is None:
+            cols = np.concatenate([w * bandit.click * cs, w, mass], axis=1)
+        else:  # the target's mass averaged over the requests that observed each position
+            cols = np.concatenate([w * bandit.click * cs, w, mass * observed, observed], axis=1)
 
         def combine(m: np.ndarray) -> np.ndarray:
-            num, den, ms = m[..., :K], m[..., K:2 * K], m[..., 2 * K:]
+            num, den, ms = m[..., :K], m[..., K:2 * K], m[..., 2 * K:3 * K]
             with np.errstate(divide="ignore", invalid="ignore"):
+                if observed is not None:
+                    seen = m[..., 3 * K:]
+                    ms = np.where(seen > 0, ms / np.where(seen > 0, seen, 1.0), 0.0)
                 per_pos = np.where(den > 0, num * ms / np.where(den > 0, den, 1.0), 0.0)
             return per_pos.sum(axis=-1)
 
         return Contributions(cols, combine)
 
 
-def _first_plus_second(means: np.ndarray) -> np.ndarray:
-    return means[..., 0] + means[..., 1]
-
-
 def _model_and_correction(bandit: LoggedBandit, policy: TargetPolicy, q: np.ndarray | None,
                           cell: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Per request: the click model's value of the target's rankings (the direct method),
-    and the importance-weighted residual of the logged clicks (DR's correction)."""
+    """Per request and position (n, K): the click model's value of the target's rankings
+    (the direct method), and the importance-weighted residual of the logged clicks (DR's
+    correction)."""
     if q is None:
         raise ValueError("the direct method and doubly robust need a click model's probabilities q")
     c, cs = _cells(bandit, cell)
-    dm = _per_request(bandit, (policy.pi * q * c).sum(axis=1))
-    corr = (policy.weights(bandit) * (bandit.click - _shown(bandit, q)) * cs).sum(axis=1)
+    dm = _per_position(bandit, policy.pi * q * c)
+    corr = policy.weights(bandit) * (bandit.click - _shown(bandit, q)) * cs
     return dm, corr
 
 
@@ -148,7 +188,12 @@ class DirectMethod(Estimator):
 
     def contributions(self, bandit, policy, q=None, cell=None):
         dm, corr = _model_and_correction(bandit, policy, q, cell)
-        return Contributions(np.stack([dm, corr], axis=1), _sum_first, (_first_plus_second,))
+        observed = _observed(bandit)
+        dm_cols, dm_value = _position_value(observed, dm)
+        corr_cols, corr_value = _position_value(observed, corr)
+        m = dm_cols.shape[1]
+        return Contributions(np.concatenate([dm_cols, corr_cols], axis=1), lambda x: dm_value(x[..., :m]),
+                             (lambda x: dm_value(x[..., :m]) + corr_value(x[..., m:]),))
 
 
 class DoublyRobust(Estimator):
@@ -157,7 +202,7 @@ class DoublyRobust(Estimator):
 
     def contributions(self, bandit, policy, q=None, cell=None):
         dm, corr = _model_and_correction(bandit, policy, q, cell)
-        return Contributions((dm + corr)[:, None], _sum_first)
+        return Contributions(*_position_value(_observed(bandit), dm + corr))
 
 
 def dr_breakdown(bandit: LoggedBandit, policy: TargetPolicy, q: np.ndarray, categories: np.ndarray,
@@ -166,15 +211,18 @@ def dr_breakdown(bandit: LoggedBandit, policy: TargetPolicy, q: np.ndarray, cate
     (N,) index per candidate row): the same numbers as DoublyRobust with the matching cell
     mask, computed in one pass."""
     K, n = bandit.slots, bandit.n
+    observed = _observed(bandit)
     A = policy.pi * q
     corr = policy.weights(bandit) * (bandit.click - _shown(bandit, q))  # (n, K)
-    by_pos = [Contributions((_per_request(bandit, A[:, k]) + corr[:, k])[:, None], _sum_first) for k in range(K)]
-    dm_cat = np.bincount(bandit.cand_request * n_categories + categories, weights=A.sum(axis=1),
-                         minlength=n * n_categories).reshape(n, n_categories)
+    dr = _per_position(bandit, A) + corr
+    by_pos = [Contributions(*_position_value(None if observed is None else observed[:, k:k + 1], dr[:, k:k + 1]))
+              for k in range(K)]
+    group = bandit.cand_request * n_categories + categories
+    dm_cat = np.stack([np.bincount(group, weights=A[:, k], minlength=n * n_categories).reshape(n, n_categories)
+                       for k in range(K)], axis=2)  # (n, n_categories, K)
     shown_cat = np.where(bandit.filled, categories[np.maximum(bandit.shown, 0)], -1)
-    by_cat = []
-    for c in range(n_categories):
-        by_cat.append(Contributions((dm_cat[:, c] + (corr * (shown_cat == c)).sum(axis=1))[:, None], _sum_first))
+    by_cat = [Contributions(*_position_value(observed, dm_cat[:, c, :] + corr * (shown_cat == c)))
+              for c in range(n_categories)]
     return by_pos, by_cat
 
 

@@ -9,6 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
+from recommender.candidates import COLD_START
 from training.artifact import load_model
 
 from .data import EvaluationInputError, LoggedBandit
@@ -32,6 +33,8 @@ class EvaluationResult:
     diagnostics: dict[str, dict] = field(default_factory=dict)
     exclusions: dict[str, int] = field(default_factory=dict)
     n_logged_requests: int = 0
+    n_partial_requests: int = 0
+    outside_catalog_impressions: int = 0
     n_boot: int = 0
     click_model: str = ""
     resample: str = "request"
@@ -40,7 +43,8 @@ class EvaluationResult:
         return {
             "n_requests": self.n_requests, "slots": self.slots, "policies": self.policies,
             "differences": self.differences, "warnings": self.warnings,
-            "details": {"n_logged_requests": self.n_logged_requests, "exclusions": self.exclusions,
+            "details": {"n_logged_requests": self.n_logged_requests, "n_partial_requests": self.n_partial_requests,
+                        "outside_catalog_impressions": self.outside_catalog_impressions, "exclusions": self.exclusions,
                         "bootstrap_replicates": self.n_boot, "bootstrap_resamples": self.resample,
                         "click_model": self.click_model,
                         "by_position": self.by_position, "by_category": self.by_category,
@@ -205,13 +209,19 @@ def evaluate(bandit: LoggedBandit, policies: Sequence[TargetPolicy], q: np.ndarr
         warnings.extend(f"{name}: {note}" for note in pol.notes)
     for reason, count in bandit.exclusions.items():
         warnings.append(f"excluded {count:,} {reason}")
+    if bandit.n_partial:
+        warnings.append(f"{bandit.n_partial:,} of {bandit.n:,} requests are partial (some of their first {K} positions "
+                        "were not logged): each position is averaged over the requests that logged it")
+    if bandit.outside_catalog_rows:
+        warnings.append(f"{bandit.outside_catalog_rows:,} evaluated impressions name banners outside the catalog: {COLD_START}")
     if bandit.unknown_staff:
         warnings.append(f"{bandit.unknown_staff:,} requests come from staff not in the staff file (ranked as unknown staff)")
     if q is None:
         warnings.append("no click model: the direct method and doubly robust were not computed")
     return EvaluationResult(bandit.n, K, res_pol, diffs, warnings, by_pos, by_cat,
                             {n: d.to_dict() for n, d in diags.items()}, dict(bandit.exclusions),
-                            bandit.n_logged_requests, n_boot, click_model, resample)
+                            bandit.n_logged_requests, bandit.n_partial, bandit.outside_catalog_rows, n_boot,
+                            click_model, resample)
 
 
 def format_table(result: EvaluationResult) -> str:
@@ -221,7 +231,8 @@ def format_table(result: EvaluationResult) -> str:
         return s if reliable else "unreliable " + s
     est = list(next(iter(result.policies.values())).keys())
     width = max([len(n) for n in result.policies] + [len(n) for n in result.differences] + [10])
-    lines = [f"{result.n_requests:,} requests evaluated (of {result.n_logged_requests:,} logged), first {result.slots} "
+    partial = f", {result.n_partial_requests:,} of them partial" if result.n_partial_requests else ""
+    lines = [f"{result.n_requests:,} requests evaluated (of {result.n_logged_requests:,} logged{partial}), first {result.slots} "
              f"positions; expected clicks per request, 95% bootstrap intervals ({result.n_boot} resamples of "
              f"{'staff members with their requests' if result.resample == 'staff' else 'requests'})",
              "", f"{'policy':<{width}}  " + "  ".join(f"{e.upper():<36}" for e in est)]

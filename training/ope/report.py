@@ -36,7 +36,8 @@ def render(result: EvaluationResult, title: str = "Offline A/B evaluation") -> s
     main_est = "dr" if "dr" in est else "snips"
     pol_color = {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(names)}
     parts = [f"<h1>{esc(title)}</h1>",
-             f"<p>{result.n_requests:,} requests evaluated (of {result.n_logged_requests:,} logged); value = expected clicks per "
+             f"<p>{result.n_requests:,} requests evaluated (of {result.n_logged_requests:,} logged"
+             f"{f', {result.n_partial_requests:,} of them partial' if result.n_partial_requests else ''}); value = expected clicks per "
              f"request on the first {result.slots} positions; 95% percentile bootstrap intervals from {result.n_boot} resamples "
              f"of {'staff members with all their requests' if result.resample == 'staff' else 'requests'} (the same resamples for every policy, so differences are paired). Click model for DM and DR: "
              f"{esc(result.click_model or 'none')}; DM's interval spans DR's, the logs' only measure of the click "
