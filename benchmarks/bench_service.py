@@ -299,6 +299,7 @@ def prepare(tmp: Path, args) -> tuple[Path, list[str], dict]:
     sys.path.insert(0, str(ROOT / "tests"))
     from service_support import config_text
 
+    extra.update(getattr(args, "service_extra", {}))  # config keys a benchmark sets (bench_soak.py)
     service = {"db": "events.db", "models": "models", "banners": "banners.json", "log_salt": "bench", **extra}
     if loader:
         service["model_loader"] = loader

@@ -13,7 +13,7 @@ the share answered 503 (shed), the p50/p99 of what was admitted (200), any other
 and memory before and after.
 
     .venv/bin/python benchmarks/bench_soak.py [--duration 600] [--rate 300] [--event-rate 30]
-        [--model models/V] [--province DIR] [--workers 1] [--skip-soak] [--skip-overload]
+        [--max-open-rankings 50000] [--model models/V] [--province DIR] [--workers 1] [--skip-soak] [--skip-overload]
 """
 from __future__ import annotations
 
@@ -296,6 +296,9 @@ def main() -> None:
     p.add_argument("--event-rate", type=float, default=30.0, help="click events per second in the soak")
     p.add_argument("--overload-factor", type=float, default=3.0)
     p.add_argument("--overload-duration", type=float, default=60.0)
+    p.add_argument("--max-open-rankings", type=int, default=50_000,
+                   help="the service's bound on rankings open to clicks (reached within the soak, so that its "
+                        "memory can level off; the service's default is 500,000)")
     p.add_argument("--skip-soak", action="store_true")
     p.add_argument("--skip-overload", action="store_true")
     p.add_argument("--json", help="also write the results here")
@@ -305,6 +308,7 @@ def main() -> None:
     args = p.parse_args()
     if args.client:
         return client_main(args)
+    args.service_extra = {"max_open_rankings": args.max_open_rankings}
     tmp = Path(tempfile.mkdtemp(prefix="bench-soak-"))
     results: dict = {}
     try:

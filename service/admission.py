@@ -3,7 +3,13 @@
 A worker serves one request at a time on its event loop (a ranking is about a
 millisecond of CPU and does not yield), so the requests waiting for it wait in the
 loop, not in the app: at three times its capacity, without a bound, they waited tens of
-seconds and the process grew by hundreds of MB. Two checks, at two places:
+seconds and the process grew by hundreds of MB.
+
+Shedding starts only when the worker is saturated: when its app was busy more than
+``saturation`` (80%) of the last half second. Below that, a queue is a burst (a pause of
+the process, a train of requests) that the worker absorbs within milliseconds, and a
+503 would only fail a request that was about to be served. Then two checks, at two
+places:
 
 - when a request's bytes are read (service.http_protocol), the wait ahead of it is
   estimated as the requests read but not started times the recent time per request; past
@@ -30,24 +36,29 @@ NEVER_SHED = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 class Admission:
-    def __init__(self, max_in_flight: int, max_queue_ms: float):
+    def __init__(self, max_in_flight: int, max_queue_ms: float, saturation: float = 0.8, window: float = 0.5):
         self.max_in_flight = max_in_flight
         self.max_queue = max_queue_ms / 1000.0
+        self.saturation = saturation
+        self.window = window
         self.in_flight = 0  # requests the app is working on
         self.waiting = 0  # requests read and not started yet
         self.seconds_per_request = 0.001  # moving average of the app's time per request
+        self.saturated = False  # the app was busy more than ``saturation`` of the last window
+        self._busy = 0.0
+        self._window_start = time.monotonic()
         self.on_shed: Callable[[str], None] | None = None  # told the endpoint of each request shed
 
     # Only the event loop's thread reads or changes these counters.
     def overloaded(self) -> bool:
-        """At read time: would a new request wait longer than the bound?"""
-        return self.waiting * self.seconds_per_request > self.max_queue
+        """At read time: would a new request wait longer than the bound on a saturated worker?"""
+        return self.saturated and self.waiting * self.seconds_per_request > self.max_queue
 
     def refusal(self, received: float | None) -> str | None:
         """At the app's start: why this request is not admitted, or None."""
         if self.in_flight >= self.max_in_flight:
             return f"this worker holds {self.in_flight} requests"
-        if received is not None and self.waiting > 0:  # a queue: not one request the OS kept waiting
+        if received is not None and self.saturated:
             waited = time.monotonic() - received
             if waited > self.max_queue:
                 return f"this request waited {1000 * waited:.0f} ms for the worker"
@@ -56,6 +67,11 @@ class Admission:
     def finished(self, seconds: float) -> None:
         self.in_flight -= 1
         self.seconds_per_request += 0.05 * (seconds - self.seconds_per_request)
+        self._busy += seconds
+        now = time.monotonic()
+        if now - self._window_start >= self.window:
+            self.saturated = self._busy > self.saturation * (now - self._window_start)
+            self._busy, self._window_start = 0.0, now
 
     def shed(self, endpoint: str) -> None:
         if self.on_shed is not None:

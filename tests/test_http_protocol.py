@@ -38,26 +38,33 @@ def test_accepted_connection_gets_tcp_nodelay():
         listener.close()
 
 
-def test_admission_sheds_by_the_wait_ahead_and_the_requests_in_hand():
+def test_admission_sheds_by_the_wait_ahead_only_on_a_saturated_worker():
     import time
 
     from service.admission import Admission
 
-    a = Admission(max_in_flight=2, max_queue_ms=10)
+    a = Admission(max_in_flight=2, max_queue_ms=10, window=0.05)
+    a.seconds_per_request = 0.001
+    a.waiting = 11
+    assert not a.overloaded()  # a burst on a worker that is not busy: absorbed, not shed
+    assert a.refusal(time.monotonic() - 0.05) is None
+    a.in_flight = 1
+    time.sleep(0.06)
+    a.finished(0.055)  # busy for nearly all of the window: saturated
+    assert a.saturated
     a.seconds_per_request = 0.001
     a.waiting = 10
     assert not a.overloaded()  # 10 ms ahead: at the bound
     a.waiting = 11
     assert a.overloaded()
-    a.waiting = 0
-    assert a.refusal(time.monotonic() - 0.05) is None  # alone: the OS kept it waiting, serve it
-    a.waiting = 1
     assert "waited" in a.refusal(time.monotonic() - 0.05)
     assert a.refusal(time.monotonic()) is None
     a.in_flight = 2
     assert "holds 2 requests" in a.refusal(None)
-    a.finished(0.003)
-    assert a.in_flight == 1 and a.seconds_per_request > 0.001
+    a.in_flight = 1
+    time.sleep(0.06)
+    a.finished(0.001)  # idle again
+    assert not a.saturated and not a.overloaded()
 
 
 def test_an_early_refusal_keeps_the_connection_only_for_one_whole_request():

@@ -71,7 +71,7 @@ def served(tmp_path_factory):
         for i in range(9000):
             u = int(rng.integers(len(staff_ids)))
             candidates = rng.choice(ids, 6, replace=False).tolist()
-            if i % 10 == 0 and False:  # TEMP until unknown banners are accepted
+            if i % 10 == 0:
                 candidates[-1] = f"b-new-{i % 3}"  # a banner the catalog does not know
             body = {"staff_id": staff_ids[u], "slots": SLOTS, "candidates": candidates}
             out = http.post("/v1/rank", json=body, headers=C).json()
