@@ -6,10 +6,12 @@ loop, not in the app: at three times its capacity, without a bound, they waited 
 seconds and the process grew by hundreds of MB.
 
 Shedding starts only when the worker is saturated: when its app was busy more than
-``saturation`` (80%) of the last half second. Below that, a queue is a burst (a pause of
-the process, a train of requests) that the worker absorbs within milliseconds, and a
-503 would only fail a request that was about to be served. Then two checks, at two
-places:
+``saturation`` (80%) of the last half second, and it stops when that falls below
+``relief`` (50%): the time the worker then spends refusing requests is not the app's,
+so without that margin it would stop shedding while still overloaded, and start again a
+queue later. Below saturation, a queue is a burst (a pause of the process, a train of
+requests) that the worker absorbs within milliseconds, and a 503 would only fail a
+request that was about to be served. On a saturated worker, two checks, at two places:
 
 - when a request's bytes are read (service.http_protocol), the wait ahead of it is
   estimated as the requests read but not started times the recent time per request; past
@@ -36,10 +38,12 @@ NEVER_SHED = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 class Admission:
-    def __init__(self, max_in_flight: int, max_queue_ms: float, saturation: float = 0.8, window: float = 0.5):
+    def __init__(self, max_in_flight: int, max_queue_ms: float, saturation: float = 0.8, relief: float = 0.5,
+                 window: float = 0.5):
         self.max_in_flight = max_in_flight
         self.max_queue = max_queue_ms / 1000.0
         self.saturation = saturation
+        self.relief = relief
         self.window = window
         self.in_flight = 0  # requests the app is working on
         self.waiting = 0  # requests read and not started yet
@@ -70,7 +74,8 @@ class Admission:
         self._busy += seconds
         now = time.monotonic()
         if now - self._window_start >= self.window:
-            self.saturated = self._busy > self.saturation * (now - self._window_start)
+            threshold = self.relief if self.saturated else self.saturation
+            self.saturated = self._busy > threshold * (now - self._window_start)
             self._busy, self._window_start = 0.0, now
 
     def shed(self, endpoint: str) -> None:

@@ -63,6 +63,10 @@ def test_admission_sheds_by_the_wait_ahead_only_on_a_saturated_worker():
     assert "holds 2 requests" in a.refusal(None)
     a.in_flight = 1
     time.sleep(0.06)
+    a.finished(0.036)  # busy 60% of the window: still saturated (it stops below 50%)
+    assert a.saturated
+    a.in_flight = 1
+    time.sleep(0.06)
     a.finished(0.001)  # idle again
     assert not a.saturated and not a.overloaded()
 
