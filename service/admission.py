@@ -5,13 +5,13 @@ millisecond of CPU and does not yield), so the requests waiting for it wait in t
 loop, not in the app: at three times its capacity, without a bound, they waited tens of
 seconds and the process grew by hundreds of MB.
 
-Shedding starts only when the worker is saturated: when its app was busy more than
-``saturation`` (80%) of the last half second, and it stops when that falls below
-``relief`` (50%): the time the worker then spends refusing requests is not the app's,
-so without that margin it would stop shedding while still overloaded, and start again a
-queue later. Below saturation, a queue is a burst (a pause of the process, a train of
+Shedding starts only when the worker is saturated: when it was busy with requests
+(serving or refusing them) more than ``saturation`` (80%) of the last tenth of a second, and
+it stops when that falls below ``relief`` (50%). Below saturation, a queue is a burst (a pause of the process, a train of
 requests) that the worker absorbs within milliseconds, and a 503 would only fail a
-request that was about to be served. On a saturated worker, two checks, at two places:
+request that was about to be served; only a queue of ``burst_factor`` (10) times
+``max_queue_ms`` is shed there, which bounds the wait in the moment before a
+sudden overload is seen. On a saturated worker, two checks, at two places:
 
 - when a request's bytes are read (service.http_protocol), the wait ahead of it is
   estimated as the requests read but not started times the recent time per request; past
@@ -39,9 +39,10 @@ NEVER_SHED = frozenset({"/healthz", "/readyz", "/metrics"})
 
 class Admission:
     def __init__(self, max_in_flight: int, max_queue_ms: float, saturation: float = 0.8, relief: float = 0.5,
-                 window: float = 0.5):
+                 window: float = 0.1, burst_factor: float = 10.0):
         self.max_in_flight = max_in_flight
         self.max_queue = max_queue_ms / 1000.0
+        self.burst_factor = burst_factor
         self.saturation = saturation
         self.relief = relief
         self.window = window
@@ -54,23 +55,32 @@ class Admission:
         self.on_shed: Callable[[str], None] | None = None  # told the endpoint of each request shed
 
     # Only the event loop's thread reads or changes these counters.
+    def bound(self) -> float:
+        """The longest wait admitted now, in seconds."""
+        return self.max_queue if self.saturated else self.max_queue * self.burst_factor
+
     def overloaded(self) -> bool:
-        """At read time: would a new request wait longer than the bound on a saturated worker?"""
-        return self.saturated and self.waiting * self.seconds_per_request > self.max_queue
+        """At read time: would a new request wait longer than the bound?"""
+        return self.waiting * self.seconds_per_request > self.bound()
 
     def refusal(self, received: float | None) -> str | None:
         """At the app's start: why this request is not admitted, or None."""
         if self.in_flight >= self.max_in_flight:
             return f"this worker holds {self.in_flight} requests"
-        if received is not None and self.saturated:
+        if received is not None:
             waited = time.monotonic() - received
-            if waited > self.max_queue:
+            if waited > self.bound():
                 return f"this request waited {1000 * waited:.0f} ms for the worker"
         return None
 
     def finished(self, seconds: float) -> None:
         self.in_flight -= 1
         self.seconds_per_request += 0.05 * (seconds - self.seconds_per_request)
+        self.worked(seconds)
+
+    def worked(self, seconds: float) -> None:
+        """Count time the worker spent on requests: serving them, or refusing them (which
+        is load too: a worker that spends half its time refusing is not relieved)."""
         self._busy += seconds
         now = time.monotonic()
         if now - self._window_start >= self.window:

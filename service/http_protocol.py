@@ -45,6 +45,7 @@ class NoDelayHTTPProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
                 else:
                     self.transport.write(OVERLOADED_CLOSE)
                     self.transport.close()
+                admission.worked(time.monotonic() - received)
                 return
         super().data_received(data)  # parses the request and creates the task that runs the app
         scope = getattr(self, "scope", None)

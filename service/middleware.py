@@ -48,6 +48,7 @@ class LimitsAndMetrics:
             await _answer(send, 503, {"detail": f"overloaded: {refusal}; retry after {RETRY_AFTER_SECONDS} s"},
                           [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())])
             self.metrics.observe_request(endpoint, scope["method"], 503, time.monotonic() - since)
+            admission.worked(time.monotonic() - t)
             return
         admission.in_flight += 1
         try:

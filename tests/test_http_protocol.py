@@ -48,6 +48,9 @@ def test_admission_sheds_by_the_wait_ahead_only_on_a_saturated_worker():
     a.waiting = 11
     assert not a.overloaded()  # a burst on a worker that is not busy: absorbed, not shed
     assert a.refusal(time.monotonic() - 0.05) is None
+    a.waiting = 101
+    assert a.overloaded()  # unless it is ten times the bound: an overload not yet seen
+    assert "waited" in a.refusal(time.monotonic() - 0.15)
     a.in_flight = 1
     time.sleep(0.06)
     a.finished(0.055)  # busy for nearly all of the window: saturated
