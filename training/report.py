@@ -152,7 +152,7 @@ def _data_section(d: TrainingReportData) -> list[str]:
     cfg = d.train_config
     if cfg:
         rows += [("models compared", ", ".join(cfg.get("models", ()))),
-                 ("held out for validation", f"the last {num(cfg.get('holdout_days'))} day(s)"),
+                 ("held out for validation", _holdout(cfg.get("holdout_days"))),
                  ("refit on every row before saving", "yes" if cfg.get("refit") else "no"), ("seed", num(cfg.get("seed")))]
     if td.get("source"):
         rows.append(("source", str(td["source"])))
@@ -259,3 +259,17 @@ def _offline_ab(ab: OfflineAB) -> list[str]:
                 forest([(f"{n} · {e.upper()}", v[e]["value"], v[e]["ci_low"], v[e]["ci_high"], COLORS.get(e, "#333"))
                         for n, v in res.differences.items() for e in v], zero=True)]
     return out
+
+
+def _holdout(days) -> str:
+    """The validation window in the unit that reads best ("the last 2 days", "the last 5 minutes")."""
+    if not isinstance(days, (int, float)):
+        return "-"
+    for unit, size in (("day", 1.0), ("hour", 1 / 24), ("minute", 1 / 1440)):
+        if days >= size:
+            break
+    else:
+        unit, size = "second", 1 / 86400
+    value = days / size
+    text = f"{value:.0f}" if abs(value - round(value)) < 1e-6 else f"{value:.3g}"
+    return f"the last {text} {unit}{'' if text == '1' else 's'}"
