@@ -1,5 +1,7 @@
 """Batch ranking: many requests at once, greedy (no exploration), the same rules and
-features as the service. The history is the logs that happened before the requests."""
+features as the service. The history is the logs that happened before the requests.
+A candidate id that the catalog does not hold is ranked as a cold-start banner, as the
+service ranks it (recommender.domain.cold_start_banner)."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -14,6 +16,7 @@ from .ranker import CandidateRows
 def rank_requests(scorer, directory: StaffDirectory, catalog: Catalog, history, requests: Sequence[Request],
                   chunk: int = 20_000) -> list[Ranking]:
     """Rankings (best first, every candidate) for each request; scorer None = operators' order."""
+    catalog = catalog.with_cold_start(b for r in requests if r.candidates is not None for b in r.candidates)
     out: list[Ranking] = []
     for start in range(0, len(requests), chunk):
         part = requests[start:start + chunk]
@@ -39,3 +42,9 @@ def rank_requests(scorer, directory: StaffDirectory, catalog: Catalog, history, 
             per_req[cands.request[j]].append(ids[cands.banner[j]])
         out.extend(Ranking(r.request_id, tuple(lst)) for r, lst in zip(part, per_req))
     return out
+
+
+def outside_catalog(catalog: Catalog, requests: Sequence[Request]) -> list[str]:
+    """The candidate ids of ``requests`` that the catalog does not hold (in first-seen order)."""
+    return list(dict.fromkeys(b for r in requests if r.candidates is not None for b in r.candidates
+                              if not catalog.knows(b)))

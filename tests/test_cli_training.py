@@ -29,9 +29,10 @@ def test_train_rank_quality(tmp_path, small_province):
     r = run("rank", "--model", str(model), "--staff", str(p / "staff.csv"), "--banners", str(p / "banners.json"),
             "--history", str(p / "impressions.jsonl"), "--requests", str(tmp_path / "req.jsonl"), "--out", str(tmp_path / "out.jsonl"))
     assert r.returncode == 0, r.stderr
+    assert "1 candidate id(s) outside" in r.stdout and "b-unknown" in r.stdout
     out = {x.request_id: x.ranking for x in load_rankings(tmp_path / "out.jsonl")}
     assert set(out) == {x.request_id for x in load_requests(tmp_path / "req.jsonl")}
-    assert set(out["q-explicit"]) == {"b-info-01", "b-policy-03"}  # unknown ids dropped, the rest ranked
+    assert set(out["q-explicit"]) == {"b-info-01", "b-unknown", "b-policy-03"}  # the unknown id as a cold-start banner
     assert len(out["q-stranger"]) > 0
     r = run("quality", "--province", str(p), "--model", str(model), "--since", until)
     assert r.returncode == 0, r.stderr

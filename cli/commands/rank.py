@@ -20,7 +20,8 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from features.pipeline import history_from_logs
-    from recommender.batch import rank_requests
+    from recommender.batch import outside_catalog, rank_requests
+    from recommender.candidates import COLD_START
     from training.artifact import ArtifactError, load_model
 
     t0 = time.perf_counter()
@@ -36,5 +37,9 @@ def run(args: argparse.Namespace) -> int:
     requests = load_requests(args.requests)
     rankings = rank_requests(model, staff, catalog, history, requests)
     n = write_rankings(args.out, rankings)
+    unknown = outside_catalog(catalog, requests)
+    if unknown:
+        listed = ", ".join(unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+        print(f"{len(unknown):,} candidate id(s) outside {args.banners} ({listed}): {COLD_START}")
     print(f"ranked {n:,} requests with {model.version} in {time.perf_counter() - t0:.1f} s -> {args.out}")
     return 0
