@@ -21,12 +21,15 @@ import bisect
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from .domain import Banner, FrequencyCap
+import numpy as np
+
+from .contracts.impressions import ImpressionLog
+from .domain import Banner, Catalog, FrequencyCap
 
 DAY = 86400.0
 MAX_CAP = 100  # the largest count a cap may name (and the impressions kept per person and banner)
 
-__all__ = ["DAY", "MAX_CAP", "ExposureLedger", "FrequencyCap", "any_caps", "cap_of"]
+__all__ = ["DAY", "MAX_CAP", "ExposureLedger", "FrequencyCap", "any_caps", "cap_of", "capped_rows"]
 
 
 def cap_of(banner: Banner, default: FrequencyCap | None) -> FrequencyCap | None:
@@ -51,8 +54,13 @@ class ExposureLedger:
     clicked impression: what the caps read. Events may arrive out of time order (another
     worker's rankings reach a worker late); each is put in its place."""
 
-    def __init__(self, horizon_days: float = 30.0):
-        self.horizon = float(horizon_days) * DAY  # impressions older than this are let go
+    def __init__(self, horizon_days: float = 30.0, keep: int | None = MAX_CAP):
+        """``horizon_days`` and ``keep``: impressions older than that before the latest, or
+        past the latest ``keep``, are let go (they can no longer decide a cap at a later
+        time). Offline, where requests of any time are asked about, pass ``float("inf")``
+        and None: everything is kept."""
+        self.horizon = float(horizon_days) * DAY
+        self.keep = keep
         self._people: dict[str, dict[str, _Exposure]] = {}
 
     def __len__(self) -> int:
@@ -67,7 +75,7 @@ class ExposureLedger:
 
     def _insert(self, times: list[float], ts: float) -> None:
         bisect.insort(times, ts)
-        if len(times) > MAX_CAP:
+        if self.keep is not None and len(times) > self.keep:
             del times[0]
         if times[0] < times[-1] - self.horizon:
             del times[:bisect.bisect_left(times, times[-1] - self.horizon)]
@@ -112,3 +120,30 @@ class ExposureLedger:
             if cap is not None and b.banner_id in person and self.is_capped(staff_id, b.banner_id, cap, ts):
                 out.add(b.banner_id)
         return out
+
+
+def capped_rows(logs: Sequence[ImpressionLog], catalog: Catalog, staff: Sequence[str], banner: np.ndarray,
+                ts: np.ndarray, default: FrequencyCap | None = None) -> np.ndarray | None:
+    """For candidate rows (a person, a catalog index, a time), whether the banner's cap
+    had been reached then, from the impressions and clicks of ``logs`` strictly before
+    each row's time (offline evaluation's target policies leave those rows out, as the
+    service would have). None when no banner has a cap and there is no default."""
+    caps = [cap_of(b, default) for b in catalog.banners]
+    if not any(c is not None for c in caps):
+        return None
+    tracked = {b.banner_id for b, c in zip(catalog.banners, caps) if c is not None}
+    ledger = ExposureLedger(float("inf"), keep=None)
+    for log in logs:
+        banner_ok = np.array([b in tracked for b in log.banner_ids], dtype=bool)
+        for i in np.flatnonzero(banner_ok[log.banner]).tolist():
+            s, b, t = log.staff_ids[log.staff[i]], log.banner_ids[log.banner[i]], float(log.ts[i])
+            ledger.add_impression(s, b, t)
+            if log.clicked[i]:
+                ledger.add_click(s, b, t)
+    out = np.zeros(len(banner), dtype=bool)
+    ids = catalog.ids
+    for j in range(len(banner)):
+        cap = caps[banner[j]]
+        if cap is not None:
+            out[j] = ledger.is_capped(staff[j], ids[banner[j]], cap, float(ts[j]))
+    return out

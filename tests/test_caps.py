@@ -110,3 +110,36 @@ def test_the_service_leaves_a_capped_banner_out_of_that_persons_ranking(tmp_path
         r = client.put("/v1/banners", json=bad, headers=A)
         assert r.status_code == 422 and "cap.per_day" in r.text
     engine.close()
+
+
+def test_simulator_and_offline_evaluation_apply_the_same_caps(tmp_path):
+    """The simulator's logging policy under a default cap never shows a capped banner, by
+    offline evaluation's own reckoning from the log; target policies give capped rows no
+    probability and spread each position over the others."""
+    import numpy as np
+
+    from recommender.contracts import load_banners, load_impressions, load_staff
+    from simulator.run import SimulationConfig, simulate
+    from training.ope.data import build_bandit
+    from training.ope.evaluate import check_policy
+    from training.ope.policies import operators_policy, uniform_policy
+
+    cap = FrequencyCap(per_day=1, unclicked_impressions=2, unclicked_days=3.0)
+    simulate(tmp_path, SimulationConfig(staff=400, days=4, seed=3, default_cap=cap))
+    staff, catalog = load_staff(tmp_path / "staff.csv"), load_banners(tmp_path / "banners.json")
+    log = load_impressions(tmp_path / "impressions.jsonl", catalog=catalog)
+    rows = sorted(zip(log.staff.tolist(), log.banner.tolist(), log.ts.tolist()))
+    assert all(not (a[:2] == b[:2] and b[2] - a[2] < DAY) for a, b in zip(rows, rows[1:]))  # once a day at most
+
+    bandit = build_bandit(log, catalog, staff, 3, default_cap=cap)
+    shown = bandit.shown[bandit.filled]
+    assert bandit.capped is not None and bandit.capped.any()
+    assert not bandit.capped[shown].any()  # what the simulator showed was never capped
+    assert build_bandit(log, catalog, staff, 3).capped is None  # no caps, no default: nothing marked
+    for policy in (operators_policy(bandit, epsilon=0.2), uniform_policy(bandit)):
+        check_policy(bandit, policy)
+        assert not policy.pi[bandit.capped].any()
+        free = np.bincount(bandit.cand_request, weights=~bandit.capped, minlength=bandit.n)
+        for k in range(3):
+            mass = np.bincount(bandit.cand_request, weights=policy.pi[:, k], minlength=bandit.n)
+            assert np.allclose(mass[free > k], 1.0)
