@@ -29,6 +29,17 @@ class Staff:
 
 
 @dataclass(frozen=True)
+class FrequencyCap:
+    """How often one person may see a banner (recommender.caps): at most ``per_day``
+    impressions in any 24 hours, and a rest once ``unclicked_impressions`` impressions in
+    ``unclicked_days`` days went unclicked. None: that rule is off."""
+
+    per_day: int | None = None
+    unclicked_impressions: int | None = None
+    unclicked_days: float | None = None
+
+
+@dataclass(frozen=True)
 class Banner:
     banner_id: str
     category: str
@@ -39,6 +50,7 @@ class Banner:
     pinned: bool = False
     priority: int = 0
     tags: tuple[str, ...] = ()
+    cap: FrequencyCap | None = None
 
     def is_targeted(self) -> bool:
         return any(len(v) > 0 for v in self.target.values())

@@ -11,6 +11,10 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from recommender.contracts.banners import cap_from_dict
+from recommender.domain import FrequencyCap
+from recommender.errors import FieldError
+
 from .arms import Arm
 
 LOG_SALT_ENV = "RECOMMENDER_LOG_SALT"  # `recommender serve` sets one for all its workers when the config has none
@@ -41,6 +45,7 @@ class ServiceConfig:
     max_in_flight: int = 32  # requests one worker holds at once before it answers 503 (load shedding)
     max_queue_ms: float = 10.0  # a request that waited longer for its worker is answered 503
     max_open_rankings: int = 500_000  # rankings one worker keeps open to clicks (about 0.4 KB each)
+    default_cap: FrequencyCap | None = None  # the frequency cap of banners without their own
     ramp_check_interval: float = 60.0  # seconds between two looks at a running ramp's clicks
     ramp_alpha: float = 0.05  # a ramp stops when its always-valid 1 - alpha interval is below zero
     ramp_min_requests: int = 500  # per arm, before a ramp may stop
@@ -104,6 +109,8 @@ def parse_config(data: dict, base: Path = Path("."), source: Path | None = None)
                 setattr(cfg, name, float(s.pop(name)))
         if "seed" in s:
             cfg.seed = int(s.pop("seed"))
+        if "default_cap" in s:
+            cfg.default_cap = cap_from_dict(s.pop("default_cap"), "default_cap")
         if "db" in s:
             cfg.db = _db(base, str(s.pop("db")))
         else:
@@ -111,6 +118,8 @@ def parse_config(data: dict, base: Path = Path("."), source: Path | None = None)
         cfg.models = _path(base, s.pop("models", "models"))
         for name in ("banners", "staff", "history"):
             setattr(cfg, name, _path(base, s.pop(name, None)))
+    except FieldError as e:
+        raise ConfigError(f"[service] {e.field}: {e.message}") from None
     except (TypeError, ValueError) as e:
         raise ConfigError(f"[service]: {e}") from None
     if s:

@@ -22,6 +22,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Sequence
 
+from recommender.candidates import Candidates
 from recommender.domain import UNKNOWN, Banner, Catalog
 from recommender.ranker import RankResult
 from recommender.store import ClickEvent, EventsOutcome, EventStore, RankingRecord
@@ -77,6 +78,7 @@ class RankingEngine:
         self.readiness = Readiness(store, self.ranking_log, self.models, self.directory, self.online)
         self.request_ids = RequestIds()
         self.started = False
+        self._caps_catalog = None  # the catalog whose caps the online history follows
 
     # -- life cycle -------------------------------------------------------------------
     def start(self, background: bool = True) -> None:
@@ -85,6 +87,7 @@ class RankingEngine:
         if self.started:
             return
         self.directory.load()
+        self._follow_caps()
         self.follower.load_history(self.config.history, self.clock() - self.config.history_days * 86400.0)
         self.models.reload()
         if background:
@@ -107,6 +110,7 @@ class RankingEngine:
         slots = int(slots or self.config.slots)
         attrs = self.directory.profile_for(staff_id, profile)
         cands = self.candidates.get(self.directory.catalog, attrs, ts, candidates)
+        cands = self._without_capped(staff_id, cands, ts)
         arm = self.models.assign(staff_id)
         state = self.models[arm]
         with state.lock:
@@ -118,6 +122,20 @@ class RankingEngine:
         self.ranking_log.append(RankingRecord(request_id, ts, staff_id, arm, result.model_version, result.explored,
                                               slots, items, cands.ids, self.writer_id))
         return RankOutcome(request_id, arm, result, slots, cands.n_unknown)
+
+    def _follow_caps(self) -> None:
+        catalog = self.directory.catalog
+        if catalog is not self._caps_catalog:
+            self.online.set_caps(catalog, self.config.default_cap)
+            self._caps_catalog = catalog
+
+    def _without_capped(self, staff_id: str, cands: Candidates, ts: float) -> Candidates:
+        """The request's candidates less the banners this person reached their cap of."""
+        self._follow_caps()
+        capped = self.online.capped(staff_id, cands.banners, ts, self.config.default_cap)
+        if not capped:
+            return cands
+        return Candidates([b for b in cands.banners if b.banner_id not in capped], cands.n_unknown)
 
     # -- events -----------------------------------------------------------------------
     def record_events(self, events: list[ClickEvent]) -> EventsOutcome:

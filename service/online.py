@@ -9,6 +9,10 @@ arrives later, naming the request and banner: exactly the rows ``recommender exp
 writes for the same traffic, so online features equal the features a model trained on
 the export sees. Memory: the counters grow with the people and banners seen; the index
 from request to impressions (to attribute clicks) keeps the last ``click_window_days``.
+
+It also keeps, for the banners under a frequency cap (recommender.caps), each person's
+latest impression times: only those banners', so that a catalog without caps costs
+nothing. A cap set on a banner later counts from then.
 """
 from __future__ import annotations
 
@@ -17,6 +21,9 @@ import threading
 from typing import Iterable
 
 import numpy as np
+
+from recommender.caps import ExposureLedger, any_caps
+from recommender.domain import Banner, FrequencyCap
 
 from features.history import Events, RunningHistory
 
@@ -66,11 +73,38 @@ class OnlineHistory:
         # synced): applied when the ranking arrives; bounded, oldest dropped first
         self._early: collections.OrderedDict[str, set[str]] = collections.OrderedDict()
         self.max_early = 100_000
+        self.exposure = ExposureLedger()
+        self._capped_ids: frozenset[str] = frozenset()  # banners whose impressions the ledger keeps
+        self._cap_all = False  # a default cap: every banner's
+
+    def set_caps(self, banners: Iterable[Banner], default: FrequencyCap | None) -> None:
+        """Which banners' impressions to keep for their caps (the catalog's, now)."""
+        banners = list(banners)
+        with self._lock:
+            self._cap_all = default is not None
+            self._capped_ids = frozenset(b.banner_id for b in banners if b.cap is not None)
+
+    def _exposure_counts(self, banner_id: str) -> bool:
+        return self._cap_all or banner_id in self._capped_ids
+
+    def capped(self, staff_id: str, banners: list[Banner], ts: float, default: FrequencyCap | None) -> set[str]:
+        """The ids of ``banners`` that ``staff_id`` may not see at ``ts`` (their caps)."""
+        if not any_caps(banners, default):
+            return set()
+        with self._lock:
+            return self.exposure.capped(staff_id, banners, ts, default)
 
     def load(self, events: Events) -> None:
         """Impressions with their clicks, all at once (a logged history file at start)."""
         with self._lock:
             self._running.add_events(events)
+            if self._cap_all or self._capped_ids:
+                staff, banner = _ids(events.staff), _ids(events.banner)
+                for i in range(len(events)):
+                    if self._exposure_counts(banner[i]):
+                        self.exposure.add_impression(staff[i], banner[i], float(events.ts[i]))
+                        if events.clicked[i]:
+                            self.exposure.add_click(staff[i], banner[i], float(events.ts[i]))
 
     def add_ranking(self, staff_id: str, request_id: str, ts: float, shown: list[tuple[str, str]],
                     clicked: Iterable[str] = ()) -> None:
@@ -85,6 +119,8 @@ class OnlineHistory:
                 if banner_id not in flat[::2]:
                     flat += (banner_id, category)
                     self._running.add_impression(staff_id, banner_id, category, ts)
+                    if self._exposure_counts(banner_id):
+                        self.exposure.add_impression(staff_id, banner_id, ts)
             entry = _OpenRanking(staff_id, ts, tuple(flat))
             self._requests[request_id] = entry
             self._order.append(request_id)
@@ -107,6 +143,8 @@ class OnlineHistory:
         if not entry.clicked >> j & 1:
             entry.clicked |= 1 << j
             self._running.add_click(entry.staff, banner_id, entry.shown[2 * j + 1], entry.ts)
+            if self._exposure_counts(banner_id):
+                self.exposure.add_click(entry.staff, banner_id, entry.ts)
         return True
 
     def add_click(self, request_id: str, banner_id: str) -> bool:
@@ -146,3 +184,11 @@ class OnlineHistory:
         with self._lock:
             return {"impressions": len(self._running), "people": self._running.n_people,
                     "open_rankings": len(self._requests)}
+
+
+def _ids(column) -> list[str]:
+    """An Events column (a list, an array, or a vocabulary with codes) as ids per event."""
+    vocab = getattr(column, "vocab", None)
+    if vocab is not None:
+        return [vocab[c] for c in column.codes.tolist()]
+    return [str(x) for x in column]

@@ -134,7 +134,8 @@ class EventsResponse(BaseModel):
 BANNER_EXAMPLE = {"banner_id": "b-policy-01", "category": "policy", "title": "2026 평가 정책 안내",
                   "start": "2026-03-02T00:00:00+09:00", "end": None,
                   "target": {"role": ["teacher"], "school_level": [], "region": []},
-                  "pinned": False, "priority": 0, "tags": ["evaluation"]}
+                  "pinned": False, "priority": 0, "tags": ["evaluation"],
+                  "cap": {"per_day": 3, "unclicked": {"impressions": 10, "days": 14}}}
 
 
 class PutResponse(BaseModel):

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from features.definition import popularity
+from recommender.caps import ExposureLedger, any_caps
 from recommender.contracts.banners import write_banners
-from recommender.domain import CATEGORIES, Banner
+from recommender.domain import CATEGORIES, Banner, FrequencyCap
 from recommender.exploration import epsilon_greedy
 from recommender.ordering import greedy_keys
 from recommender.progress import progress_bar
@@ -35,6 +36,7 @@ class SimulationConfig:
     epsilon: float = 0.2
     start: str = "2026-03-02"  # a Monday, KST
     seed: int = 0
+    default_cap: FrequencyCap | None = None  # the logging policy leaves capped banners out, as the service does
 
 
 @dataclass
@@ -205,6 +207,7 @@ def simulate(out_dir: str | Path, cfg: SimulationConfig) -> SimulationSummary:
     bids = [b.banner_id for b in banners]
     policy_name = "uniform" if cfg.logging == "uniform" else f"epsilon-greedy-{eps:g}"
 
+    exposure = ExposureLedger() if any_caps(banners, cfg.default_cap) else None
     bar = progress_bar(total=cfg.days, desc="simulate", unit="day")
     with open(out / "impressions.jsonl", "w", encoding="utf-8") as f:
         for d in range(cfg.days):
@@ -223,6 +226,8 @@ def simulate(out_dir: str | Path, cfg: SimulationConfig) -> SimulationSummary:
                 if m == 0:
                     continue
                 elig = target_ok[u] & (starts[None, :] <= ts[:, None]) & (ts[:, None] < ends[None, :])
+                if exposure is not None:
+                    elig &= ~_capped(exposure, ids[u], ts, elig, banners, cfg.default_cap)
                 keep = elig.any(axis=1)
                 u, ts, elig = u[keep], ts[keep], elig[keep]
                 m = len(u)
@@ -230,6 +235,8 @@ def simulate(out_dir: str | Path, cfg: SimulationConfig) -> SimulationSummary:
                 valid = shown >= 0
                 shown = np.where(valid, shown, 0)
                 click = show(u, shown, valid, truth, base_logit, views, clicked_before, rng)
+                if exposure is not None:
+                    _record(exposure, ids[u], ts, shown, valid, click, bids)
                 np.add.at(pop_impr, shown[valid], 1)
                 np.add.at(pop_click, shown[click], 1)
                 stats_pos_imp += valid.sum(axis=0)
@@ -260,6 +267,27 @@ def simulate(out_dir: str | Path, cfg: SimulationConfig) -> SimulationSummary:
     )
     (out / "summary.json").write_text(json.dumps(asdict(summary), ensure_ascii=False, indent=1), encoding="utf-8")
     return summary
+
+
+def _capped(exposure: ExposureLedger, staff_ids: np.ndarray, ts: np.ndarray, elig: np.ndarray,
+            banners: list[Banner], default: FrequencyCap | None) -> np.ndarray:
+    """(m, n_banners): the eligible banners each request's person reached the cap of."""
+    out = np.zeros(elig.shape, dtype=bool)
+    for i in range(len(ts)):
+        row = np.flatnonzero(elig[i])
+        capped = exposure.capped(str(staff_ids[i]), [banners[j] for j in row], float(ts[i]), default)
+        if capped:
+            out[i, [j for j in row if banners[j].banner_id in capped]] = True
+    return out
+
+
+def _record(exposure: ExposureLedger, staff_ids: np.ndarray, ts: np.ndarray, shown: np.ndarray, valid: np.ndarray,
+            click: np.ndarray, bids: list[str]) -> None:
+    for i, k in zip(*np.nonzero(valid)):
+        staff, banner, t = str(staff_ids[i]), bids[shown[i, k]], float(ts[i])
+        exposure.add_impression(staff, banner, t)
+        if click[i, k]:
+            exposure.add_click(staff, banner, t)
 
 
 def _write_staff(path: Path, truth: GroundTruth) -> None:

@@ -21,6 +21,9 @@ def register(sub) -> None:
     p.add_argument("--epsilon", type=float, default=0.0,
                    help="evaluate model policies epsilon-greedy with this epsilon, as served (default 0: greedy)")
     p.add_argument("--slots", type=int, default=3, help="positions that count (default 3)")
+    p.add_argument("--default-cap", metavar="JSON",
+                   help='the service\'s default frequency cap, e.g. \'{"per_day": 3}\': target policies leave out '
+                        'the banners a person reached their cap of, as the service does (banners\' own caps always apply)')
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples of requests (default 200)")
     p.add_argument("--resample", choices=("request", "staff"), default="request",
                    help="bootstrap unit: single requests (default) or staff members with all their requests")
@@ -50,6 +53,15 @@ def run(args: argparse.Namespace) -> int:
     from training.ope.evaluate import evaluate, format_table, resolve_policy
     from training.ope.reward import click_matrix, fit_reward_model
 
+    default_cap = None
+    if args.default_cap:
+        from recommender.contracts.banners import cap_from_dict
+        from recommender.errors import FieldError
+
+        try:
+            default_cap = cap_from_dict(json.loads(args.default_cap), "--default-cap")
+        except (ValueError, FieldError) as e:
+            return _error(f"--default-cap: {e}")
     t0 = time.perf_counter()
     staff = load_staff(args.staff)
     catalog = load_banners(args.banners)
@@ -64,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         if len(log) == 0:
             return _error(f"{args.impressions}: no impression at or after {args.since}: give an earlier --since")
     try:
-        bandit = build_bandit(log, catalog, staff, args.slots, history_logs=history)
+        bandit = build_bandit(log, catalog, staff, args.slots, history_logs=history, default_cap=default_cap)
         policies = [resolve_policy(spec, bandit, args.epsilon) for spec in args.policy]
         model, model_name = fit_reward_model(staff, catalog, log, history)
         q = click_matrix(bandit, model)

@@ -21,6 +21,9 @@ def register(sub) -> None:
     p.add_argument("--epsilon", type=float, default=d.epsilon, help=f"exploration share of epsilon-greedy (default {d.epsilon})")
     p.add_argument("--start", default=d.start, help=f"first day, YYYY-MM-DD in KST (default {d.start})")
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--default-cap", metavar="JSON",
+                   help='a frequency cap on every banner, e.g. \'{"per_day": 1}\': the logging policy leaves capped '
+                        'banners out, as the service does with its default_cap')
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
 
@@ -30,8 +33,17 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("error: --staff, --days and --slots must be at least 1")
     if not 0 < args.active_share <= 1:
         raise SystemExit("error: --active-share must be in (0, 1]")
+    default_cap = None
+    if args.default_cap:
+        from recommender.contracts.banners import cap_from_dict
+
+        try:
+            default_cap = cap_from_dict(json.loads(args.default_cap), "--default-cap")
+        except ValueError as e:
+            raise SystemExit(f"error: --default-cap: {e}")
     cfg = SimulationConfig(staff=args.staff, days=args.days, active_share=args.active_share, slots=args.slots,
-                           logging=args.logging, epsilon=args.epsilon, start=args.start, seed=args.seed)
+                           logging=args.logging, epsilon=args.epsilon, start=args.start, seed=args.seed,
+                           default_cap=default_cap)
     t = time.perf_counter()
     summary = simulate(args.out, cfg)
     took = time.perf_counter() - t

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from typing import Iterable
 
-from ..domain import Banner, Catalog, control_characters_in
+from ..domain import Banner, Catalog, FrequencyCap, control_characters_in
 from ..errors import ErrorCollector, FieldError
 from ..timeutil import format_ts, parse_ts
 from ._json import iter_json_objects, parse_unique
@@ -69,7 +69,57 @@ def banner_from_dict(obj: object) -> Banner:
     tags = obj.get("tags", []) or []
     if not isinstance(tags, list) or not all(isinstance(x, str) for x in tags):
         raise FieldError("tags", "must be a list of strings")
-    return Banner(bid.strip(), cat.strip(), title, bounds["start"], bounds["end"], target, pinned, priority, tuple(tags))
+    cap = cap_from_dict(obj.get("cap"), "cap")
+    return Banner(bid.strip(), cat.strip(), title, bounds["start"], bounds["end"], target, pinned, priority, tuple(tags),
+                  cap)
+
+
+MAX_CAP_COUNT = 100
+MAX_CAP_DAYS = 30
+
+
+def _count(value: object, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CAP_COUNT:
+        raise FieldError(field, f"must be an integer from 1 to {MAX_CAP_COUNT}")
+    return value
+
+
+def cap_from_dict(obj: object, field: str = "cap") -> FrequencyCap | None:
+    """A frequency cap object (``{"per_day": 3, "unclicked": {"impressions": 10, "days": 14}}``,
+    either rule optional), or None for null; raises FieldError naming ``field``'s part."""
+    if obj is None:
+        return None
+    if not isinstance(obj, dict):
+        raise FieldError(field, 'must be an object such as {"per_day": 3}')
+    unknown = set(obj) - {"per_day", "unclicked"}
+    if unknown:
+        raise FieldError(f"{field}.{sorted(unknown)[0]}", "unknown field (per_day or unclicked)")
+    per_day = obj.get("per_day")
+    per_day = None if per_day is None else _count(per_day, f"{field}.per_day")
+    unclicked = obj.get("unclicked")
+    n = days = None
+    if unclicked is not None:
+        if not isinstance(unclicked, dict) or set(unclicked) != {"impressions", "days"}:
+            raise FieldError(f"{field}.unclicked", 'must be an object {"impressions": N, "days": D}')
+        n = _count(unclicked["impressions"], f"{field}.unclicked.impressions")
+        days = unclicked["days"]
+        if isinstance(days, bool) or not isinstance(days, (int, float)) or not 0 < days <= MAX_CAP_DAYS:
+            raise FieldError(f"{field}.unclicked.days", f"must be a number of days above 0 and at most {MAX_CAP_DAYS}")
+        days = float(days)
+    if per_day is None and n is None:
+        raise FieldError(field, "must set per_day, unclicked or both (null means no cap)")
+    return FrequencyCap(per_day, n, days)
+
+
+def cap_to_dict(cap: FrequencyCap | None) -> dict | None:
+    if cap is None:
+        return None
+    out: dict = {}
+    if cap.per_day is not None:
+        out["per_day"] = cap.per_day
+    if cap.unclicked_impressions is not None:
+        out["unclicked"] = {"impressions": cap.unclicked_impressions, "days": cap.unclicked_days}
+    return out
 
 
 def banner_to_dict(b: Banner) -> dict:
@@ -83,6 +133,7 @@ def banner_to_dict(b: Banner) -> dict:
         "pinned": b.pinned,
         "priority": b.priority,
         "tags": list(b.tags),
+        "cap": cap_to_dict(b.cap),
     }
 
 

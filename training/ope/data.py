@@ -28,8 +28,9 @@ from features.definition import FeatureConfig
 from features.history import History
 from features.pipeline import history_from_logs
 from recommender.candidates import cold_start_catalog
+from recommender.caps import capped_rows
 from recommender.contracts.impressions import ImpressionLog
-from recommender.domain import Banner, Catalog, StaffDirectory
+from recommender.domain import Banner, Catalog, FrequencyCap, StaffDirectory
 from recommender.eligibility import matches_target
 from training.metrics import observed_positions
 
@@ -60,6 +61,7 @@ class LoggedBandit:
     outside_catalog_rows: int = 0  # evaluated impressions that name banners outside the catalog (cold start)
     cache: dict = field(default_factory=dict, repr=False)  # derived arrays shared by policies and click models
     logs: list = field(default_factory=list, repr=False)  # the logs the history was built from
+    capped: np.ndarray | None = None  # (N,) candidate rows whose banner's frequency cap was reached then (None: no caps)
 
     def history_for(self, model) -> History:
         """The click history with the half-life ``model``'s features were defined with
@@ -133,7 +135,8 @@ class LoggedBandit:
             shown=np.where(shown >= 0, new_index[np.maximum(shown, 0)], -1), propensity=self.propensity[idx],
             click=self.click[idx], history=self.history, exclusions=dict(self.exclusions),
             n_logged_requests=self.n_logged_requests, unknown_staff=self.unknown_staff,
-            outside_catalog_rows=self.outside_catalog_rows, logs=self.logs)
+            outside_catalog_rows=self.outside_catalog_rows, logs=self.logs,
+            capped=None if self.capped is None else self.capped[rows])
 
 
 def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -203,13 +206,16 @@ def _refuse_unlogged_positions(shown: np.ndarray, n_cand: np.ndarray) -> None:
 
 
 def build_bandit(log: ImpressionLog, catalog: Catalog, staff: StaffDirectory, slots: int = 3,
-                 history_logs: Sequence[ImpressionLog] = (), history: History | None = None) -> LoggedBandit:
+                 history_logs: Sequence[ImpressionLog] = (), history: History | None = None,
+                 default_cap: FrequencyCap | None = None) -> LoggedBandit:
     """Turn an impression log into logged bandit feedback over the first ``slots`` positions.
 
     ``history_logs`` are earlier logs (``--history``); the click history used by the
     policies and the click model is built from them and ``log`` (strictly before each
     request's ts), unless ``history`` is given. Banners outside ``catalog`` are ranked
-    as cold-start banners (recommender.candidates.cold_start_catalog).
+    as cold-start banners (recommender.candidates.cold_start_catalog). Candidate rows whose
+    banner had reached its frequency cap (its own, else ``default_cap``) from the same logs
+    are marked ``capped``: target policies leave them out (recommender.caps).
     """
     if slots < 1:
         raise EvaluationInputError("slots must be at least 1")
@@ -265,10 +271,13 @@ def build_bandit(log: ImpressionLog, catalog: Catalog, staff: StaffDirectory, sl
         history = history_from_logs(logs, catalog, FeatureConfig().half_life_days)
     r_staff = log.request_staff()
     kept_staff = r_staff[keep]
+    req_ts = log.request_ts()[keep]
+    row_staff = [log.staff_ids[p] for p in kept_staff[cand_request].tolist()]
+    capped = capped_rows(logs, catalog, row_staff, cand_banner, req_ts[cand_request], default_cap)
     return LoggedBandit(
         slots=K, catalog=catalog, request_ids=[log.request_ids[i] for i in np.flatnonzero(keep)],
-        staff_ids=list(log.staff_ids), profiles=profiles, staff=kept_staff, ts=log.request_ts()[keep], offsets=offsets,
+        staff_ids=list(log.staff_ids), profiles=profiles, staff=kept_staff, ts=req_ts, offsets=offsets,
         cand_request=cand_request.astype(np.int64), cand_banner=cand_banner.astype(np.int64), shown=shown,
         propensity=prop, click=click, history=history, exclusions=exclusions, n_logged_requests=n0,
         unknown_staff=int(unknown[kept_staff].sum()),
-        outside_catalog_rows=log.outside_catalog(catalog)[1], logs=logs)
+        outside_catalog_rows=log.outside_catalog(catalog)[1], logs=logs, capped=capped)

@@ -66,6 +66,9 @@ def greedy_place(bandit: LoggedBandit, scores: np.ndarray) -> np.ndarray:
     banners = bandit.catalog.banners
     pinned = np.array([b.pinned for b in banners], dtype=bool)[bandit.cand_banner]
     priority = np.array([b.priority for b in banners], dtype=np.float64)[bandit.cand_banner]
+    if bandit.capped is not None:  # capped rows last: the others keep the places they have without them
+        pinned = pinned & ~bandit.capped
+        scores = np.where(bandit.capped, -np.inf, scores)
     return greedy_places(bandit.cand_request, scores, pinned, priority, bandit.cand_banner)
 
 
@@ -95,12 +98,17 @@ def _epsilon_greedy_pi(bandit: LoggedBandit, rank: np.ndarray, epsilon: float) -
     pinned_b = np.array([b.pinned for b in bandit.catalog.banners], dtype=bool)
     pinned = pinned_b[bandit.cand_banner]
     n_cand = bandit.n_candidates
+    allowed = np.ones(len(pinned), dtype=bool) if bandit.capped is None else ~bandit.capped
+    if bandit.capped is not None:  # a capped row is not a candidate of the policy
+        pinned = pinned & allowed
+        n_cand = np.bincount(bandit.cand_request, weights=allowed, minlength=bandit.n).astype(np.int64)
     n_pin = np.bincount(bandit.cand_request, weights=pinned, minlength=bandit.n).astype(np.int64)
     n_free = np.maximum(n_cand - n_pin, 1)
     r = bandit.cand_request
     k = np.arange(K)[None, :]
     at_greedy = (rank[:, None] == k).astype(np.float64)
     can_take = np.where(pinned[:, None], True, (k >= n_pin[r][:, None]) & (k < n_cand[r][:, None]))
+    can_take &= allowed[:, None]
     return np.where(can_take, marginal_propensity(at_greedy, pinned[:, None], epsilon, n_free[r][:, None]), 0.0)
 
 
