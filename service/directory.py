@@ -4,6 +4,7 @@ At start they come from the event store (what ``PUT /v1/banners`` and ``PUT /v1/
 last stored, so that every worker and every restart sees the same), else from the files
 the config names, which are then stored: the store always holds what the service serves,
 so that an export of its logs comes with the catalog and staff they were served with.
+People forgotten (``recommender store forget``) are left out of the staff file.
 Each is replaced as a whole object, so a request reads one consistent version;
 ``refresh`` picks up what another worker stored.
 """
@@ -39,6 +40,10 @@ class Directory:
         staff = [Staff(sid, attrs) for sid, attrs in self.store.all_staff()]
         if not staff and self.staff_file is not None:
             loaded = load_staff(self.staff_file)
+            erased = self.store.erasures()
+            if len(erased):  # the file predates their erasure: it must not bring them back
+                loaded = StaffDirectory([s for s in loaded.by_id.values() if erased.until_of(s.staff_id) is None],
+                                        loaded.attribute_names)
             self.store.upsert_staff([(s.staff_id, dict(s.attributes)) for s in loaded.by_id.values()])
             self.staff = loaded
         else:

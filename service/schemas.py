@@ -201,6 +201,20 @@ class ArmsResponse(BaseModel):
     ramp: dict | None = Field(None, description="the last ramp and how its arms compare since it began")
 
 
+class ForgetRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"staff_id": "s-000017"}]})
+
+    staff_id: Identifier = Field(description="the staff member whose rankings, clicks and directory row to delete")
+
+
+class ForgetResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"rankings": 212, "events": 9, "staff": 1}]})
+
+    rankings: int = Field(description="rankings served to the person, deleted")
+    events: int = Field(description="click events on those rankings, deleted")
+    staff: int = Field(description="staff directory rows deleted (0 or 1)")
+
+
 class ReadyResponse(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "ready": True, "status": "ok", "problems": [],

@@ -142,17 +142,27 @@ class Erasures:
         for r in records:
             self.until[r.key] = max(r.ts, self.until.get(r.key, r.ts))
 
+    MAX_REMEMBERED = 200_000  # hashes kept per staff id (then forgotten all at once)
+
     def key(self, staff_id: str) -> str:
         k = self._keys.get(staff_id)
         if k is None:
+            if len(self._keys) >= self.MAX_REMEMBERED:
+                self._keys.clear()
             k = self._keys[staff_id] = erasure_key(self.salt, staff_id)
         return k
 
+    def until_of(self, staff_id: str) -> float | None:
+        """When the person was last forgotten, or None."""
+        return self.until.get(self.key(staff_id)) if self.until else None
+
     def covers(self, staff_id: str, ts: float) -> bool:
-        if not self.until:
-            return False
-        until = self.until.get(self.key(staff_id))
+        until = self.until_of(staff_id)
         return until is not None and ts <= until
+
+    def matching(self, staff_ids: Iterable[str], keys: set[str]) -> list[str]:
+        """The ids among ``staff_ids`` whose hash is one of ``keys`` (not remembered)."""
+        return [s for s in staff_ids if erasure_key(self.salt, s) in keys]
 
     def __len__(self) -> int:
         return len(self.until)
@@ -204,8 +214,9 @@ class EventStore(ABC):
     @abstractmethod
     def forget(self, staff_id: str, now: float, batch: int = 2000) -> ForgetResult:
         """Delete one person's rankings, the click events on them and their staff row
-        (bumping the directory's version when there was one), after recording the erasure
-        (``erasures_after``), so every worker of a running service drops the person too."""
+        (bumping the directory's version when there was one), then record the erasure at
+        ``now`` (``erasures_after``), so every worker of a running service drops the
+        person too, and finds the directory without them when it sees the record."""
 
     @abstractmethod
     def erasures_after(self, seq: int) -> list[Erasure]:

@@ -262,20 +262,21 @@ class SQLStore(EventStore):
 
     def forget(self, staff_id: str, now: float, batch: int = 2000) -> ForgetResult:
         batch = max(1, int(batch))
-        record = self.dialect.sql("INSERT INTO erasures (staff_key, ts) VALUES (?, ?)")
-        key = erasure_key(self.erasure_salt(), staff_id)
-        self._tx(lambda db: db.execute(record, (key, now)))
         rankings, events = self._batches(lambda db: self._delete_rankings(db, "staff_id = ?", (staff_id,), batch),
                                          batch, 0.0)
         delete_staff = self.dialect.sql("DELETE FROM staff WHERE staff_id = ?")
 
-        def staff_row(db) -> int:
+        record = self.dialect.sql("INSERT INTO erasures (staff_key, ts) VALUES (?, ?)")
+        key = erasure_key(self.erasure_salt(), staff_id)
+
+        def staff_row_and_record(db) -> int:
             n = max(db.execute(delete_staff, (staff_id,)).rowcount, 0)
             if n:
                 self._bump_version(db, STAFF_DOC, None)
+            db.execute(record, (key, now))
             return n
 
-        return ForgetResult(rankings, events, self._tx(staff_row))
+        return ForgetResult(rankings, events, self._tx(staff_row_and_record))
 
     def erasure_salt(self) -> str:
         salt = getattr(self, "_salt", None)

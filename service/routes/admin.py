@@ -1,4 +1,5 @@
-"""POST /v1/admin/reload, GET/PUT /v1/admin/arms, and the health and metrics endpoints."""
+"""POST /v1/admin/reload, GET/PUT /v1/admin/arms, POST /v1/admin/forget, and the health and
+metrics endpoints."""
 from __future__ import annotations
 
 from fastapi import APIRouter
@@ -6,8 +7,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from ..deps import Admin, Engine, Metrics
-from ..schemas import (ADMIN_ERRORS, FORBIDDEN, UNAUTHORIZED, ArmsResponse, Health, ReadyResponse, ReloadResponse,
-                       SharesRequest)
+from ..schemas import (ADMIN_ERRORS, FORBIDDEN, UNAUTHORIZED, ArmsResponse, ForgetRequest, ForgetResponse, Health,
+                       ReadyResponse, ReloadResponse, SharesRequest)
 
 router = APIRouter(tags=["admin"])
 
@@ -37,6 +38,13 @@ def put_arms(body: SharesRequest, engine: Engine, _: Admin):
     if problem:
         raise RequestValidationError([{"loc": ("body", "shares"), "msg": problem, "type": "value_error"}])
     return ArmsResponse(**engine.arms_status())
+
+
+@router.post("/v1/admin/forget", response_model=ForgetResponse, responses={**ADMIN_ERRORS},
+             summary="delete one person's rankings, clicks and directory row, on every worker (admin)")
+def forget(body: ForgetRequest, engine: Engine, _: Admin):
+    result = engine.forget(body.staff_id)
+    return ForgetResponse(rankings=result.rankings, events=result.events, staff=result.staff)
 
 
 @router.get("/healthz", response_model=Health, summary="the process is alive")
