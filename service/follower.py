@@ -19,12 +19,11 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
 from features.pipeline import events_from_log
-from recommender.contracts import ImpressionLog, load_impressions
+from recommender.contracts import load_impressions
 from recommender.domain import UNKNOWN
 from recommender.store import Erasure, Erasures, EventStore, RankingRecord
+from recommender.store.export import without_erased
 
 from .directory import Directory
 from .models import ArmModels
@@ -60,7 +59,7 @@ class StoreFollower:
         self.erased = Erasures(self.store.erasure_salt(), records)
         self.seq_erasures = records[-1].seq if records else 0
         if history_file is not None:
-            logged = self._without_erased(load_impressions(history_file))
+            logged = without_erased(load_impressions(history_file), self.erased)
             self.online.load(events_from_log(logged, self.directory.catalog, UNKNOWN))
         clicks: dict[str, list[str]] = {}
         for e in self.store.iter_events():
@@ -76,14 +75,6 @@ class StoreFollower:
             n += len(r.shown())
         log.info("click history at start: %d impressions from the history file, %d from the store",
                  len(self.online) - n, n)
-
-    def _without_erased(self, log: ImpressionLog) -> ImpressionLog:
-        """The history file's rows, less those of forgotten people up to their erasure."""
-        if not len(self.erased):
-            return log
-        until = np.array([u if (u := self.erased.until_of(s)) is not None else -np.inf for s in log.staff_ids])
-        keep = log.ts > until[log.staff] if len(log) else np.zeros(0, dtype=bool)
-        return log if keep.all() else log.subset(keep)
 
     def apply_erasures(self, records: list[Erasure]) -> int:
         """Drop the people these erasure records name from the click history; how many."""
