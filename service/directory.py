@@ -11,6 +11,7 @@ Each is replaced as a whole object, so a request reads one consistent version;
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Mapping
 
@@ -42,7 +43,7 @@ class Directory:
             loaded = load_staff(self.staff_file)
             erased = self.store.erasures()
             if len(erased):  # the file predates their erasure: it must not bring them back
-                loaded = StaffDirectory([s for s in loaded.by_id.values() if erased.until_of(s.staff_id) is None],
+                loaded = StaffDirectory([s for s in loaded.by_id.values() if not erased.covers(s.staff_id, -math.inf)],
                                         loaded.attribute_names)
             self.store.upsert_staff([(s.staff_id, dict(s.attributes)) for s in loaded.by_id.values()])
             self.staff = loaded

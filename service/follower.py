@@ -67,9 +67,10 @@ class StoreFollower:
                 clicks.setdefault(e.request_id, []).append(e.banner_id)
             self.seq_events = max(self.seq_events, e.seq)
         n = 0
+        erased = self.erased.checker()
         for r in self.store.iter_rankings():
             self.seq_rankings = max(self.seq_rankings, r.seq)
-            if r.ts < since or self.erased.covers(r.staff_id, r.ts):
+            if r.ts < since or erased(r.staff_id, r.ts):
                 continue
             self._add_ranking(r, clicks.get(r.request_id, ()))
             n += len(r.shown())

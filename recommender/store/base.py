@@ -12,11 +12,10 @@ the logic above the queries (joining, tailing) lives here.
 """
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
-
-import hashlib
+from typing import Callable, Iterable, Iterator
 
 import orjson
 
@@ -132,6 +131,8 @@ class Erasures:
     says whether a row of that person at that time was erased (rows logged after the
     erasure are new data). Hashes are remembered per staff id."""
 
+    MAX_REMEMBERED = 20_000  # hashes kept per staff id (then forgotten all at once): a few MB
+
     def __init__(self, salt: str, records: Iterable[Erasure] = ()):
         self.salt = salt
         self.until: dict[str, float] = {}
@@ -141,8 +142,6 @@ class Erasures:
     def add(self, records: Iterable[Erasure]) -> None:
         for r in records:
             self.until[r.key] = max(r.ts, self.until.get(r.key, r.ts))
-
-    MAX_REMEMBERED = 200_000  # hashes kept per staff id (then forgotten all at once)
 
     def key(self, staff_id: str) -> str:
         k = self._keys.get(staff_id)
@@ -159,6 +158,22 @@ class Erasures:
     def covers(self, staff_id: str, ts: float) -> bool:
         until = self.until_of(staff_id)
         return until is not None and ts <= until
+
+    def checker(self) -> Callable[[str, float], bool]:
+        """``covers`` with a memo of its own, unbounded, for one pass over many rows (the
+        rankings loaded at start, an export): each staff id is hashed once."""
+        if not self.until:
+            return lambda staff_id, ts: False
+        memo: dict[str, float | None] = {}
+
+        def covers(staff_id: str, ts: float) -> bool:
+            if staff_id in memo:
+                until = memo[staff_id]
+            else:
+                until = memo[staff_id] = self.until.get(erasure_key(self.salt, staff_id))
+            return until is not None and ts <= until
+
+        return covers
 
     def matching(self, staff_ids: Iterable[str], keys: set[str]) -> list[str]:
         """The ids among ``staff_ids`` whose hash is one of ``keys`` (not remembered)."""
@@ -227,8 +242,10 @@ class EventStore(ABC):
         """The store's own random salt of the erasure records' hashes (made once)."""
 
     def erasures(self) -> Erasures:
-        """Every erasure so far."""
-        return Erasures(self.erasure_salt(), self.erasures_after(0))
+        """Every erasure so far (reading the salt only when there is one, so that a reader
+        of a store nobody forgot anyone in never writes to it)."""
+        records = self.erasures_after(0)
+        return Erasures(self.erasure_salt() if records else "", records)
 
     # -- reads ------------------------------------------------------------------------
     @abstractmethod
@@ -312,9 +329,9 @@ class EventStore(ABC):
         Rankings of a forgotten person from before their erasure are left out, even one
         a worker wrote just after the erasure."""
         clicks = self.clicked_pairs()
-        erased = self.erasures()
+        erased = self.erasures().checker()
         for r in self.iter_rankings(since_ts):
-            if erased.covers(r.staff_id, r.ts):
+            if erased(r.staff_id, r.ts):
                 continue
             ts = format_ts(r.ts)
             policy = f"{policy_prefix}{r.arm}:{r.model_version}" + (":explore" if r.explored else "")

@@ -12,7 +12,7 @@ import numpy as np
 from ..contracts import ImpressionLog, write_banners, write_impressions, write_staff
 from ..contracts.banners import banner_from_dict
 from ..domain import STAFF_BASE_ATTRIBUTES, Banner, Staff
-from .base import CATALOG_DOC, Erasures, EventStore
+from .base import CATALOG_DOC, Erasures, EventStore, erasure_key
 
 IMPRESSIONS_FILE, BANNERS_FILE, STAFF_FILE = "impressions.jsonl", "banners.json", "staff.csv"
 
@@ -43,7 +43,8 @@ def without_erased(log: ImpressionLog, erased: Erasures) -> ImpressionLog:
     forgotten people up to their erasure: what the store would still hold of it."""
     if not len(erased) or not len(log):
         return log
-    until = np.array([u if (u := erased.until_of(s)) is not None else -np.inf for s in log.staff_ids])
+    until = np.array([u if (u := erased.until.get(erasure_key(erased.salt, s))) is not None else -np.inf
+                      for s in log.staff_ids])
     keep = log.ts > until[log.staff]
     return log if keep.all() else log.subset(keep)
 

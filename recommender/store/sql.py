@@ -113,6 +113,7 @@ class SQLStore(EventStore):
     dialect: Dialect
     _lock: threading.Lock
     _db: Any
+    _salt: str | None = None  # the erasure records' salt, once read
 
     @abstractmethod
     def _tx(self, fn: Callable[[Any], T]) -> T:
@@ -279,15 +280,18 @@ class SQLStore(EventStore):
         return ForgetResult(rankings, events, self._tx(staff_row_and_record))
 
     def erasure_salt(self) -> str:
-        salt = getattr(self, "_salt", None)
-        if salt is None:
-            insert = self.dialect.insert("documents", ("name", "version", "body"), "name")
-            self._tx(lambda db: db.execute(insert, (ERASURE_SALT_DOC, 1, secrets.token_hex(16))))
-            salt = self._salt = self.get_document(ERASURE_SALT_DOC)[1]
-        return salt
+        if self._salt is None:
+            doc = self.get_document(ERASURE_SALT_DOC)
+            if doc is None:  # the first to insert it wins: every process reads the same salt
+                insert = self.dialect.insert("documents", ("name", "version", "body"), "name")
+                self._tx(lambda db: db.execute(insert, (ERASURE_SALT_DOC, 1, secrets.token_hex(16))))
+                doc = self.get_document(ERASURE_SALT_DOC)
+            self._salt = doc[1]
+        return self._salt
 
     def erasures_after(self, seq: int) -> list[Erasure]:
-        rows = self._read(self.dialect.sql("SELECT seq, staff_key, ts FROM erasures WHERE seq > ? ORDER BY seq"), (seq,))
+        sql = self.dialect.sql("SELECT seq, staff_key, ts FROM erasures WHERE seq > ? ORDER BY seq")
+        rows = self._read(sql, (seq,))
         return [Erasure(int(q), k, float(t)) for q, k, t in rows]
 
     def check_writable(self) -> None:
