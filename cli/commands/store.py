@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
             if args.batch < 1:
                 return _fail("--batch must be at least 1")
             t = time.perf_counter()
-            out = prune_store(cfg.db, days, now, args.batch)
+            out = prune_store(cfg.db, days, now, args.batch, pause=0.05)  # a running service writes too
             print(f"deleted {out.rankings:,} rankings and {out.events:,} click events from before "
                   f"{format_ts(float(int(now - days * 86400.0)))} ({time.perf_counter() - t:.1f} s)")
             return 0
