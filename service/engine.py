@@ -5,9 +5,9 @@ Parts, each with one job: ``Directory`` (catalog and staff), ``ArmModels`` (each
 model), ``OnlineHistory`` (the click history the features read), ``CandidateCache``
 (eligibility per profile and list), ``RankingLog`` (writes rankings in the background),
 ``StoreFollower`` (what other workers wrote), ``Retention`` (prunes the store) and
-``Readiness``; a model must pass
-``probe_model`` before an arm serves it. Building the engine loads
-nothing and starts no thread: ``start()`` does, called by the app's lifespan (or a test).
+``Readiness``; a model must pass ``probe_model`` before an arm serves it. Building the
+engine loads nothing and starts no thread: ``start()`` does, called by the app's
+lifespan (or a test).
 
 A rank request is: the profile, the candidates, the arm, the ranker (model, rules,
 exploration), the online history's update, the ranking log. State that changes (catalog,

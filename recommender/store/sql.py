@@ -266,7 +266,6 @@ class SQLStore(EventStore):
         rankings, events = self._batches(lambda db: self._delete_rankings(db, "staff_id = ?", (staff_id,), batch),
                                          batch, 0.0)
         delete_staff = self.dialect.sql("DELETE FROM staff WHERE staff_id = ?")
-
         record = self.dialect.sql("INSERT INTO erasures (staff_key, ts) VALUES (?, ?)")
         key = erasure_key(self.erasure_salt(), staff_id)
 
