@@ -2,7 +2,9 @@
 metrics endpoints."""
 from __future__ import annotations
 
-from fastapi import APIRouter
+import logging
+
+from fastapi import APIRouter, HTTPException
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
@@ -11,6 +13,7 @@ from ..schemas import (ADMIN_ERRORS, FORBIDDEN, UNAUTHORIZED, ArmsResponse, Forg
                        ReadyResponse, ReloadResponse, SharesRequest)
 
 router = APIRouter(tags=["admin"])
+log = logging.getLogger("service.admin")
 
 
 @router.post("/v1/admin/reload", response_model=ReloadResponse,
@@ -43,7 +46,12 @@ def put_arms(body: SharesRequest, engine: Engine, _: Admin):
 @router.post("/v1/admin/forget", response_model=ForgetResponse, responses={**ADMIN_ERRORS},
              summary="delete one person's rankings, clicks and directory row, on every worker (admin)")
 def forget(body: ForgetRequest, engine: Engine, _: Admin):
-    result = engine.forget(body.staff_id)
+    try:
+        result = engine.forget(body.staff_id)
+    except Exception as e:  # the store failed part-way: what was deleted stays deleted, the rest is still there
+        log.exception("forget failed")
+        raise HTTPException(503, f"the event store cannot take the erasure now ({type(e).__name__}): send it again",
+                            headers={"Retry-After": "1"}) from None
     return ForgetResponse(rankings=result.rankings, events=result.events, staff=result.staff)
 
 
