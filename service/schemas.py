@@ -271,8 +271,8 @@ UNAUTHORIZED = {401: {"model": ErrorResponse, "description": "no API key, or an 
 FORBIDDEN = {403: {"model": ErrorResponse, "description": "a client key on an admin endpoint"}}
 TOO_LARGE = {413: {"model": ErrorResponse, "description": "the body is over the size limit"}}
 INVALID = {422: {"model": ValidationErrorResponse, "description": "the body breaks its contract (the field is named)"}}
-OVERLOADED = {503: {"model": ErrorResponse, "description": "the worker is full, or (events) the store cannot take "
-                                                      "writes: retry after the Retry-After seconds",
+OVERLOADED = {503: {"model": ErrorResponse, "description": "the worker is full, or (events, forget) the store cannot "
+                                                      "take writes: retry after the Retry-After seconds",
                     "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}}}
 CLIENT_ERRORS = {**BAD_REQUEST, **UNAUTHORIZED, **TOO_LARGE, **INVALID, **OVERLOADED}
 ADMIN_ERRORS = {**CLIENT_ERRORS, **FORBIDDEN}
