@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Mapping
+from typing import Iterable, Mapping
 
 from recommender.contracts import load_banners, load_staff
 from recommender.contracts.banners import banner_from_dict, banner_to_dict
@@ -78,6 +78,14 @@ class Directory:
         self.staff = StaffDirectory(merged.values(), self.staff.attribute_names)
         self.staff_version = version
         return version
+
+    def drop(self, staff_ids: Iterable[str]) -> None:
+        """Leave people out of the staff directory held (forgotten: their row in the store
+        is already deleted), at once, before ``refresh`` reloads the whole directory."""
+        gone = set(staff_ids) & self.staff.by_id.keys()
+        if gone:
+            self.staff = StaffDirectory([s for sid, s in self.staff.by_id.items() if sid not in gone],
+                                        self.staff.attribute_names)
 
     def profile_for(self, staff_id: str, profile: Mapping[str, str] | None) -> Mapping[str, str]:
         """The request's own profile, else the staff directory's (empty when unknown)."""

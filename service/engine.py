@@ -172,7 +172,7 @@ class RankingEngine:
         self.ranking_log.flush()  # their rankings served so far are in the store, to be deleted
         result = self.store.forget(staff_id, self.clock())
         self.online.forget([staff_id])
-        self.directory.refresh()
+        self.directory.drop([staff_id])
         log.info("forgot %s: %d rankings, %d click events, %d directory row(s) deleted",
                  staff_ref(self.config.log_salt, staff_id), result.rankings, result.events, result.staff)
         return result

@@ -78,13 +78,16 @@ class StoreFollower:
                  len(self.online) - n, n)
 
     def apply_erasures(self, records: list[Erasure]) -> int:
-        """Drop the people these erasure records name from the click history; how many."""
+        """Drop the people these erasure records name from the click history and the staff
+        directory (without waiting for the directory's reload); how many."""
         self.erased.add(records)
         self.seq_erasures = max(self.seq_erasures, records[-1].seq)
-        ids = self.erased.matching(self.online.people(), {r.key for r in records})
+        held = {*self.online.people(), *self.directory.staff.by_id}
+        ids = self.erased.matching(held, {r.key for r in records})
         if ids:
             self.online.forget(ids)
-            log.info("erasure: %d forgotten people dropped from the click history", len(ids))
+            self.directory.drop(ids)
+            log.info("erasure: %d forgotten people dropped from the click history and staff directory", len(ids))
         return len(ids)
 
     def _add_ranking(self, r: RankingRecord, clicked=()) -> None:
