@@ -1,5 +1,5 @@
 """The `recommender` command: one subcommand per job (simulate, validate, train, rank,
-evaluate, serve, export, models). Each subcommand lives in a module of its own under
+evaluate, serve, export, store, models, ...). Each subcommand lives in a module of its own under
 cli/commands/ and registers itself here."""
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "cli.commands.quality",
     "cli.commands.serve",
     "cli.commands.export",
+    "cli.commands.store",
     "cli.commands.models",
     "cli.commands.arms",
     "cli.commands.retrain",

@@ -276,6 +276,24 @@ class RunningHistory:
         self._clicks_at[self._code(banner)] += 1
         p.last_click = ts if np.isnan(p.last_click) else max(p.last_click, ts)
 
+    def people(self) -> list[str]:
+        """The staff ids it holds counters of."""
+        return list(self._people)
+
+    def forget(self, staff: str) -> int:
+        """Remove one person: their own counters, and their impressions and clicks from
+        every banner's global counts (as if they had never been added); the number of
+        impressions removed."""
+        p = self._people.pop(staff, None)
+        if p is None:
+            return 0
+        for banner, sums in p.banners.items():
+            code = self._code(banner)
+            self._global[0, code] -= sums[VIEWS]
+            self._global[1, code] -= sums[CLICKS]
+        self.n_events -= p.total[VIEWS]
+        return p.total[VIEWS]
+
     def add_events(self, events: Events) -> None:
         """Many impressions with their clicks at once (the history loaded at start): the
         same totals as add_impression and add_click one event at a time, summed by key

@@ -16,10 +16,13 @@ from recommender.domain import FrequencyCap
 from recommender.errors import FieldError
 
 from .arms import Arm
+from .online import CLICK_WINDOW_DAYS
 
 LOG_SALT_ENV = "RECOMMENDER_LOG_SALT"  # `recommender serve` sets one for all its workers when the config has none
 CLIENT_KEYS_ENV = "RECOMMENDER_CLIENT_KEYS"
 ADMIN_KEYS_ENV = "RECOMMENDER_ADMIN_KEYS"
+# retention keeps at least the click window and a day: a ranking still open to clicks is never pruned
+MIN_RETENTION_DAYS = CLICK_WINDOW_DAYS + 1.0
 
 
 class ConfigError(ValueError):
@@ -34,6 +37,7 @@ class ServiceConfig:
     staff: Path | None = None
     history: Path | None = None
     history_days: float = 28.0
+    retention_days: float | None = None  # rankings and clicks older than this are deleted (None: kept)
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
@@ -104,7 +108,8 @@ def parse_config(data: dict, base: Path = Path("."), source: Path | None = None)
                      "ramp_min_requests"):
             if name in s:
                 setattr(cfg, name, int(s.pop(name)))
-        for name in ("history_days", "sync_interval", "max_queue_ms", "ramp_check_interval", "ramp_alpha"):
+        for name in ("history_days", "retention_days", "sync_interval", "max_queue_ms", "ramp_check_interval",
+                     "ramp_alpha"):
             if name in s:
                 setattr(cfg, name, float(s.pop(name)))
         if "seed" in s:
@@ -127,6 +132,9 @@ def parse_config(data: dict, base: Path = Path("."), source: Path | None = None)
     if min(cfg.workers, cfg.slots, cfg.max_in_flight, cfg.max_open_rankings) < 1 or cfg.max_queue_ms <= 0:
         raise ConfigError("[service]: workers, slots, max_in_flight and max_open_rankings must be at least 1, "
                           "max_queue_ms above 0")
+    if cfg.retention_days is not None and not cfg.retention_days >= MIN_RETENTION_DAYS:
+        raise ConfigError(f"[service]: retention_days must be at least {MIN_RETENTION_DAYS:g} (the click window "
+                          f"of {CLICK_WINDOW_DAYS:g} days and one more), got {cfg.retention_days:g}")
     keys = data.get("keys", {})
     for kind in ("client", "admin"):
         v = keys.get(kind, [])

@@ -4,14 +4,16 @@ At start they come from the event store (what ``PUT /v1/banners`` and ``PUT /v1/
 last stored, so that every worker and every restart sees the same), else from the files
 the config names, which are then stored: the store always holds what the service serves,
 so that an export of its logs comes with the catalog and staff they were served with.
+People forgotten (``recommender store forget``) are left out of the staff file.
 Each is replaced as a whole object, so a request reads one consistent version;
 ``refresh`` picks up what another worker stored.
 """
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
-from typing import Mapping
+from typing import Iterable, Mapping
 
 from recommender.contracts import load_banners, load_staff
 from recommender.contracts.banners import banner_from_dict, banner_to_dict
@@ -39,6 +41,10 @@ class Directory:
         staff = [Staff(sid, attrs) for sid, attrs in self.store.all_staff()]
         if not staff and self.staff_file is not None:
             loaded = load_staff(self.staff_file)
+            erased = self.store.erasures()
+            if len(erased):  # the file predates their erasure: it must not bring them back
+                loaded = StaffDirectory([s for s in loaded.by_id.values() if not erased.covers(s.staff_id, -math.inf)],
+                                        loaded.attribute_names)
             self.store.upsert_staff([(s.staff_id, dict(s.attributes)) for s in loaded.by_id.values()])
             self.staff = loaded
         else:
@@ -72,6 +78,14 @@ class Directory:
         self.staff = StaffDirectory(merged.values(), self.staff.attribute_names)
         self.staff_version = version
         return version
+
+    def drop(self, staff_ids: Iterable[str]) -> None:
+        """Leave people out of the staff directory held (forgotten: their row in the store
+        is already deleted), at once, before ``refresh`` reloads the whole directory."""
+        gone = set(staff_ids) & self.staff.by_id.keys()
+        if gone:
+            self.staff = StaffDirectory([s for sid, s in self.staff.by_id.items() if sid not in gone],
+                                        self.staff.attribute_names)
 
     def profile_for(self, staff_id: str, profile: Mapping[str, str] | None) -> Mapping[str, str]:
         """The request's own profile, else the staff directory's (empty when unknown)."""

@@ -4,9 +4,10 @@ together and answers the route functions.
 Parts, each with one job: ``Directory`` (catalog and staff), ``ArmModels`` (each arm's
 model), ``OnlineHistory`` (the click history the features read), ``CandidateCache``
 (eligibility per profile and list), ``RankingLog`` (writes rankings in the background),
-``StoreFollower`` (what other workers wrote) and ``Readiness``; a model must pass
-``probe_model`` before an arm serves it. Building the engine loads
-nothing and starts no thread: ``start()`` does, called by the app's lifespan (or a test).
+``StoreFollower`` (what other workers wrote), ``Retention`` (prunes the store) and
+``Readiness``; a model must pass ``probe_model`` before an arm serves it. Building the
+engine loads nothing and starts no thread: ``start()`` does, called by the app's
+lifespan (or a test).
 
 A rank request is: the profile, the candidates, the arm, the ranker (model, rules,
 exploration), the online history's update, the ranking log. State that changes (catalog,
@@ -25,7 +26,7 @@ from typing import Sequence
 from recommender.candidates import Candidates
 from recommender.domain import UNKNOWN, Banner, Catalog
 from recommender.ranker import RankResult
-from recommender.store import ClickEvent, EventsOutcome, EventStore, RankingRecord
+from recommender.store import ClickEvent, EventsOutcome, EventStore, ForgetResult, RankingRecord
 from training.registry import ModelRegistry, RegistryError
 
 from .candidates import CandidateCache
@@ -38,6 +39,7 @@ from .probe import probe_model
 from .ramp import RampMonitor
 from .ranking_log import RankingLog, RequestIds
 from .readiness import Readiness
+from .retention import Retention
 
 log = logging.getLogger("service.engine")
 HALF_LIFE_DAYS = 7.0  # the click history's decay: the features' default half-life
@@ -75,6 +77,8 @@ class RankingEngine:
         self.ramp = RampMonitor(store, registry, config.arms, config.ramp_alpha, config.ramp_min_requests)
         self.follower = StoreFollower(store, self.online, self.directory, self.models, self.writer_id,
                                       self.ramp, config.ramp_check_interval)
+        self.retention = None if config.retention_days is None else Retention(
+            config.db, config.retention_days, config.models, clock=clock)
         self.readiness = Readiness(store, self.ranking_log, self.models, self.directory, self.online)
         self.request_ids = RequestIds()
         self.started = False
@@ -93,9 +97,13 @@ class RankingEngine:
         if background:
             self.ranking_log.start()
             self.follower.start(self.config.sync_interval)
+            if self.retention is not None:
+                self.retention.start()
         self.started = True
 
     def close(self) -> None:
+        if self.retention is not None:
+            self.retention.stop()
         self.follower.stop()
         if not self.ranking_log.stop():
             # the writer is still retrying a write: closing the store under it would lose that batch
@@ -174,6 +182,18 @@ class RankingEngine:
 
     def put_staff(self, rows: list[tuple[str, dict]]) -> int:
         return self.directory.put_staff(rows)
+
+    def forget(self, staff_id: str) -> ForgetResult:
+        """Delete one person's rankings, clicks and directory row from the store and drop
+        them from this worker's click history and directory; the other workers drop them
+        when their follower sees the erasure record (within ``sync_interval``)."""
+        self.ranking_log.flush()  # their rankings served so far are in the store, to be deleted
+        result = self.store.forget(staff_id, self.clock())
+        self.online.forget([staff_id])
+        self.directory.drop([staff_id])
+        log.info("forgot %s: %d rankings, %d click events, %d directory row(s) deleted",
+                 staff_ref(self.config.log_salt, staff_id), result.rankings, result.events, result.staff)
+        return result
 
     def reload(self) -> ReloadReport:
         return self.models.reload()

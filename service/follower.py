@@ -3,9 +3,13 @@
 At start it loads the click history (a logged impressions file, then the store's own
 rankings and clicks of the last ``history_days``) and sets its cursors at the store's
 end; from then on, every ``interval`` seconds, it applies what other workers wrote
-(rankings before the clicks that may refer to them), a catalog or staff directory stored
+(rankings before the clicks that may refer to them), the people forgotten (erasure
+records: each is dropped from the click history), a catalog or staff directory stored
 by another worker, a changed model registry and the arms' shares, and (every
 ``ramp_every`` seconds) a running ramp's comparison (service.ramp).
+
+What a forgotten person did before their erasure never comes back: neither from the
+history file at start, nor from a ranking another worker wrote late.
 """
 from __future__ import annotations
 
@@ -18,7 +22,8 @@ from typing import Callable
 from features.pipeline import events_from_log
 from recommender.contracts import load_impressions
 from recommender.domain import UNKNOWN
-from recommender.store import EventStore, RankingRecord
+from recommender.store import Erasure, Erasures, EventStore, RankingRecord
+from recommender.store.export import without_erased
 
 from .directory import Directory
 from .models import ArmModels
@@ -41,6 +46,8 @@ class StoreFollower:
         self._ramp_due = 0.0
         self.seq_rankings = 0
         self.seq_events = 0
+        self.seq_erasures = 0
+        self.erased: Erasures | None = None  # read from the store at start
         self.on_sync: Callable[[], None] | None = None  # told after each pass (the metrics' gauges)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -48,22 +55,40 @@ class StoreFollower:
     def load_history(self, history_file: Path | None, since: float) -> None:
         """The click history before start; everything in the store up to now counts as
         "before start", so the cursors start at its end."""
+        records = self.store.erasures_after(0)
+        self.erased = Erasures(self.store.erasure_salt(), records)
+        self.seq_erasures = records[-1].seq if records else 0
         if history_file is not None:
-            self.online.load(events_from_log(load_impressions(history_file), self.directory.catalog, UNKNOWN))
+            logged = without_erased(load_impressions(history_file), self.erased)
+            self.online.load(events_from_log(logged, self.directory.catalog, UNKNOWN))
         clicks: dict[str, list[str]] = {}
         for e in self.store.iter_events():
             if e.type == "click":
                 clicks.setdefault(e.request_id, []).append(e.banner_id)
             self.seq_events = max(self.seq_events, e.seq)
         n = 0
+        erased = self.erased.checker()
         for r in self.store.iter_rankings():
             self.seq_rankings = max(self.seq_rankings, r.seq)
-            if r.ts < since:
+            if r.ts < since or erased(r.staff_id, r.ts):
                 continue
             self._add_ranking(r, clicks.get(r.request_id, ()))
             n += len(r.shown())
         log.info("click history at start: %d impressions from the history file, %d from the store",
                  len(self.online) - n, n)
+
+    def apply_erasures(self, records: list[Erasure]) -> int:
+        """Drop the people these erasure records name from the click history and the staff
+        directory (without waiting for the directory's reload); how many."""
+        self.erased.add(records)
+        self.seq_erasures = max(self.seq_erasures, records[-1].seq)
+        held = {*self.online.people(), *self.directory.staff.by_id}
+        ids = self.erased.matching(held, {r.key for r in records})
+        if ids:
+            self.online.forget(ids)
+            self.directory.drop(ids)
+            log.info("erasure: %d forgotten people dropped from the click history and staff directory", len(ids))
+        return len(ids)
 
     def _add_ranking(self, r: RankingRecord, clicked=()) -> None:
         shown = [(b, self.directory.category(b)) for b, *_ in r.shown()]
@@ -71,13 +96,19 @@ class StoreFollower:
 
     def sync(self) -> None:
         """One pass: what other processes wrote since the last one."""
+        if self.erased is None:  # no history loaded (a follower driven by hand)
+            self.erased = Erasures(self.store.erasure_salt())
         rankings, events, self.seq_rankings, self.seq_events = self.store.tail(
             self.seq_rankings, self.seq_events, self.writer_id)
         for r in rankings:  # before the clicks, which may refer to them
-            self._add_ranking(r)
+            if not self.erased.covers(r.staff_id, r.ts):
+                self._add_ranking(r)
         for e in events:
             if e.type == "click":
                 self.online.add_click(e.request_id, e.banner_id)
+        erasures = self.store.erasures_after(self.seq_erasures)
+        if erasures:
+            self.apply_erasures(erasures)
         self.directory.refresh()
         now = time.time()
         if self.ramp is not None and now >= self._ramp_due:

@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 
 _BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 KNOWN_ENDPOINTS = frozenset({"/v1/rank", "/v1/events", "/v1/banners", "/v1/staff", "/v1/admin/reload",
-                             "/v1/admin/arms", "/healthz", "/readyz", "/metrics", "/v1/noop"})
+                             "/v1/admin/arms", "/v1/admin/forget", "/healthz", "/readyz", "/metrics", "/v1/noop"})
 
 
 def endpoint_label(path: str) -> str:

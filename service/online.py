@@ -28,6 +28,9 @@ from recommender.domain import Banner, FrequencyCap
 from features.history import Events, RunningHistory
 
 
+CLICK_WINDOW_DAYS = 2.0  # how long after a ranking a click on it is still attributed (default)
+
+
 class _OpenRanking:
     """A ranking whose clicks can still arrive: compact, since a service holds hundreds
     of thousands (its shown banners and their categories in one tuple, the clicked ones
@@ -55,7 +58,7 @@ class OnlineHistory:
     """``max_open_rankings`` bounds the rankings kept open to clicks (the oldest are let go
     first when a busy service reaches it, before their click window ends)."""
 
-    def __init__(self, half_life_days: float = 7.0, click_window_days: float = 2.0,
+    def __init__(self, half_life_days: float = 7.0, click_window_days: float = CLICK_WINDOW_DAYS,
                  max_open_rankings: int = 500_000):
         self.half_life_days = half_life_days
         self.click_window = click_window_days * 86400.0
@@ -157,6 +160,24 @@ class OnlineHistory:
                 self._early.setdefault(request_id, set()).add(banner_id)
                 return False
             return self._click(entry, banner_id)
+
+    def people(self) -> list[str]:
+        """Everyone it holds a click history or an open ranking of."""
+        with self._lock:
+            return list({*self._running.people(), *(e.staff for e in self._requests.values())})
+
+    def forget(self, staff_ids: Iterable[str]) -> int:
+        """Drop people: their counters, their share of the banners' global counts, and
+        their rankings open to clicks; the number of impressions removed."""
+        gone = set(staff_ids)
+        if not gone:
+            return 0
+        with self._lock:
+            removed = sum(self._running.forget(s) for s in gone)
+            if any(e.staff in gone for e in self._requests.values()):
+                self._requests = {r: e for r, e in self._requests.items() if e.staff not in gone}
+                self._order = collections.deque(r for r in self._order if r in self._requests)
+            return removed
 
     def clicked_of(self, request_id: str) -> set[str] | None:
         """The clicked banners of an open ranking (None when it is not open)."""

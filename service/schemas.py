@@ -202,6 +202,20 @@ class ArmsResponse(BaseModel):
     ramp: dict | None = Field(None, description="the last ramp and how its arms compare since it began")
 
 
+class ForgetRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"staff_id": "s-000017"}]})
+
+    staff_id: Identifier = Field(description="the staff member whose rankings, clicks and directory row to delete")
+
+
+class ForgetResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"rankings": 212, "events": 9, "staff": 1}]})
+
+    rankings: int = Field(description="rankings served to the person, deleted")
+    events: int = Field(description="click events on those rankings, deleted")
+    staff: int = Field(description="staff directory rows deleted (0 or 1)")
+
+
 class ReadyResponse(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "ready": True, "status": "ok", "problems": [],
@@ -258,8 +272,8 @@ UNAUTHORIZED = {401: {"model": ErrorResponse, "description": "no API key, or an 
 FORBIDDEN = {403: {"model": ErrorResponse, "description": "a client key on an admin endpoint"}}
 TOO_LARGE = {413: {"model": ErrorResponse, "description": "the body is over the size limit"}}
 INVALID = {422: {"model": ValidationErrorResponse, "description": "the body breaks its contract (the field is named)"}}
-OVERLOADED = {503: {"model": ErrorResponse, "description": "the worker is full, or (events) the store cannot take "
-                                                      "writes: retry after the Retry-After seconds",
+OVERLOADED = {503: {"model": ErrorResponse, "description": "the worker is full, or (events, forget) the store cannot "
+                                                      "take writes: retry after the Retry-After seconds",
                     "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}}}
 CLIENT_ERRORS = {**BAD_REQUEST, **UNAUTHORIZED, **TOO_LARGE, **INVALID, **OVERLOADED}
 ADMIN_ERRORS = {**CLIENT_ERRORS, **FORBIDDEN}

@@ -3,7 +3,8 @@ can run.
 
 From the event store it exports the last ``window_days`` of what the service logged (with
 the catalog and staff directory it held), joins older impressions files before it when
-given, trains a candidate on all but the newest ``eval_days``, and evaluates, on those newest days, the candidate against the model each
+given (without the people forgotten since they were written), trains a candidate on all
+but the newest ``eval_days``, and evaluates, on those newest days, the candidate against the model each
 arm serves now and against popularity, with the offline evaluation's estimators (the
 candidate and the production models as they are served: epsilon-greedy with the arm's
 epsilon). The candidate is promoted only when the doubly robust estimate of (candidate -
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from recommender.contracts import ImpressionLog, load_banners, load_impressions, load_staff
 from recommender.store import EventStore
-from recommender.store.export import export_training_set
+from recommender.store.export import export_training_set, without_erased
 
 from .ope.data import EvaluationInputError, build_bandit
 from .ope.evaluate import evaluate, resolve_policy
@@ -87,7 +88,8 @@ def retrain(store: EventStore, registry: ModelRegistry, work: Path, cfg: Retrain
     staff = load_staff(exported.files["staff"])
     catalog = load_banners(exported.files["banners"])
     log = load_impressions(exported.files["impressions"], catalog=catalog)
-    history = [load_impressions(h, catalog=catalog) for h in cfg.history]
+    erased = store.erasures()  # older files must not bring back people forgotten since
+    history = [without_erased(load_impressions(h, catalog=catalog), erased) for h in cfg.history]
     exported_s = time.perf_counter() - t
     result = retrain_from_logs(staff, catalog, log, history, registry, cfg)
     result.timings["export_s"] = exported_s

@@ -12,9 +12,10 @@ the logic above the queries (joining, tailing) lives here.
 """
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import orjson
 
@@ -97,6 +98,96 @@ class EventsOutcome:
     flagged: dict[str, str] = field(default_factory=dict)  # event_id -> status, for stored events not ok
 
 
+@dataclass
+class PruneResult:
+    """What a prune deleted: rankings (with their clicks) and further click events."""
+
+    rankings: int = 0
+    events: int = 0
+
+
+@dataclass
+class ForgetResult:
+    """What forgetting one person deleted: their rankings, the click events on them, and
+    their staff directory row (0 or 1)."""
+
+    rankings: int = 0
+    events: int = 0
+    staff: int = 0
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """A record that a person was forgotten at ``ts``. It holds a keyed hash of the staff
+    id, never the id: workers match it against the people they hold."""
+
+    seq: int
+    key: str
+    ts: float
+
+
+class Erasures:
+    """The people forgotten so far, by keyed hash, and when: ``covers(staff_id, ts)``
+    says whether a row of that person at that time was erased (rows logged after the
+    erasure are new data). Hashes are remembered per staff id."""
+
+    MAX_REMEMBERED = 20_000  # hashes kept per staff id (then forgotten all at once): a few MB
+
+    def __init__(self, salt: str, records: Iterable[Erasure] = ()):
+        self.salt = salt
+        self.until: dict[str, float] = {}
+        self._keys: dict[str, str] = {}
+        self.add(records)
+
+    def add(self, records: Iterable[Erasure]) -> None:
+        for r in records:
+            self.until[r.key] = max(r.ts, self.until.get(r.key, r.ts))
+
+    def key(self, staff_id: str) -> str:
+        k = self._keys.get(staff_id)
+        if k is None:
+            if len(self._keys) >= self.MAX_REMEMBERED:
+                self._keys.clear()
+            k = self._keys[staff_id] = erasure_key(self.salt, staff_id)
+        return k
+
+    def until_of(self, staff_id: str) -> float | None:
+        """When the person was last forgotten, or None."""
+        return self.until.get(self.key(staff_id)) if self.until else None
+
+    def covers(self, staff_id: str, ts: float) -> bool:
+        until = self.until_of(staff_id)
+        return until is not None and ts <= until
+
+    def checker(self) -> Callable[[str, float], bool]:
+        """``covers`` with a memo of its own, unbounded, for one pass over many rows (the
+        rankings loaded at start, an export): each staff id is hashed once."""
+        if not self.until:
+            return lambda staff_id, ts: False
+        memo: dict[str, float | None] = {}
+
+        def covers(staff_id: str, ts: float) -> bool:
+            if staff_id in memo:
+                until = memo[staff_id]
+            else:
+                until = memo[staff_id] = self.until.get(erasure_key(self.salt, staff_id))
+            return until is not None and ts <= until
+
+        return covers
+
+    def matching(self, staff_ids: Iterable[str], keys: set[str]) -> list[str]:
+        """The ids among ``staff_ids`` whose hash is one of ``keys`` (not remembered)."""
+        return [s for s in staff_ids if erasure_key(self.salt, s) in keys]
+
+    def __len__(self) -> int:
+        return len(self.until)
+
+
+def erasure_key(salt: str, staff_id: str) -> str:
+    """The keyed hash an erasure record holds instead of the staff id."""
+    return hashlib.sha256(f"{salt}:{staff_id}".encode("utf-8")).hexdigest()
+
+
 class EventStore(ABC):
     """Durable log of rankings and click events, plus the catalog and staff directory the
     admin API sets (so that they survive a restart and reach every worker)."""
@@ -128,6 +219,33 @@ class EventStore(ABC):
 
     @abstractmethod
     def all_staff(self) -> list[tuple[str, dict]]: ...
+
+    @abstractmethod
+    def prune(self, before_ts: float, batch: int = 2000, pause: float = 0.0) -> PruneResult:
+        """Delete the rankings served before ``before_ts`` with every click on them, and
+        the click events received before it, in transactions of at most ``batch`` rows
+        (sleeping ``pause`` seconds between two, so other writers get the store)."""
+
+    @abstractmethod
+    def forget(self, staff_id: str, now: float, batch: int = 2000) -> ForgetResult:
+        """Delete one person's rankings, the click events on them and their staff row
+        (bumping the directory's version when there was one), then record the erasure at
+        ``now`` (``erasures_after``), so every worker of a running service drops the
+        person too, and finds the directory without them when it sees the record."""
+
+    @abstractmethod
+    def erasures_after(self, seq: int) -> list[Erasure]:
+        """Erasure records with seq > seq, in seq order."""
+
+    @abstractmethod
+    def erasure_salt(self) -> str:
+        """The store's own random salt of the erasure records' hashes (made once)."""
+
+    def erasures(self) -> Erasures:
+        """Every erasure so far (reading the salt only when there is one, so that a reader
+        of a store nobody forgot anyone in never writes to it)."""
+        records = self.erasures_after(0)
+        return Erasures(self.erasure_salt() if records else "", records)
 
     # -- reads ------------------------------------------------------------------------
     @abstractmethod
@@ -207,9 +325,14 @@ class EventStore(ABC):
     def export_impressions(self, since_ts: float | None = None, policy_prefix: str = "") -> Iterator[dict]:
         """Impression rows (the impressions contract, docs/data-contracts.md): one per shown position (the request's
         first ``slots``), clicked when a click event names that request and banner. Each
-        row carries the request's explicit candidate list, since the catalog changes."""
+        row carries the request's explicit candidate list, since the catalog changes.
+        Rankings of a forgotten person from before their erasure are left out, even one
+        a worker wrote just after the erasure."""
         clicks = self.clicked_pairs()
+        erased = self.erasures().checker()
         for r in self.iter_rankings(since_ts):
+            if erased(r.staff_id, r.ts):
+                continue
             ts = format_ts(r.ts)
             policy = f"{policy_prefix}{r.arm}:{r.model_version}" + (":explore" if r.explored else "")
             for banner_id, position, _score, propensity in r.shown():

@@ -7,10 +7,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..contracts import write_banners, write_impressions, write_staff
+import numpy as np
+
+from ..contracts import ImpressionLog, write_banners, write_impressions, write_staff
 from ..contracts.banners import banner_from_dict
 from ..domain import STAFF_BASE_ATTRIBUTES, Banner, Staff
-from .base import CATALOG_DOC, EventStore
+from .base import CATALOG_DOC, Erasures, EventStore, erasure_key
 
 IMPRESSIONS_FILE, BANNERS_FILE, STAFF_FILE = "impressions.jsonl", "banners.json", "staff.csv"
 
@@ -34,6 +36,17 @@ def stored_staff(store: EventStore) -> tuple[list[Staff], list[str]]:
     staff = [Staff(sid, attrs) for sid, attrs in store.all_staff()]
     extra = sorted({a for s in staff for a in s.attributes} - set(STAFF_BASE_ATTRIBUTES))
     return staff, [*STAFF_BASE_ATTRIBUTES, *extra]
+
+
+def without_erased(log: ImpressionLog, erased: Erasures) -> ImpressionLog:
+    """An impressions log (an older export, a service's history file) less the rows of
+    forgotten people up to their erasure: what the store would still hold of it."""
+    if not len(erased) or not len(log):
+        return log
+    until = np.array([u if (u := erased.until.get(erasure_key(erased.salt, s))) is not None else -np.inf
+                      for s in log.staff_ids])
+    keep = log.ts > until[log.staff]
+    return log if keep.all() else log.subset(keep)
 
 
 def export_training_set(store: EventStore, folder: str | Path, since: float | None = None) -> ExportSummary:

@@ -10,13 +10,15 @@ driver's own.
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 import time
 from abc import abstractmethod
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence, TypeVar
 
-from .base import EVENT_COLUMNS, OK, RANKING_COLUMNS, ClickEvent, EventsOutcome, EventStore, RankingRecord, click_status
+from .base import (EVENT_COLUMNS, OK, RANKING_COLUMNS, STAFF_DOC, ClickEvent, Erasure, EventsOutcome, EventStore,
+                   ForgetResult, PruneResult, RankingRecord, click_status, erasure_key)
 
 T = TypeVar("T")
 
@@ -35,6 +37,7 @@ CREATE TABLE IF NOT EXISTS rankings (
     writer TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS rankings_ts ON rankings (ts);
+CREATE INDEX IF NOT EXISTS rankings_staff ON rankings (staff_id);
 CREATE TABLE IF NOT EXISTS events (
     seq {serial},
     event_id TEXT NOT NULL UNIQUE,
@@ -47,6 +50,7 @@ CREATE TABLE IF NOT EXISTS events (
     writer TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS events_request ON events (request_id);
+CREATE INDEX IF NOT EXISTS events_received ON events (received);
 CREATE TABLE IF NOT EXISTS documents (
     name TEXT PRIMARY KEY,
     version INTEGER NOT NULL,
@@ -55,6 +59,11 @@ CREATE TABLE IF NOT EXISTS documents (
 CREATE TABLE IF NOT EXISTS staff (
     staff_id TEXT PRIMARY KEY,
     attributes TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS erasures (
+    seq {serial},
+    staff_key TEXT NOT NULL,
+    ts {real} NOT NULL
 );
 CREATE TABLE IF NOT EXISTS heartbeat (
     id INTEGER PRIMARY KEY,
@@ -65,6 +74,7 @@ CREATE TABLE IF NOT EXISTS heartbeat (
 RANKING_INSERT = ("request_id", "ts", "staff_id", "arm", "model_version", "explored", "slots", "items",
                   "candidates", "writer")
 EVENT_INSERT = ("event_id", "type", "request_id", "banner_id", "ts", "received", "status", "writer")
+ERASURE_SALT_DOC = "erasure_salt"  # the documents row that holds the erasure records' salt
 
 
 @dataclass(frozen=True)
@@ -103,6 +113,7 @@ class SQLStore(EventStore):
     dialect: Dialect
     _lock: threading.Lock
     _db: Any
+    _salt: str | None = None  # the erasure records' salt, once read
 
     @abstractmethod
     def _tx(self, fn: Callable[[Any], T]) -> T:
@@ -201,6 +212,86 @@ class SQLStore(EventStore):
 
     def all_staff(self) -> list[tuple[str, dict]]:
         return [(sid, json.loads(a)) for sid, a in self._read("SELECT staff_id, attributes FROM staff ORDER BY staff_id")]
+
+    # -- retention and erasure ----------------------------------------------------------
+    def _in(self, n: int) -> str:
+        return "(" + ",".join(["?"] * n) + ")"
+
+    def _delete_rankings(self, db, where: str, args: tuple, batch: int) -> tuple[int, int]:
+        """Delete up to ``batch`` rankings matching ``where`` (oldest seq first) and the
+        click events on them, in the caller's transaction: (rankings, events) deleted."""
+        rows = db.execute(self.dialect.sql(f"SELECT seq, request_id FROM rankings WHERE {where} ORDER BY seq LIMIT ?"),
+                          (*args, batch)).fetchall()
+        if not rows:
+            return 0, 0
+        step = max(1, self.dialect.max_params - 1)
+        events = 0
+        for i in range(0, len(rows), step):
+            part = rows[i:i + step]
+            cur = db.execute(self.dialect.sql(f"DELETE FROM events WHERE request_id IN {self._in(len(part))}"),
+                             [r[1] for r in part])
+            events += max(cur.rowcount, 0)
+            db.execute(self.dialect.sql(f"DELETE FROM rankings WHERE seq IN {self._in(len(part))}"),
+                       [r[0] for r in part])
+        return len(rows), events
+
+    def _batches(self, work: Callable[[Any], tuple[int, int]], batch: int, pause: float) -> tuple[int, int]:
+        """Run ``work`` in transactions of its own until it deletes fewer than ``batch``
+        rows; the totals it deleted."""
+        first = second = 0
+        while True:
+            a, b = self._tx(work)
+            first, second = first + a, second + b
+            if a < batch:
+                return first, second
+            if pause:
+                time.sleep(pause)
+
+    def prune(self, before_ts: float, batch: int = 2000, pause: float = 0.0) -> PruneResult:
+        batch = max(1, int(batch))
+        rankings, events = self._batches(lambda db: self._delete_rankings(db, "ts < ?", (before_ts,), batch),
+                                         batch, pause)
+        orphan_sql = self.dialect.sql("DELETE FROM events WHERE seq IN "
+                                      "(SELECT seq FROM events WHERE received < ? ORDER BY seq LIMIT ?)")
+
+        def old_events(db) -> tuple[int, int]:
+            n = max(db.execute(orphan_sql, (before_ts, batch)).rowcount, 0)
+            return n, 0
+
+        more, _ = self._batches(old_events, batch, pause)
+        return PruneResult(rankings, events + more)
+
+    def forget(self, staff_id: str, now: float, batch: int = 2000) -> ForgetResult:
+        batch = max(1, int(batch))
+        rankings, events = self._batches(lambda db: self._delete_rankings(db, "staff_id = ?", (staff_id,), batch),
+                                         batch, 0.0)
+        delete_staff = self.dialect.sql("DELETE FROM staff WHERE staff_id = ?")
+        record = self.dialect.sql("INSERT INTO erasures (staff_key, ts) VALUES (?, ?)")
+        key = erasure_key(self.erasure_salt(), staff_id)
+
+        def staff_row_and_record(db) -> int:
+            n = max(db.execute(delete_staff, (staff_id,)).rowcount, 0)
+            if n:
+                self._bump_version(db, STAFF_DOC, None)
+            db.execute(record, (key, now))
+            return n
+
+        return ForgetResult(rankings, events, self._tx(staff_row_and_record))
+
+    def erasure_salt(self) -> str:
+        if self._salt is None:
+            doc = self.get_document(ERASURE_SALT_DOC)
+            if doc is None:  # the first to insert it wins: every process reads the same salt
+                insert = self.dialect.insert("documents", ("name", "version", "body"), "name")
+                self._tx(lambda db: db.execute(insert, (ERASURE_SALT_DOC, 1, secrets.token_hex(16))))
+                doc = self.get_document(ERASURE_SALT_DOC)
+            self._salt = doc[1]
+        return self._salt
+
+    def erasures_after(self, seq: int) -> list[Erasure]:
+        sql = self.dialect.sql("SELECT seq, staff_key, ts FROM erasures WHERE seq > ? ORDER BY seq")
+        rows = self._read(sql, (seq,))
+        return [Erasure(int(q), k, float(t)) for q, k, t in rows]
 
     def check_writable(self) -> None:
         sql = self.dialect.insert("heartbeat", ("id", "ts"), "id", replace=True)

@@ -1,15 +1,19 @@
-"""POST /v1/admin/reload, GET/PUT /v1/admin/arms, and the health and metrics endpoints."""
+"""POST /v1/admin/reload, GET/PUT /v1/admin/arms, POST /v1/admin/forget, and the health and
+metrics endpoints."""
 from __future__ import annotations
 
-from fastapi import APIRouter
+import logging
+
+from fastapi import APIRouter, HTTPException
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from ..deps import Admin, Engine, Metrics
-from ..schemas import (ADMIN_ERRORS, FORBIDDEN, UNAUTHORIZED, ArmsResponse, Health, ReadyResponse, ReloadResponse,
-                       SharesRequest)
+from ..schemas import (ADMIN_ERRORS, FORBIDDEN, UNAUTHORIZED, ArmsResponse, ForgetRequest, ForgetResponse, Health,
+                       ReadyResponse, ReloadResponse, SharesRequest)
 
 router = APIRouter(tags=["admin"])
+log = logging.getLogger("service.admin")
 
 
 @router.post("/v1/admin/reload", response_model=ReloadResponse,
@@ -37,6 +41,18 @@ def put_arms(body: SharesRequest, engine: Engine, _: Admin):
     if problem:
         raise RequestValidationError([{"loc": ("body", "shares"), "msg": problem, "type": "value_error"}])
     return ArmsResponse(**engine.arms_status())
+
+
+@router.post("/v1/admin/forget", response_model=ForgetResponse, responses={**ADMIN_ERRORS},
+             summary="delete one person's rankings, clicks and directory row, on every worker (admin)")
+def forget(body: ForgetRequest, engine: Engine, _: Admin):
+    try:
+        result = engine.forget(body.staff_id)
+    except Exception as e:  # the store failed part-way: what was deleted stays deleted, the rest is still there
+        log.exception("forget failed")
+        raise HTTPException(503, f"the event store cannot take the erasure now ({type(e).__name__}): send it again",
+                            headers={"Retry-After": "1"}) from None
+    return ForgetResponse(rankings=result.rankings, events=result.events, staff=result.staff)
 
 
 @router.get("/healthz", response_model=Health, summary="the process is alive")
