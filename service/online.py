@@ -174,6 +174,8 @@ class OnlineHistory:
             return 0
         with self._lock:
             removed = sum(self._running.forget(s) for s in gone)
+            for s in gone:
+                self.exposure.forget(s)
             if any(e.staff in gone for e in self._requests.values()):
                 self._requests = {r: e for r, e in self._requests.items() if e.staff not in gone}
                 self._order = collections.deque(r for r in self._order if r in self._requests)

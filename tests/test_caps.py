@@ -143,3 +143,15 @@ def test_simulator_and_offline_evaluation_apply_the_same_caps(tmp_path):
         for k in range(3):
             mass = np.bincount(bandit.cand_request, weights=policy.pi[:, k], minlength=bandit.n)
             assert np.allclose(mass[free > k], 1.0)
+
+
+def test_forgetting_a_person_forgets_their_impressions_under_caps():
+    from service.online import OnlineHistory
+
+    online = OnlineHistory()
+    capped = Banner("a", "info", cap=FrequencyCap(per_day=1))
+    online.set_caps([capped], None)
+    online.add_ranking("p", "r-1", 100.0, [("a", "info")])
+    assert online.capped("p", [capped], 200.0, None) == {"a"}
+    online.forget(["p"])
+    assert online.capped("p", [capped], 200.0, None) == set()
