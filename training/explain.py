@@ -243,15 +243,33 @@ def tree_parts(model, rows, history) -> list[list[ScorePart]]:
     trees = [_Tree(predictor, known, f_idx_map) for (predictor,) in est._predictors]
     contrib = np.zeros((n, len(order)))
     contrib[:, 0] = float(np.ravel(est._baseline_prediction)[0]) + sum(t.value[0] for t in trees)
-    for i, x in enumerate(X.tolist()):
+    # the trees split the columns as the estimator's own preprocessing lays them out
+    Xt, column = est._preprocess_X(X, reset=False), _source_columns(est, X.shape[1])
+    for i, x in enumerate(Xt.tolist()):
         for tree in trees:
             for f, change in tree.path(x):
-                contrib[i, feature_group[f]] += change
+                contrib[i, feature_group[column[f]]] += change
     score = np.asarray(est.decision_function(X), dtype=np.float64)
     if not np.allclose(contrib.sum(axis=1), score, rtol=0.0, atol=TOLERANCE):
         raise ExplainError(f"model {model.version} (kind gbm): its path contributions do not add up to its scores "
                            "with this scikit-learn version; refusing to show them")
     return [_parts(order, dict(zip(order, contrib[i].tolist())), row) for i, row in enumerate(_texts(model, rows, hist))]
+
+
+def _source_columns(est, n_features: int) -> np.ndarray:
+    """For each column the trees split on, the column of the encoder's dense matrix it
+    comes from: with categorical features, scikit-learn moves them first."""
+    pre = getattr(est, "_preprocessor", None)
+    if pre is None:
+        return np.arange(n_features)
+    out = np.full(n_features, -1, dtype=np.int64)
+    for name, _, columns in pre.transformers_:
+        if name in pre.output_indices_:
+            cols = np.asarray(columns)
+            out[pre.output_indices_[name]] = np.flatnonzero(cols) if cols.dtype == bool else cols
+    if (out < 0).any():
+        raise ExplainError("the gradient-boosted model lays out its columns in a way this version cannot explain")
+    return out
 
 
 def _in_bitset(bitsets: np.ndarray, row: int, value: int) -> bool:
