@@ -125,6 +125,7 @@ class BannerExplanation:
 
 
 def place_reasons(p: Placement) -> list[PlaceReason]:
+    """Every rule's reason for this banner, in the rules' order of precedence."""
     return [r for r in (rule(p) for rule in PLACE_RULES) if r is not None]
 
 
@@ -132,11 +133,12 @@ def _signed(v: float) -> str:
     return f"{v:+.2f}"
 
 
-def sentence(e: BannerExplanation) -> str:
+def sentence(e: BannerExplanation, shared: frozenset[str] = frozenset()) -> str:
     """One sentence an operator can read out, from the parts and the reasons only: the
-    two largest parts for the banner, the largest against it (the baseline left out),
-    then the reasons."""
-    named = [p for p in e.parts if p.name != "baseline" and abs(p.value) >= NEGLIGIBLE]
+    two largest parts for the banner and the largest against it, then the reasons.
+    Parts named in ``shared`` (the same for every candidate of the request: they move
+    every score alike, so they do not change the order) and the baseline are left out."""
+    named = [p for p in e.parts if p.name != "baseline" and p.name not in shared and abs(p.value) >= NEGLIGIBLE]
     up = sorted((p for p in named if p.value > 0), key=lambda p: -p.value)[:2]
     down = sorted((p for p in named if p.value < 0), key=lambda p: p.value)[:1]
     clauses = []
@@ -145,10 +147,22 @@ def sentence(e: BannerExplanation) -> str:
     if down:
         clauses.append(f"held back by {down[0].text} ({_signed(down[0].value)})")
     if e.parts and not clauses:
-        clauses.append("nothing stands out: its score is close to the model's baseline")
+        clauses.append("nothing sets it apart from the other banners")
     segments = ([", ".join(clauses)] if clauses else []) + [r.text for r in e.reasons]
     head = f"Place {e.position}: '{e.title or e.banner_id}'"
     return (head + " — " + "; ".join(segments) if segments else head) + "."
+
+
+def shared_parts(parts: Sequence[Sequence[ScorePart]]) -> frozenset[str]:
+    """The parts with one value for every candidate (of two or more): the person's own
+    attributes, say, which raise or lower every banner's score alike."""
+    if len(parts) < 2:
+        return frozenset()
+    values: dict[str, set[float]] = {}
+    for row in parts:
+        for p in row:
+            values.setdefault(p.name, set()).add(round(p.value, 12))
+    return frozenset(name for name, v in values.items() if len(v) == 1)
 
 
 def explain_ranking(result: RankResult, candidates: Sequence[Banner], attributes: Mapping[str, str],
@@ -157,6 +171,7 @@ def explain_ranking(result: RankResult, candidates: Sequence[Banner], attributes
     candidate (in ``candidates``' order), or None when no model answered."""
     index = {b.banner_id: i for i, b in enumerate(candidates)}
     answered = result.model_version != FALLBACK_VERSION and parts is not None
+    shared = shared_parts(parts) if answered else frozenset()
     out = []
     for position, (bid, score, prop) in enumerate(zip(result.banner_ids, result.scores, result.propensities), 1):
         i = index[bid]
@@ -164,7 +179,7 @@ def explain_ranking(result: RankResult, candidates: Sequence[Banner], attributes
         reasons = place_reasons(Placement(banner, position, score, prop, result.explored, answered, attributes))
         decided = next((r.kind for r in reasons if r.decisive), "score")
         e = BannerExplanation(bid, banner.title, position, score, list(parts[i]) if answered else [], reasons, decided)
-        e.sentence = sentence(e)
+        e.sentence = sentence(e, shared)
         out.append(e)
     return out
 

@@ -65,7 +65,7 @@ class _Row:
         cat = self.banner.category
         h = self.hist
         if group in self.attribute_names:
-            return f"your {group} ({self.value(group)})"
+            return f"your {group} being {self.value(group)}"
         if group == "baseline":
             return "the model's baseline"
         if group == "category":
@@ -73,7 +73,8 @@ class _Row:
         if group == "banner":
             return "this banner's own appeal"
         if group == "tags":
-            return f"its tags ({', '.join(self.banner.tags)})" if self.banner.tags else "its having no tags"
+            tags = ", ".join(f"'{t}'" for t in self.banner.tags)
+            return f"its tag{'s' if len(self.banner.tags) > 1 else ''} {tags}" if tags else "its having no tags"
         if group.endswith(" x category"):
             attr = group[:-len(" x category")]
             return f"how often people with {attr} {self.value(attr)} click {cat} banners"
@@ -87,7 +88,7 @@ class _Row:
             return f"your {seen} view{'' if seen == 1 else 's'} of it without a click" if seen else "its being new to you"
         if group == "your clicks on the category":
             clicks, views = int(h.get("ever_clicks_category", 0)), int(h.get("ever_views_category", 0))
-            return f"your clicks on {cat} banners ({clicks} of {views} seen)"
+            return f"your {clicks} click{'' if clicks == 1 else 's'} in {views} view{'' if views == 1 else 's'} of {cat} banners"
         if group == "your clicking overall":
             return "your not having clicked any banner yet" if np.isnan(h.get("hours_since_click", np.nan)) \
                 else "how often you click banners in general"
@@ -97,7 +98,7 @@ class _Row:
             if self.banner.start is None:
                 return "its having no start date"
             days = round(max(self.ts - self.banner.start, 0.0) / 86400.0)
-            return f"its age ({days} day{'' if days == 1 else 's'} since it started)"
+            return f"its being {days} day{'' if days == 1 else 's'} old"
         if group == "targeting":
             return "its being aimed at a group" if self.banner.is_targeted() else "its being meant for everyone"
         return group
