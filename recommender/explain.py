@@ -135,20 +135,27 @@ def _signed(v: float) -> str:
 
 def sentence(e: BannerExplanation, shared: frozenset[str] = frozenset()) -> str:
     """One sentence an operator can read out, from the parts and the reasons only: the
-    two largest parts for the banner and the largest against it, then the reasons.
-    Parts named in ``shared`` (the same for every candidate of the request: they move
-    every score alike, so they do not change the order) and the baseline are left out."""
+    two largest parts for the banner and the largest against it, and the reasons; a rule
+    that decided the place comes first. Parts named in ``shared`` (the same for every
+    candidate of the request: they move every score alike, so they do not change the
+    order) and the baseline are left out."""
     named = [p for p in e.parts if p.name != "baseline" and p.name not in shared and abs(p.value) >= NEGLIGIBLE]
     up = sorted((p for p in named if p.value > 0), key=lambda p: -p.value)[:2]
     down = sorted((p for p in named if p.value < 0), key=lambda p: p.value)[:1]
+    listed = lambda parts: " and ".join(f"{p.text} ({_signed(p.value)})" for p in parts)  # noqa: E731
+    by_rule = e.decided_by != "score"
     clauses = []
     if up:
-        clauses.append("mostly because of " + " and ".join(f"{p.text} ({_signed(p.value)})" for p in up))
+        clauses.append(("its score gains most from " if by_rule else "mostly because of ") + listed(up))
     if down:
-        clauses.append(f"held back by {down[0].text} ({_signed(down[0].value)})")
+        clauses.append(("and loses most from " if by_rule and up else "its score loses most from " if by_rule
+                        else "held back by ") + listed(down))
     if e.parts and not clauses:
         clauses.append("nothing sets it apart from the other banners")
-    segments = ([", ".join(clauses)] if clauses else []) + [r.text for r in e.reasons]
+    score = [", ".join(clauses)] if clauses else []
+    decisive = [r.text for r in e.reasons if r.decisive]
+    notes = [r.text for r in e.reasons if not r.decisive]
+    segments = decisive + score + notes if by_rule else score + decisive + notes
     head = f"Place {e.position}: '{e.title or e.banner_id}'"
     return (head + " — " + "; ".join(segments) if segments else head) + "."
 
