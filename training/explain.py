@@ -137,16 +137,21 @@ def _texts(model, rows, hist: dict) -> list[_Row]:
     return [_Row(rows.attributes[i], rows.banner[i], hist, i, float(rows.ts[i]), names) for i in range(len(rows))]
 
 
-def linear_parts(model, rows, history) -> list[list[ScorePart]]:
-    """A logistic model's parts: weight times value of every column, summed per part."""
-    enc: FeatureEncoder = model.encoder
+def _features(enc: FeatureEncoder, rows, history, dense: bool):
+    """The rows' feature matrix at the reference position, as the model scores them
+    (``features.pipeline.candidate_features``), and the history counters it read."""
     n = len(rows)
     idx = np.arange(n)
     ts = np.asarray(rows.ts, dtype=np.float64)
-    staff = enc.encode_staff(rows.attributes)
     banners = enc.encode_banners(rows.banner)
     hist = history_features(history, list(rows.staff_id), range(n), banners, range(n), ts)
-    X = enc.sparse_parts(staff, idx, banners, idx, ts, None, hist).to_csr(enc.n_features_)
+    return enc.transform(enc.encode_staff(rows.attributes), idx, banners, idx, ts, None, hist, dense), hist
+
+
+def linear_parts(model, rows, history) -> list[list[ScorePart]]:
+    """A logistic model's parts: weight times value of every column, summed per part."""
+    enc: FeatureEncoder = model.encoder
+    X, hist = _features(enc, rows, history, dense=False)
     coef = np.asarray(model.estimator.coef_, dtype=np.float64).ravel()
     col_group, order = _linear_groups(enc)
     out = []
@@ -226,12 +231,7 @@ def tree_parts(model, rows, history) -> list[list[ScorePart]]:
     enc: FeatureEncoder = model.encoder
     est = model.estimator
     n = len(rows)
-    idx = np.arange(n)
-    ts = np.asarray(rows.ts, dtype=np.float64)
-    staff = enc.encode_staff(rows.attributes)
-    banners = enc.encode_banners(rows.banner)
-    hist = history_features(history, list(rows.staff_id), range(n), banners, range(n), ts)
-    X = enc.transform(staff, idx, banners, idx, ts, None, hist, dense=True)
+    X, hist = _features(enc, rows, history, dense=True)
     cfg = enc.config
     order = ["baseline", *cfg.staff_attributes, "category", "banner",
              "your history with this banner", "your clicks on the category", "your clicking overall",
