@@ -57,6 +57,7 @@ class Placement:
     score: float
     propensity: float
     explored: bool  # the request's unpinned banners are in a random order
+    epsilon: float  # the share of requests the ranker explores
     model_answered: bool  # False: no model, or it failed (the operators' order)
     attributes: Mapping[str, str]
 
@@ -87,8 +88,9 @@ def _pinned(p: Placement) -> PlaceReason | None:
 def _explored(p: Placement) -> PlaceReason | None:
     if not p.explored or p.banner.pinned:
         return None
-    return PlaceReason("exploration", "this request was explored: the unpinned banners are in a random order whatever "
-                                      f"their scores (chance of this place {p.propensity:.3g})")
+    return PlaceReason("exploration", f"this request was explored (the arm explores {p.epsilon:.0%} of requests): the "
+                                      "unpinned banners are in a random order whatever their scores (chance of this "
+                                      f"place {p.propensity:.3g})")
 
 
 def _targeted(p: Placement) -> PlaceReason | None:
@@ -173,9 +175,10 @@ def shared_parts(parts: Sequence[Sequence[ScorePart]]) -> frozenset[str]:
 
 
 def explain_ranking(result: RankResult, candidates: Sequence[Banner], attributes: Mapping[str, str],
-                    parts: Sequence[Sequence[ScorePart]] | None) -> list[BannerExplanation]:
+                    parts: Sequence[Sequence[ScorePart]] | None, epsilon: float = 0.0) -> list[BannerExplanation]:
     """Explanations of ``result`` in shown order. ``parts`` are the score parts of each
-    candidate (in ``candidates``' order), or None when no model answered."""
+    candidate (in ``candidates``' order), or None when no model answered; ``epsilon``
+    is the share of requests the ranker explores."""
     index = {b.banner_id: i for i, b in enumerate(candidates)}
     answered = result.model_version != FALLBACK_VERSION and parts is not None
     shared = shared_parts(parts) if answered else frozenset()
@@ -183,7 +186,7 @@ def explain_ranking(result: RankResult, candidates: Sequence[Banner], attributes
     for position, (bid, score, prop) in enumerate(zip(result.banner_ids, result.scores, result.propensities), 1):
         i = index[bid]
         banner = candidates[i]
-        reasons = place_reasons(Placement(banner, position, score, prop, result.explored, answered, attributes))
+        reasons = place_reasons(Placement(banner, position, score, prop, result.explored, epsilon, answered, attributes))
         decided = next((r.kind for r in reasons if r.decisive), "score")
         e = BannerExplanation(bid, banner.title, position, score, list(parts[i]) if answered else [], reasons, decided)
         e.sentence = sentence(e, shared)
@@ -207,4 +210,4 @@ def explain_request(ranker: Ranker, staff_id: str, attributes: Mapping[str, str]
     if scorer is not None and result.model_version != FALLBACK_VERSION and len(cands):
         rows = CandidateRows.for_request(staff_id, attributes, ts, cands.banners)
         parts = scorer.score_parts(rows, history)
-    return result, explain_ranking(result, cands.banners, attributes, parts)
+    return result, explain_ranking(result, cands.banners, attributes, parts, ranker.epsilon)

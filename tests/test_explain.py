@@ -124,7 +124,8 @@ def test_place_reasons_pinning_exploration_targeting_and_no_model(small_click_mo
 
     _, explored = explain_request(Ranker(small_click_model, epsilon=1.0), "s-p", profile, 1.78e9, banners, history)
     assert [e.decided_by for e in explored] == ["pinned"] + ["exploration"] * (len(explored) - 1)
-    assert "random order" in explored[1].sentence
+    assert "random order" in explored[1].sentence and "explores 100% of requests" in explored[1].sentence
+    assert explored[1].sentence.startswith("Place 2: '") and "— this request was explored" in explored[1].sentence
 
     _, fallback = explain_request(Ranker(None), "s-p", profile, 1.78e9, banners, history)
     assert all(e.parts == [] for e in fallback)
