@@ -74,6 +74,8 @@ class PlaceReason:
 def _operators_order(p: Placement) -> PlaceReason | None:
     if p.model_answered or p.banner.pinned:
         return None
+    if p.explored:  # exploration placed it (a model that fails on a request never explores it)
+        return PlaceReason("operators_order", "no model is loaded, so its score has no parts", decisive=False)
     return PlaceReason("operators_order", "no model answered (none is loaded, or it failed on this request), so the "
                                           f"operators' order placed it (priority {p.banner.priority})")
 
@@ -101,8 +103,9 @@ def _targeted(p: Placement) -> PlaceReason | None:
     return PlaceReason("targeting", f"a candidate because it targets your group ({groups})", decisive=False)
 
 
-# in order of precedence: the first decisive reason is what decided the place
-PLACE_RULES: tuple[Callable[[Placement], PlaceReason | None], ...] = (_pinned, _operators_order, _explored, _targeted)
+# in order of precedence: the first decisive reason is what decided the place (without a
+# model the service still explores, around the operators' order)
+PLACE_RULES: tuple[Callable[[Placement], PlaceReason | None], ...] = (_pinned, _explored, _operators_order, _targeted)
 
 
 @dataclass

@@ -249,3 +249,10 @@ def test_cli_unknown_staff_id_is_a_one_line_error(small_province, model_folder, 
     assert _cli(small_province, model_folder, "--staff-id", "s-nobody") == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "s-nobody" in err and err.startswith("error: ")
+
+
+def test_without_a_model_an_explored_request_says_exploration_decided(history):
+    banners = [b for b in catalog() if b.banner_id != "b-old"]
+    _, ex = explain_request(Ranker(None, epsilon=1.0), "s-1", {"role": "teacher"}, 1.78e9, banners, history)
+    assert [e.decided_by for e in ex] == ["pinned"] + ["exploration"] * (len(ex) - 1)
+    assert all("no model is loaded" in e.sentence and "operators' order" not in e.sentence for e in ex[1:])
