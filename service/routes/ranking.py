@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from recommender.explain import ExplainError
 
 from ..deps import Client, Engine, Metrics
-from ..engine import RankOutcome, staff_ref
+from ..engine import RankingEngine, RankOutcome, staff_ref
 from ..schemas import CLIENT_ERRORS, EXPLAIN_ERRORS, RankRequest, RankResponse
 
 router = APIRouter(prefix="/v1", tags=["ranking"])
@@ -48,7 +48,7 @@ async def rank(body: RankRequest, engine: Engine, metrics: Metrics, key: Client)
     return to_response(outcome)
 
 
-def explain(body: RankRequest, engine: Engine, key: str) -> Response:
+def explain(body: RankRequest, engine: RankingEngine, key: str) -> Response:
     """``"explain": true``: an admin's question, answered with the ranking explained; not
     logged, not counted in the ranking metrics (nobody is shown it)."""
     if key != "admin":
