@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "cli.commands.validate",
     "cli.commands.train",
     "cli.commands.rank",
+    "cli.commands.explain",
     "cli.commands.quality",
     "cli.commands.serve",
     "cli.commands.export",

@@ -25,6 +25,7 @@ from typing import Sequence
 
 from recommender.candidates import Candidates
 from recommender.domain import UNKNOWN, Banner, Catalog
+from recommender.explain import BannerExplanation, explain_request
 from recommender.ranker import RankResult
 from recommender.store import ClickEvent, EventsOutcome, EventStore, ForgetResult, RankingRecord
 from training.registry import ModelRegistry, RegistryError
@@ -57,6 +58,7 @@ class RankOutcome:
     result: RankResult
     slots: int
     n_unknown: int = 0
+    explanations: list[BannerExplanation] | None = None
 
 
 class RankingEngine:
@@ -112,15 +114,18 @@ class RankingEngine:
         self.store.close()
 
     # -- ranking ----------------------------------------------------------------------
-    def rank(self, staff_id: str, profile: dict | None = None, candidates: Sequence[str] | None = None,
-             slots: int | None = None) -> RankOutcome:
+    def _prepare(self, staff_id: str, profile: dict | None, candidates: Sequence[str] | None, slots: int | None):
+        """A request's time, slots, profile, candidates, arm and the arm's state."""
         ts = self.clock()
-        slots = int(slots or self.config.slots)
         attrs = self.directory.profile_for(staff_id, profile)
         cands = self.candidates.get(self.directory.catalog, attrs, ts, candidates)
         cands = self._without_capped(staff_id, cands, ts)
         arm = self.models.assign(staff_id)
-        state = self.models[arm]
+        return ts, int(slots or self.config.slots), attrs, cands, arm, self.models[arm]
+
+    def rank(self, staff_id: str, profile: dict | None = None, candidates: Sequence[str] | None = None,
+             slots: int | None = None) -> RankOutcome:
+        ts, slots, attrs, cands, arm, state = self._prepare(staff_id, profile, candidates, slots)
         with state.lock:
             result = state.ranker.rank(staff_id, attrs, ts, cands, self.online)
         request_id = self.request_ids.new()
@@ -130,6 +135,18 @@ class RankingEngine:
         self.ranking_log.append(RankingRecord(request_id, ts, staff_id, arm, result.model_version, result.explored,
                                               slots, items, cands.ids, self.writer_id))
         return RankOutcome(request_id, arm, result, slots, cands.n_unknown)
+
+    def explain(self, staff_id: str, profile: dict | None = None, candidates: Sequence[str] | None = None,
+                slots: int | None = None) -> RankOutcome:
+        """Rank as ``rank`` does (the same arm, model, rules and exploration) and explain
+        each banner's place. Nobody is shown this ranking, so it is neither logged nor
+        counted as impressions: logged, it would add impressions that no click can follow
+        and bias the click rates that training and offline evaluation read. Raises
+        ExplainError when the arm's model cannot split its scores."""
+        ts, slots, attrs, cands, arm, state = self._prepare(staff_id, profile, candidates, slots)
+        with state.lock:
+            result, explanations = explain_request(state.ranker, staff_id, attrs, ts, cands, self.online)
+        return RankOutcome(self.request_ids.new(), arm, result, slots, cands.n_unknown, explanations)
 
     def _follow_caps(self) -> None:
         catalog = self.directory.catalog

@@ -74,6 +74,43 @@ class RankRequest(BaseModel):
     slots: Annotated[int, Field(ge=1, le=MAX_SLOTS), BeforeValidator(_json_integer)] | None = Field(
         None, description="positions the client shows (default from config)")
     context: dict | None = Field(None, description="free client context; accepted, not used for ranking yet")
+    explain: bool = Field(False, strict=True, description=(
+        "admin key only: also explain each banner's place (its score in parts that add up to it, the rules that "
+        "placed it, a sentence). The ranking is computed as usual but not logged nor counted as shown"))
+
+
+class ScorePartOut(BaseModel):
+    name: str = Field(description="the part: baseline, role, role x category, popularity, freshness, ...")
+    text: str = Field(description="what the part stands for, in plain words")
+    value: float = Field(description="its share of the score (logit units); a banner's parts add up to its score")
+
+
+class PlaceReasonOut(BaseModel):
+    kind: str = Field(description="pinned, operators_order, exploration or targeting")
+    text: str
+    decisive: bool = Field(description="true: this rule decided the place, whatever the score")
+
+
+class ExplanationOut(BaseModel):
+    sentence: str = Field(description="the explanation in one sentence an operator can read out")
+    decided_by: str = Field(description="the first decisive reason's kind, or 'score' when the score decided")
+    parts: list[ScorePartOut] = Field(description="empty when no model answered (the operators' order)")
+    reasons: list[PlaceReasonOut]
+
+
+EXPLANATION_EXAMPLE = {
+    "sentence": "Place 1: '2026 평가 정책 안내' — mostly because of how often people with role teacher click policy "
+                "banners (+1.21) and your earlier click on it (+0.80), held back by its popularity with everyone "
+                "(-0.30); a candidate because it targets your group (role teacher).",
+    "decided_by": "score",
+    "parts": [{"name": "baseline", "text": "the model's baseline", "value": -3.1},
+              {"name": "role x category", "text": "how often people with role teacher click policy banners",
+               "value": 1.21},
+              {"name": "your history with this banner", "text": "your earlier click on it", "value": 0.8},
+              {"name": "popularity", "text": "its popularity with everyone", "value": -0.3},
+              {"name": "freshness", "text": "its age (2 days since it started)", "value": 0.19}],
+    "reasons": [{"kind": "targeting", "text": "a candidate because it targets your group (role teacher)",
+                 "decisive": False}]}
 
 
 class RankedItemOut(BaseModel):
@@ -81,6 +118,7 @@ class RankedItemOut(BaseModel):
     position: int
     score: float
     propensity: float
+    explanation: ExplanationOut | None = Field(None, description="only with \"explain\": true")
 
 
 class RankResponse(BaseModel):
@@ -89,7 +127,11 @@ class RankResponse(BaseModel):
         "explored": False, "ranking": [
             {"banner_id": "b-survey-02", "position": 1, "score": -1.2, "propensity": 0.93},
             {"banner_id": "b-policy-01", "position": 2, "score": -2.1, "propensity": 0.93},
-            {"banner_id": "b-event-03", "position": 3, "score": -2.8, "propensity": 0.93}]}]})
+            {"banner_id": "b-event-03", "position": 3, "score": -2.8, "propensity": 0.93}]},
+        {"request_id": "0192f3a4b5c6d7e8f9a0b1c2d3e4f5a7", "model_version": "20260309T010203-logistic", "arm": "A",
+         "explored": False, "ranking": [
+            {"banner_id": "b-policy-01", "position": 1, "score": -1.2, "propensity": 0.93,
+             "explanation": EXPLANATION_EXAMPLE}]}]})
 
     request_id: str
     model_version: str
@@ -270,6 +312,9 @@ class ValidationErrorResponse(BaseModel):
 BAD_REQUEST = {400: {"model": ErrorResponse, "description": "the body cannot be read (not UTF-8 JSON)"}}
 UNAUTHORIZED = {401: {"model": ErrorResponse, "description": "no API key, or an unknown one"}}
 FORBIDDEN = {403: {"model": ErrorResponse, "description": "a client key on an admin endpoint"}}
+EXPLAIN_ERRORS = {
+    403: {"model": ErrorResponse, "description": "\"explain\": true with a client key (it needs an admin key)"},
+    409: {"model": ErrorResponse, "description": "\"explain\": true, and the arm's model cannot split its scores"}}
 TOO_LARGE = {413: {"model": ErrorResponse, "description": "the body is over the size limit"}}
 INVALID = {422: {"model": ValidationErrorResponse, "description": "the body breaks its contract (the field is named)"}}
 OVERLOADED = {503: {"model": ErrorResponse, "description": "the worker is full, or (events, forget) the store cannot "

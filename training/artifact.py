@@ -22,6 +22,8 @@ from features.definition import NUMERIC_FEATURES, BannerArrays, FeatureEncoder
 from features.lru import LRU
 from features.pipeline import candidate_features, history_features, request_history
 
+from .explain import score_parts
+
 MODEL_FILE = "model.joblib"
 METADATA_FILE = "metadata.json"
 
@@ -65,7 +67,8 @@ class ModelArtifact:
 
     Implements the Scorer protocol of recommender.ranker: ``score`` is the click logit at
     the reference position (attractiveness), ``click_probability`` the probability at any
-    position (what the direct method of offline evaluation needs).
+    position (what the direct method of offline evaluation needs). ``score_parts``
+    (recommender.explain's PartsScorer) splits the score into named parts.
     """
 
     # bounds of the candidate-list cache and of the static logits per (list, profile): a
@@ -176,6 +179,11 @@ class ModelArtifact:
         if self.kind == "logistic" and rows.single_request:
             return self._request_logit(rows, history)
         return self._logit(rows, history, None)
+
+    def score_parts(self, rows, history) -> list:
+        """``score`` split into named parts that add up to it, one list per row
+        (training.explain); a model kind that cannot split its scores raises ExplainError."""
+        return score_parts(self, rows, history)
 
     def click_probability(self, rows, history, position: np.ndarray) -> np.ndarray:
         if len(rows) == 0:

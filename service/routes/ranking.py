@@ -5,12 +5,14 @@ import logging
 import time
 
 import orjson
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException
 from fastapi.responses import Response
 
+from recommender.explain import ExplainError
+
 from ..deps import Client, Engine, Metrics
-from ..engine import RankOutcome, staff_ref
-from ..schemas import CLIENT_ERRORS, RankRequest, RankResponse
+from ..engine import RankingEngine, RankOutcome, staff_ref
+from ..schemas import CLIENT_ERRORS, EXPLAIN_ERRORS, RankRequest, RankResponse
 
 router = APIRouter(prefix="/v1", tags=["ranking"])
 log = logging.getLogger("service.rank")
@@ -24,13 +26,18 @@ def to_response(outcome: RankOutcome) -> Response:
             "explored": r.explored,
             "ranking": [{"banner_id": b, "position": p, "score": s, "propensity": q}
                         for p, (b, s, q) in enumerate(zip(r.banner_ids, r.scores, r.propensities), 1)]}
+    if outcome.explanations is not None:
+        for item, e in zip(body["ranking"], outcome.explanations):
+            item["explanation"] = e.to_dict()
     return Response(orjson.dumps(body), media_type="application/json")
 
 
 # async: the work is a fraction of a millisecond of CPU, cheaper inline than in a thread
-@router.post("/rank", response_model=RankResponse, responses=CLIENT_ERRORS,
+@router.post("/rank", response_model=RankResponse, responses={**CLIENT_ERRORS, **EXPLAIN_ERRORS},
              summary="rank the candidate banners for one staff member")
-async def rank(body: RankRequest, engine: Engine, metrics: Metrics, _: Client):
+async def rank(body: RankRequest, engine: Engine, metrics: Metrics, key: Client):
+    if body.explain:
+        return explain(body, engine, key)
     t = time.perf_counter()
     outcome = engine.rank(body.staff_id, body.profile, body.candidates, body.slots)
     metrics.observe_rank(outcome, time.perf_counter() - t)
@@ -38,4 +45,16 @@ async def rank(body: RankRequest, engine: Engine, metrics: Metrics, _: Client):
         log.debug("rank %s staff=%s arm=%s model=%s n=%d", outcome.request_id,
                   staff_ref(engine.config.log_salt, body.staff_id), outcome.arm, outcome.result.model_version,
                   len(outcome.result))
+    return to_response(outcome)
+
+
+def explain(body: RankRequest, engine: RankingEngine, key: str) -> Response:
+    """``"explain": true``: an admin's question, answered with the ranking explained; not
+    logged, not counted in the ranking metrics (nobody is shown it)."""
+    if key != "admin":
+        raise HTTPException(403, "the field 'explain' needs an admin API key")
+    try:
+        outcome = engine.explain(body.staff_id, body.profile, body.candidates, body.slots)
+    except ExplainError as e:
+        raise HTTPException(409, str(e)) from None
     return to_response(outcome)
