@@ -41,6 +41,10 @@ def any_caps(banners: Iterable[Banner], default: FrequencyCap | None) -> bool:
     return default is not None or any(b.cap is not None for b in banners)
 
 
+def _times(n: int) -> str:
+    return {1: "once", 2: "twice"}.get(n, f"{n} times")
+
+
 class _Exposure:
     __slots__ = ("times", "clicks")
 
@@ -107,6 +111,25 @@ class ExposureLedger:
             if end - bisect.bisect_right(times, since) >= cap.unclicked_impressions:
                 return True
         return False
+
+    def reason(self, staff_id: str, banner_id: str, cap: FrequencyCap, ts: float) -> str | None:
+        """Why the banner is capped for this person at ``ts``, in words (None if it is not)."""
+        if not self.is_capped(staff_id, banner_id, cap, ts):
+            return None
+        entry = self._people[staff_id][banner_id]
+        times = entry.times
+        end = bisect.bisect_left(times, ts)
+        if cap.per_day is not None:
+            n = end - bisect.bisect_right(times, ts - DAY)
+            if n >= cap.per_day:
+                return f"shown to you {_times(n)} in the last 24 hours (its cap: {cap.per_day} a day)"
+        before = bisect.bisect_left(entry.clicks, ts)
+        since = ts - cap.unclicked_days * DAY
+        if before:
+            since = max(since, entry.clicks[before - 1])
+        n = end - bisect.bisect_right(times, since)
+        return (f"shown to you {_times(n)} without a click in the last {cap.unclicked_days:g} days (its cap: "
+                f"{cap.unclicked_impressions} unclicked in {cap.unclicked_days:g} days)")
 
     def capped(self, staff_id: str, banners: Sequence[Banner], ts: float,
                default: FrequencyCap | None = None) -> set[str]:

@@ -59,6 +59,7 @@ class RankOutcome:
     slots: int
     n_unknown: int = 0
     explanations: list[BannerExplanation] | None = None
+    left_out: dict[str, str] | None = None  # explained requests: banner id -> why a cap left it out
 
 
 class RankingEngine:
@@ -146,7 +147,11 @@ class RankingEngine:
         ts, slots, attrs, cands, arm, state = self._prepare(staff_id, profile, candidates, slots)
         with state.lock:
             result, explanations = explain_request(state.ranker, staff_id, attrs, ts, cands, self.online)
-        return RankOutcome(self.request_ids.new(), arm, result, slots, cands.n_unknown, explanations)
+        kept = set(cands.ids)
+        before_caps = self.candidates.get(self.directory.catalog, attrs, ts, candidates)
+        left_out = self.online.cap_reasons(staff_id, [b for b in before_caps.banners if b.banner_id not in kept], ts,
+                                           self.config.default_cap)
+        return RankOutcome(self.request_ids.new(), arm, result, slots, cands.n_unknown, explanations, left_out)
 
     def _follow_caps(self) -> None:
         catalog = self.directory.catalog

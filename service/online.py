@@ -22,7 +22,7 @@ from typing import Iterable
 
 import numpy as np
 
-from recommender.caps import ExposureLedger, any_caps
+from recommender.caps import ExposureLedger, any_caps, cap_of
 from recommender.domain import Banner, FrequencyCap
 
 from features.history import Events, RunningHistory
@@ -89,6 +89,18 @@ class OnlineHistory:
 
     def _exposure_counts(self, banner_id: str) -> bool:
         return self._cap_all or banner_id in self._capped_ids
+
+    def cap_reasons(self, staff_id: str, banners: list[Banner], ts: float,
+                    default: FrequencyCap | None) -> dict[str, str]:
+        """For each of ``banners`` this person reached the cap of: why, in words."""
+        out = {}
+        with self._lock:
+            for b in banners:
+                cap = cap_of(b, default)
+                why = None if cap is None else self.exposure.reason(staff_id, b.banner_id, cap, ts)
+                if why is not None:
+                    out[b.banner_id] = why
+        return out
 
     def capped(self, staff_id: str, banners: list[Banner], ts: float, default: FrequencyCap | None) -> set[str]:
         """The ids of ``banners`` that ``staff_id`` may not see at ``ts`` (their caps)."""

@@ -121,6 +121,12 @@ class RankedItemOut(BaseModel):
     explanation: ExplanationOut | None = Field(None, description="only with \"explain\": true")
 
 
+class LeftOutOut(BaseModel):
+    banner_id: str
+    reason: Literal["cap"] = Field(description="the rule that left it out: cap (its frequency cap for this person)")
+    text: str = Field(description="why, in words")
+
+
 class RankResponse(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "request_id": "0192f3a4b5c6d7e8f9a0b1c2d3e4f5a6", "model_version": "20260309T010203-logistic", "arm": "A",
@@ -131,13 +137,17 @@ class RankResponse(BaseModel):
         {"request_id": "0192f3a4b5c6d7e8f9a0b1c2d3e4f5a7", "model_version": "20260309T010203-logistic", "arm": "A",
          "explored": False, "ranking": [
             {"banner_id": "b-policy-01", "position": 1, "score": -1.2, "propensity": 0.93,
-             "explanation": EXPLANATION_EXAMPLE}]}]})
+             "explanation": EXPLANATION_EXAMPLE}],
+         "left_out": [{"banner_id": "b-survey-07", "reason": "cap",
+                       "text": "shown to you twice in the last 24 hours (its cap: 2 a day)"}]}]})
 
     request_id: str
     model_version: str
     arm: str
     explored: bool
     ranking: list[RankedItemOut]
+    left_out: list[LeftOutOut] | None = Field(
+        None, description="only with \"explain\": true: candidates a rule left out of this person's ranking")
 
 
 class EventIn(BaseModel):

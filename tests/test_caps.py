@@ -155,3 +155,25 @@ def test_forgetting_a_person_forgets_their_impressions_under_caps():
     assert online.capped("p", [capped], 200.0, None) == {"a"}
     online.forget(["p"])
     assert online.capped("p", [capped], 200.0, None) == set()
+
+
+def test_an_explained_ranking_names_the_banners_a_cap_left_out(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from recommender.store import open_store
+    from service.app import create_app
+    from service.engine import RankingEngine
+    from service_support import ADMIN_KEY, CLIENT_KEY, FakeRegistry, config_from, write_config
+
+    cfg = config_from(write_config(tmp_path, extra="default_cap = { per_day = 1 }\nslots = 2"))
+    engine = RankingEngine(cfg, open_store(cfg.db), registry=FakeRegistry(cfg.models))  # no model: operators' order
+    with TestClient(create_app(engine=engine)) as client:
+        shown = [i["banner_id"] for i in client.post("/v1/rank", json={"staff_id": "s-1"},
+                                                     headers={"X-API-Key": CLIENT_KEY}).json()["ranking"][:2]]
+        r = client.post("/v1/rank", json={"staff_id": "s-1", "explain": True}, headers={"X-API-Key": ADMIN_KEY})
+        assert r.status_code == 200, r.text
+        out = r.json()
+        assert not set(shown) & {i["banner_id"] for i in out["ranking"]}
+        assert {x["banner_id"] for x in out["left_out"]} == set(shown)
+        assert all(x["reason"] == "cap" and "once in the last 24 hours" in x["text"] for x in out["left_out"])
+    engine.close()
