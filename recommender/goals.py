@@ -10,7 +10,9 @@ when ``PLAN_SHARE`` (90%) of the time to the deadline has passed, so that a litt
 shortfall at the end still meets the goal. The pacing boost is a proportional controller,
 with no state of its own: 0 on or ahead of the plan, rising linearly to ``MAX_BOOST``
 (logit units, enough to put the banner above every unpinned banner) when delivery is
-``FULL_BOOST_DEFICIT`` (5%) of the target behind the plan. It is added to the banner's
+``FULL_BOOST_DEFICIT`` (5%) of the target behind the plan, and at ``MAX_BOOST`` for any
+shortfall once the plan is at the target (the last 10% of the time: a proportional
+controller alone settles just under its plan). It is added to the banner's
 score before the greedy order, so a banner behind schedule moves up just as far as its
 deficit asks, and personal scores decide again once it has caught up. For a reach goal
 the boost applies only to people who have not had the banner yet: showing it again to
@@ -48,6 +50,8 @@ def pacing_boost(goal: DeliveryGoal, start: float, delivered: float, t: float) -
     """The score boost of a banner behind its plan (0 once the goal is met or its time is up)."""
     if t >= goal.by or t < start or delivered >= goal.target:
         return 0.0
+    if t >= start + PLAN_SHARE * (goal.by - start):  # the plan is at the target: any shortfall is urgent
+        return MAX_BOOST
     deficit = (planned(goal, start, t) - delivered) / goal.target
     return MAX_BOOST * min(max(deficit / FULL_BOOST_DEFICIT, 0.0), 1.0)
 

@@ -34,6 +34,7 @@ def test_the_plan_is_even_and_the_boost_grows_with_the_deficit():
     assert pacing_boost(goal, 0.0, 475, 4.5 * DAY) == pytest.approx(MAX_BOOST / 2)  # 2.5% of the target behind
     assert pacing_boost(goal, 0.0, 100, 4.5 * DAY) == MAX_BOOST
     assert pacing_boost(goal, 0.0, 1000, 4.5 * DAY) == 0  # met
+    assert pacing_boost(goal, 0.0, 999, 9.2 * DAY) == MAX_BOOST  # the plan is at the target: any shortfall
     assert pacing_boost(goal, 0.0, 0, 10 * DAY) == 0  # its time is up
     assert pacing_boost(goal, 0.0, 0, -1.0) == 0  # not started
 
@@ -176,3 +177,13 @@ def test_delivery_from_stored_rankings_counts_each_click_once():
     r2 = RankingRecord("q2", 10.0, "a", "A", "m", False, 1, [("x", 1, 0.0, 1.0), ("c", 2, 0.0, 1.0)])
     delivery_from_rankings(t, [r, r2], [("q1", "c"), ("q1", "c"), ("q2", "c"), ("q9", "c")])
     assert t.delivered("c") == 1  # a duplicate, a click on an unshown slot, an unknown request: not counted
+
+
+def test_in_the_simulator_pacing_meets_the_goals_and_loses_fewer_clicks_than_pinning(tmp_path):
+    from simulator.goals import GoalsConfig, run_goals
+
+    no_goal, pinning, pacing = run_goals(tmp_path, GoalsConfig(staff=3000, seed=5))
+    assert not (no_goal.goals_met["reach"] and no_goal.goals_met["clicks"])
+    assert pinning.goals_met == pacing.goals_met == {"reach": True, "clicks": True}
+    assert pinning.expected_clicks < pacing.expected_clicks < no_goal.expected_clicks
+    assert pacing.requests == pinning.requests == no_goal.requests  # the same simulated traffic
