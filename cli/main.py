@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "cli.commands.store",
     "cli.commands.models",
     "cli.commands.arms",
+    "cli.commands.goals",
     "cli.commands.retrain",
     "cli.commands.evaluate",
 )

@@ -40,6 +40,16 @@ class FrequencyCap:
 
 
 @dataclass(frozen=True)
+class DeliveryGoal:
+    """What a banner must deliver by a time (recommender.goals): ``reach`` (distinct staff
+    who had it in the shown slots at least once) or ``clicks`` (clicks on it)."""
+
+    metric: str  # "reach" or "clicks"
+    target: int
+    by: float  # epoch seconds UTC
+
+
+@dataclass(frozen=True)
 class Banner:
     banner_id: str
     category: str
@@ -51,6 +61,7 @@ class Banner:
     priority: int = 0
     tags: tuple[str, ...] = ()
     cap: FrequencyCap | None = None
+    goal: DeliveryGoal | None = None
 
     def is_targeted(self) -> bool:
         return any(len(v) > 0 for v in self.target.values())

@@ -60,6 +60,7 @@ class Placement:
     epsilon: float  # the share of requests the ranker explores
     model_answered: bool  # False: no model, or it failed (the operators' order)
     attributes: Mapping[str, str]
+    boost: float = 0.0  # the pacing boost of a banner behind its delivery goal (recommender.goals)
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,14 @@ def _explored(p: Placement) -> PlaceReason | None:
                                       f"place {p.propensity:.3g})")
 
 
+def _goal(p: Placement) -> PlaceReason | None:
+    if p.boost <= 0 or p.banner.pinned or p.explored or p.banner.goal is None:
+        return None
+    g = p.banner.goal
+    return PlaceReason("goal", f"behind its delivery goal ({g.target:,} {'people reached' if g.metric == 'reach' else 'clicks'}"
+                               f" by its deadline): pacing raised its score by {p.boost:+.2f} for the order")
+
+
 def _targeted(p: Placement) -> PlaceReason | None:
     target = {k: v for k, v in p.banner.target.items() if v}
     if not target:
@@ -105,7 +114,8 @@ def _targeted(p: Placement) -> PlaceReason | None:
 
 # in order of precedence: the first decisive reason is what decided the place (without a
 # model the service still explores, around the operators' order)
-PLACE_RULES: tuple[Callable[[Placement], PlaceReason | None], ...] = (_pinned, _explored, _operators_order, _targeted)
+PLACE_RULES: tuple[Callable[[Placement], PlaceReason | None], ...] = (_pinned, _explored, _goal, _operators_order,
+                                                                       _targeted)
 
 
 @dataclass
@@ -178,7 +188,8 @@ def shared_parts(parts: Sequence[Sequence[ScorePart]]) -> frozenset[str]:
 
 
 def explain_ranking(result: RankResult, candidates: Sequence[Banner], attributes: Mapping[str, str],
-                    parts: Sequence[Sequence[ScorePart]] | None, epsilon: float = 0.0) -> list[BannerExplanation]:
+                    parts: Sequence[Sequence[ScorePart]] | None, epsilon: float = 0.0,
+                    boost: Sequence[float] | None = None) -> list[BannerExplanation]:
     """Explanations of ``result`` in shown order. ``parts`` are the score parts of each
     candidate (in ``candidates``' order), or None when no model answered; ``epsilon``
     is the share of requests the ranker explores."""
@@ -189,7 +200,8 @@ def explain_ranking(result: RankResult, candidates: Sequence[Banner], attributes
     for position, (bid, score, prop) in enumerate(zip(result.banner_ids, result.scores, result.propensities), 1):
         i = index[bid]
         banner = candidates[i]
-        reasons = place_reasons(Placement(banner, position, score, prop, result.explored, epsilon, answered, attributes))
+        reasons = place_reasons(Placement(banner, position, score, prop, result.explored, epsilon, answered, attributes,
+                                          0.0 if boost is None else float(boost[i])))
         decided = next((r.kind for r in reasons if r.decisive), "score")
         e = BannerExplanation(bid, banner.title, position, score, list(parts[i]) if answered else [], reasons, decided)
         e.sentence = sentence(e, shared)
@@ -198,7 +210,7 @@ def explain_ranking(result: RankResult, candidates: Sequence[Banner], attributes
 
 
 def explain_request(ranker: Ranker, staff_id: str, attributes: Mapping[str, str], ts: float,
-                    candidates: "Sequence[Banner] | CandidateSet", history: History
+                    candidates: "Sequence[Banner] | CandidateSet", history: History, boost=None
                     ) -> tuple[RankResult, list[BannerExplanation]]:
     """Rank one request as ``ranker`` does (exploration included) and explain it. The
     score parts come from the ranker's scorer on the same rows and history; a scorer
@@ -208,9 +220,9 @@ def explain_request(ranker: Ranker, staff_id: str, attributes: Mapping[str, str]
     if scorer is not None and not hasattr(scorer, "score_parts"):
         kind = getattr(scorer, "kind", type(scorer).__name__)
         raise ExplainError(f"model {scorer.version} (kind {kind}) cannot split its scores into parts")
-    result = ranker.rank(staff_id, attributes, ts, cands, history)
+    result = ranker.rank(staff_id, attributes, ts, cands, history, boost)
     parts = None
     if scorer is not None and result.model_version != FALLBACK_VERSION and len(cands):
         rows = CandidateRows.for_request(staff_id, attributes, ts, cands.banners)
         parts = scorer.score_parts(rows, history)
-    return result, explain_ranking(result, cands.banners, attributes, parts, ranker.epsilon)
+    return result, explain_ranking(result, cands.banners, attributes, parts, ranker.epsilon, boost)

@@ -148,13 +148,16 @@ class Ranker:
             return None, FALLBACK_VERSION
 
     def rank(self, staff_id: str, attributes: Mapping[str, str], ts: float,
-             candidates: "Sequence[Banner] | CandidateSet", history: History) -> RankResult:
+             candidates: "Sequence[Banner] | CandidateSet", history: History,
+             boost: np.ndarray | None = None) -> RankResult:
+        """``boost``: added to each candidate's score for the greedy order (delivery goals'
+        pacing, recommender.goals); the scores answered are the model's own."""
         c = _as_set(candidates)
         scores, version = self.scores(staff_id, attributes, ts, c.banners, history)
         if scores is None:  # the model failed on this request: the operators' order, as it is
-            order = greedy_order(np.zeros(len(c)), c.pinned, c.priority).tolist()
+            order = greedy_order(np.zeros(len(c)) if boost is None else boost, c.pinned, c.priority).tolist()
             return RankResult(version, False, [c.ids[i] for i in order], [0.0] * len(order), [1.0] * len(order))
-        greedy = greedy_order(scores, c.pinned, c.priority).tolist()
+        greedy = greedy_order(scores if boost is None else scores + boost, c.pinned, c.priority).tolist()
         explored = self.epsilon > 0 and self.rng.random() < self.epsilon
         if explored:
             shown = explore_order(greedy, c.n_pinned, self.rng)

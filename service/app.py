@@ -57,6 +57,7 @@ def create_app(config: ServiceConfig | None = None, engine: RankingEngine | None
     def on_sync() -> None:
         metrics.observe_online(engine.online)
         metrics.observe_arms(engine.models.shares, engine.ramp.last)
+        metrics.observe_goals(engine.goal_progress())
 
     engine.follower.on_sync = on_sync
 

@@ -127,8 +127,9 @@ class RankingEngine:
     def rank(self, staff_id: str, profile: dict | None = None, candidates: Sequence[str] | None = None,
              slots: int | None = None) -> RankOutcome:
         ts, slots, attrs, cands, arm, state = self._prepare(staff_id, profile, candidates, slots)
+        boost = self.online.goal_boosts(staff_id, cands.banners, ts)
         with state.lock:
-            result = state.ranker.rank(staff_id, attrs, ts, cands, self.online)
+            result = state.ranker.rank(staff_id, attrs, ts, cands, self.online, boost)
         request_id = self.request_ids.new()
         ids = result.banner_ids
         self.online.add_ranking(staff_id, request_id, ts, [(b, cands.category.get(b, UNKNOWN)) for b in ids[:slots]])
@@ -145,8 +146,9 @@ class RankingEngine:
         and bias the click rates that training and offline evaluation read. Raises
         ExplainError when the arm's model cannot split its scores."""
         ts, slots, attrs, cands, arm, state = self._prepare(staff_id, profile, candidates, slots)
+        boost = self.online.goal_boosts(staff_id, cands.banners, ts)
         with state.lock:
-            result, explanations = explain_request(state.ranker, staff_id, attrs, ts, cands, self.online)
+            result, explanations = explain_request(state.ranker, staff_id, attrs, ts, cands, self.online, boost)
         kept = set(cands.ids)
         before_caps = self.candidates.get(self.directory.catalog, attrs, ts, candidates)
         left_out = self.online.cap_reasons(staff_id, [b for b in before_caps.banners if b.banner_id not in kept], ts,
@@ -154,10 +156,17 @@ class RankingEngine:
         return RankOutcome(self.request_ids.new(), arm, result, slots, cands.n_unknown, explanations, left_out)
 
     def _follow_caps(self) -> None:
+        """Caps and goals follow the current catalog."""
         catalog = self.directory.catalog
         if catalog is not self._caps_catalog:
             self.online.set_caps(catalog, self.config.default_cap)
+            self.online.set_goals(catalog)
             self._caps_catalog = catalog
+
+    def goal_progress(self) -> list:
+        """Each delivery goal's progress now (recommender.goals.GoalProgress)."""
+        self._follow_caps()
+        return self.online.goal_progress(self.clock())
 
     def _without_capped(self, staff_id: str, cands: Candidates, ts: float) -> Candidates:
         """The request's candidates less the banners this person reached their cap of."""

@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 
 _BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 KNOWN_ENDPOINTS = frozenset({"/v1/rank", "/v1/events", "/v1/banners", "/v1/staff", "/v1/admin/reload",
-                             "/v1/admin/arms", "/v1/admin/forget", "/healthz", "/readyz", "/metrics", "/v1/noop"})
+                             "/v1/admin/arms", "/v1/admin/forget", "/v1/goals", "/healthz", "/readyz", "/metrics", "/v1/noop"})
 
 
 def endpoint_label(path: str) -> str:
@@ -61,6 +61,9 @@ class ServiceMetrics:
                                      "interval", ["bound"], multiprocess_mode="mostrecent", registry=r)
         self.model_info = Gauge("recommender_model_info", "1 for the model version each arm serves",
                                 ["arm", "model_version"], multiprocess_mode="liveall", registry=r)
+        self.goal = Gauge("recommender_goal", "each delivery goal: its target, what it delivered, what the even plan "
+                          "has by now, and the pacing boost (the largest worker's view)", ["banner_id", "metric", "value"],
+                          multiprocess_mode="livemax", registry=r)
         self._children: dict[tuple, object] = {}
         self._shown_versions: set[tuple[str, str]] = set()
 
@@ -86,6 +89,13 @@ class ServiceMetrics:
         counts = online.counts()
         self.open_rankings.set(counts["open_rankings"])
         self.open_rankings_evicted.set(online.evicted)
+
+    def observe_goals(self, progress) -> None:
+        """Each delivery goal's progress (recommender.goals.GoalProgress)."""
+        for g in progress:
+            for value, v in (("target", g.target), ("delivered", g.delivered), ("planned", g.planned),
+                             ("boost", g.boost)):
+                self.goal.labels(g.banner_id, g.metric, value).set(v)
 
     def observe_arms(self, shares: dict[str, float], ramp) -> None:
         """The arms' shares and a ramp's comparison (service.ramp.RampStatus, or None)."""

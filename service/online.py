@@ -23,6 +23,7 @@ from typing import Iterable
 import numpy as np
 
 from recommender.caps import ExposureLedger, any_caps, cap_of
+from recommender.goals import DeliveryTracker, GoalProgress
 from recommender.domain import Banner, FrequencyCap
 
 from features.history import Events, RunningHistory
@@ -77,6 +78,7 @@ class OnlineHistory:
         self._early: collections.OrderedDict[str, set[str]] = collections.OrderedDict()
         self.max_early = 100_000
         self.exposure = ExposureLedger()
+        self.delivery = DeliveryTracker()  # what the banners with a delivery goal delivered
         self._capped_ids: frozenset[str] = frozenset()  # banners whose impressions the ledger keeps
         self._cap_all = False  # a default cap: every banner's
 
@@ -86,6 +88,21 @@ class OnlineHistory:
         with self._lock:
             self._cap_all = default is not None
             self._capped_ids = frozenset(b.banner_id for b in banners if b.cap is not None)
+
+    def set_goals(self, banners: Iterable[Banner]) -> None:
+        with self._lock:
+            self.delivery.set_goals(banners)
+
+    def goal_boosts(self, staff_id: str, banners: list[Banner], ts: float) -> np.ndarray | None:
+        """The pacing boost of each candidate for this person (None: no goal to pace)."""
+        if not self.delivery:
+            return None
+        with self._lock:
+            return self.delivery.boosts(staff_id, banners, ts)
+
+    def goal_progress(self, now: float) -> list[GoalProgress]:
+        with self._lock:
+            return self.delivery.progress(now)
 
     def _exposure_counts(self, banner_id: str) -> bool:
         return self._cap_all or banner_id in self._capped_ids
@@ -113,13 +130,17 @@ class OnlineHistory:
         """Impressions with their clicks, all at once (a logged history file at start)."""
         with self._lock:
             self._running.add_events(events)
-            if self._cap_all or self._capped_ids:
+            if self._cap_all or self._capped_ids or self.delivery:
                 staff, banner = _ids(events.staff), _ids(events.banner)
                 for i in range(len(events)):
-                    if self._exposure_counts(banner[i]):
-                        self.exposure.add_impression(staff[i], banner[i], float(events.ts[i]))
-                        if events.clicked[i]:
-                            self.exposure.add_click(staff[i], banner[i], float(events.ts[i]))
+                    s, b, t, clicked = staff[i], banner[i], float(events.ts[i]), events.clicked[i]
+                    self.delivery.add_impression(s, b, t)
+                    if clicked:
+                        self.delivery.add_click(s, b, t)
+                    if self._exposure_counts(b):
+                        self.exposure.add_impression(s, b, t)
+                        if clicked:
+                            self.exposure.add_click(s, b, t)
 
     def add_ranking(self, staff_id: str, request_id: str, ts: float, shown: list[tuple[str, str]],
                     clicked: Iterable[str] = ()) -> None:
@@ -134,6 +155,7 @@ class OnlineHistory:
                 if banner_id not in flat[::2]:
                     flat += (banner_id, category)
                     self._running.add_impression(staff_id, banner_id, category, ts)
+                    self.delivery.add_impression(staff_id, banner_id, ts)
                     if self._exposure_counts(banner_id):
                         self.exposure.add_impression(staff_id, banner_id, ts)
             entry = _OpenRanking(staff_id, ts, tuple(flat))
@@ -158,6 +180,7 @@ class OnlineHistory:
         if not entry.clicked >> j & 1:
             entry.clicked |= 1 << j
             self._running.add_click(entry.staff, banner_id, entry.shown[2 * j + 1], entry.ts)
+            self.delivery.add_click(entry.staff, banner_id, entry.ts)
             if self._exposure_counts(banner_id):
                 self.exposure.add_click(entry.staff, banner_id, entry.ts)
         return True
@@ -188,6 +211,7 @@ class OnlineHistory:
             removed = sum(self._running.forget(s) for s in gone)
             for s in gone:
                 self.exposure.forget(s)
+                self.delivery.forget(s)
             if any(e.staff in gone for e in self._requests.values()):
                 self._requests = {r: e for r, e in self._requests.items() if e.staff not in gone}
                 self._order = collections.deque(r for r in self._order if r in self._requests)

@@ -121,6 +121,29 @@ class RankedItemOut(BaseModel):
     explanation: ExplanationOut | None = Field(None, description="only with \"explain\": true")
 
 
+class GoalOut(BaseModel):
+    banner_id: str
+    metric: Literal["reach", "clicks"]
+    target: int
+    by: str
+    start: str = Field(description="delivery counts from here: the banner's start, or when the goal was first seen")
+    delivered: int = Field(description="reach: distinct staff who had it in the shown slots; clicks: clicks on it")
+    planned: float = Field(description="what the even plan has delivered by now (it reaches the target at 90% of the time)")
+    share_of_target: float
+    met: bool
+    behind_plan: bool
+    boost: float = Field(description="the pacing boost (logit units) a person who has not had it yet gets now")
+
+
+class GoalsResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"goals": [{
+        "banner_id": "b-policy-01", "metric": "reach", "target": 3000, "by": "2026-03-06T09:00:00+00:00",
+        "start": "2026-03-01T15:00:00+00:00", "delivered": 1250, "planned": 1333.3, "share_of_target": 0.4167,
+        "met": False, "behind_plan": True, "boost": 8.0}]}]})
+
+    goals: list[GoalOut]
+
+
 class LeftOutOut(BaseModel):
     banner_id: str
     reason: Literal["cap"] = Field(description="the rule that left it out: cap (its frequency cap for this person)")

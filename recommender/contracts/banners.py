@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from typing import Iterable
 
-from ..domain import Banner, Catalog, FrequencyCap, control_characters_in
+from ..domain import Banner, Catalog, DeliveryGoal, FrequencyCap, control_characters_in
 from ..errors import ErrorCollector, FieldError
 from ..timeutil import format_ts, parse_ts
 from ._json import iter_json_objects, parse_unique
@@ -70,8 +70,42 @@ def banner_from_dict(obj: object) -> Banner:
     if not isinstance(tags, list) or not all(isinstance(x, str) for x in tags):
         raise FieldError("tags", "must be a list of strings")
     cap = cap_from_dict(obj.get("cap"), "cap")
+    goal = goal_from_dict(obj.get("goal"), "goal")
+    if goal is not None and bounds["start"] is None:
+        raise FieldError("goal", "a banner with a delivery goal needs a start: delivery counts from it")
+    if goal is not None and goal.by <= bounds["start"]:
+        raise FieldError("goal.by", "must be after the banner's start")
     return Banner(bid.strip(), cat.strip(), title, bounds["start"], bounds["end"], target, pinned, priority, tuple(tags),
-                  cap)
+                  cap, goal)
+
+
+def goal_from_dict(obj: object, field: str = "goal") -> DeliveryGoal | None:
+    """A delivery goal object (``{"metric": "reach", "target": 3000, "by": "2026-03-06T18:00:00+09:00"}``),
+    or None for null; raises FieldError naming ``field``'s part."""
+    if obj is None:
+        return None
+    if not isinstance(obj, dict):
+        raise FieldError(field, 'must be an object {"metric": "reach" or "clicks", "target": N, "by": time}')
+    unknown = set(obj) - {"metric", "target", "by"}
+    if unknown:
+        raise FieldError(f"{field}.{sorted(unknown)[0]}", "unknown field (metric, target or by)")
+    for name in ("metric", "target", "by"):
+        if name not in obj:
+            raise FieldError(f"{field}.{name}", "missing field")
+    if obj["metric"] not in ("reach", "clicks"):
+        raise FieldError(f"{field}.metric", 'must be "reach" or "clicks"')
+    target = obj["target"]
+    if isinstance(target, bool) or not isinstance(target, int) or target < 1:
+        raise FieldError(f"{field}.target", "must be a positive integer")
+    try:
+        by = parse_ts(obj["by"])
+    except ValueError as e:
+        raise FieldError(f"{field}.by", str(e)) from None
+    return DeliveryGoal(obj["metric"], target, by)
+
+
+def goal_to_dict(goal: DeliveryGoal | None) -> dict | None:
+    return None if goal is None else {"metric": goal.metric, "target": goal.target, "by": format_ts(goal.by)}
 
 
 MAX_CAP_COUNT = 100
@@ -134,6 +168,7 @@ def banner_to_dict(b: Banner) -> dict:
         "priority": b.priority,
         "tags": list(b.tags),
         "cap": cap_to_dict(b.cap),
+        "goal": goal_to_dict(b.goal),
     }
 
 

@@ -1,5 +1,5 @@
-"""POST /v1/admin/reload, GET/PUT /v1/admin/arms, POST /v1/admin/forget, and the health and
-metrics endpoints."""
+"""POST /v1/admin/reload, GET/PUT /v1/admin/arms, POST /v1/admin/forget, GET /v1/goals, and the
+health and metrics endpoints."""
 from __future__ import annotations
 
 import logging
@@ -9,8 +9,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from ..deps import Admin, Engine, Metrics
-from ..schemas import (ADMIN_ERRORS, FORBIDDEN, UNAUTHORIZED, ArmsResponse, ForgetRequest, ForgetResponse, Health,
-                       ReadyResponse, ReloadResponse, SharesRequest)
+from ..schemas import (ADMIN_ERRORS, FORBIDDEN, UNAUTHORIZED, ArmsResponse, ForgetRequest, ForgetResponse,
+                       GoalsResponse, Health, ReadyResponse, ReloadResponse, SharesRequest)
 
 router = APIRouter(tags=["admin"])
 log = logging.getLogger("service.admin")
@@ -26,6 +26,12 @@ def reload(engine: Engine, metrics: Metrics, _: Admin):
     metrics.set_model_versions(engine.models.arms)
     body = ReloadResponse(ok=report.ok, arms=report.arms)
     return JSONResponse(body.model_dump(), status_code=200 if report.ok else 409)
+
+
+@router.get("/v1/goals", response_model=GoalsResponse, responses={**UNAUTHORIZED, **FORBIDDEN},
+            summary="each banner's delivery goal: what it delivered, the plan, the pacing boost (admin)")
+def get_goals(engine: Engine, _: Admin):
+    return GoalsResponse(goals=[g.to_dict() for g in engine.goal_progress()])
 
 
 @router.get("/v1/admin/arms", response_model=ArmsResponse, responses={**UNAUTHORIZED, **FORBIDDEN},
@@ -77,5 +83,6 @@ def readyz(engine: Engine):
 def prometheus_metrics(engine: Engine, metrics: Metrics):
     metrics.set_model_versions(engine.models.arms)
     metrics.observe_online(engine.online)
+    metrics.observe_goals(engine.goal_progress())
     data, ctype = metrics.render()
     return Response(data, media_type=ctype)

@@ -1,0 +1,50 @@
+"""recommender goals --config service.toml [--json]: each delivery goal's progress, from the
+event store (what every worker logged), as the service paces it."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+
+def register(sub) -> None:
+    p = sub.add_parser("goals", help="delivery goals: what each banner with a goal delivered, against its plan")
+    p.add_argument("--config", required=True, help="service config (its event store)")
+    p.add_argument("--json", action="store_true", help="print the progress as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from recommender.goals import DeliveryTracker, delivery_from_rankings
+    from recommender.store import open_store
+    from recommender.store.export import stored_catalog
+    from service.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(args.config)
+    except (ConfigError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    now = time.time()
+    with open_store(cfg.db) as store:
+        banners = stored_catalog(store)
+        tracker = DeliveryTracker()
+        tracker.set_goals(banners)
+        if tracker:
+            clicks = ((e.request_id, e.banner_id) for e in store.iter_events() if e.type == "click")
+            delivery_from_rankings(tracker, store.iter_rankings(), list(clicks))
+    progress = [g.to_dict() for g in tracker.progress(now)]
+    if args.json:
+        print(json.dumps({"goals": progress}, ensure_ascii=False, indent=1))
+        return 0
+    if not progress:
+        print("no banner of the stored catalog has a delivery goal")
+        return 0
+    print("| banner | goal | by | delivered | plan now | state | boost |")
+    print("|---|---|---|---|---|---|---|")
+    for g in progress:
+        state = "met" if g["met"] else "behind plan" if g["behind_plan"] else "on plan"
+        print(f"| {g['banner_id']} | {g['target']:,} {g['metric']} | {g['by']} | {g['delivered']:,} "
+              f"({100 * g['share_of_target']:.0f}%) | {g['planned']:,.0f} | {state} | {g['boost']:+.2f} |")
+    return 0
