@@ -18,6 +18,7 @@ evaluation's target policies apply them through ``ExposureLedger`` the same way.
 from __future__ import annotations
 
 import bisect
+from array import array
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -49,8 +50,11 @@ class _Exposure:
     __slots__ = ("times", "clicks")
 
     def __init__(self) -> None:
-        self.times: list[float] = []  # the latest impressions' times, ascending (at most MAX_CAP)
-        self.clicks: list[float] = []  # the latest clicked impressions' times, ascending
+        self.times = array("d")  # the latest impressions' times, ascending
+        self.clicks = _NO_CLICKS  # the latest clicked impressions' times, ascending (shared empty until one)
+
+
+_NO_CLICKS = array("d")
 
 
 class ExposureLedger:
@@ -66,6 +70,31 @@ class ExposureLedger:
         self.horizon = float(horizon_days) * DAY
         self.keep = keep
         self._people: dict[str, dict[str, _Exposure]] = {}
+        self._sweep_queue: list[str] = []
+
+    def fit_to(self, caps: Iterable[FrequencyCap]) -> None:
+        """Keep no more than these caps can read: a day, or the longest unclicked window,
+        and as many impressions as the largest count (online; offline keeps everything)."""
+        caps = list(caps)
+        self.horizon = max([DAY, *(c.unclicked_days * DAY for c in caps if c.unclicked_days)])
+        self.keep = max([1, *(c.per_day or 0 for c in caps), *(c.unclicked_impressions or 0 for c in caps)])
+
+    def sweep(self, now: float, budget: int = 32) -> None:
+        """Let go of ``budget`` people's entries that no cap can read any more (nothing
+        within the horizon of ``now``): called as events arrive, it goes round everyone."""
+        if not self._sweep_queue:
+            self._sweep_queue = list(self._people)
+        cutoff = now - self.horizon
+        for _ in range(min(budget, len(self._sweep_queue))):
+            staff_id = self._sweep_queue.pop()
+            person = self._people.get(staff_id)
+            if person is None:
+                continue
+            for banner_id in [b for b, e in person.items()
+                              if (not e.times or e.times[-1] < cutoff) and (not e.clicks or e.clicks[-1] < cutoff)]:
+                del person[banner_id]
+            if not person:
+                del self._people[staff_id]
 
     def __len__(self) -> int:
         return len(self._people)
@@ -77,19 +106,23 @@ class ExposureLedger:
             entry = person[banner_id] = _Exposure()
         return entry
 
-    def _insert(self, times: list[float], ts: float) -> None:
+    def _insert(self, times: array, ts: float, keep: int | None) -> None:
         bisect.insort(times, ts)
-        if self.keep is not None and len(times) > self.keep:
+        if keep is not None and len(times) > keep:
             del times[0]
         if times[0] < times[-1] - self.horizon:
             del times[:bisect.bisect_left(times, times[-1] - self.horizon)]
 
     def add_impression(self, staff_id: str, banner_id: str, ts: float) -> None:
-        self._insert(self._entry(staff_id, banner_id).times, float(ts))
+        self._insert(self._entry(staff_id, banner_id).times, float(ts), self.keep)
 
     def add_click(self, staff_id: str, banner_id: str, ts: float) -> None:
-        """A click on the impression of ``banner_id`` shown at ``ts``."""
-        self._insert(self._entry(staff_id, banner_id).clicks, float(ts))
+        """A click on the impression of ``banner_id`` shown at ``ts`` (online only the latest
+        counts: it ends the run of unclicked impressions)."""
+        entry = self._entry(staff_id, banner_id)
+        if entry.clicks is _NO_CLICKS:
+            entry.clicks = array("d")
+        self._insert(entry.clicks, float(ts), None if self.keep is None else 1)
 
     def forget(self, staff_id: str) -> None:
         self._people.pop(staff_id, None)

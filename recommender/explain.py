@@ -216,13 +216,27 @@ def explain_request(ranker: Ranker, staff_id: str, attributes: Mapping[str, str]
     score parts come from the ranker's scorer on the same rows and history; a scorer
     that cannot split its scores raises ExplainError."""
     cands = candidates if isinstance(candidates, CandidateSet) else CandidateSet(candidates)
+    check_explainable(ranker)
+    result = ranker.rank(staff_id, attributes, ts, cands, history, boost)
+    return result, explain_ranked(ranker, result, staff_id, attributes, ts, cands, history, boost)
+
+
+def check_explainable(ranker: Ranker) -> None:
+    """Raises ExplainError when the ranker's scorer cannot split its scores."""
     scorer = ranker.scorer
     if scorer is not None and not hasattr(scorer, "score_parts"):
         kind = getattr(scorer, "kind", type(scorer).__name__)
         raise ExplainError(f"model {scorer.version} (kind {kind}) cannot split its scores into parts")
-    result = ranker.rank(staff_id, attributes, ts, cands, history, boost)
+
+
+def explain_ranked(ranker: Ranker, result: RankResult, staff_id: str, attributes: Mapping[str, str], ts: float,
+                   cands: CandidateSet, history: History, boost=None) -> list[BannerExplanation]:
+    """The explanations of a ranking ``ranker`` made (``result``) of these candidates: the
+    score parts from its scorer on the same rows and history, and the place reasons. It
+    does not touch the ranker's random state, so it can run outside the ranker's lock."""
+    scorer = ranker.scorer
     parts = None
     if scorer is not None and result.model_version != FALLBACK_VERSION and len(cands):
         rows = CandidateRows.for_request(staff_id, attributes, ts, cands.banners)
         parts = scorer.score_parts(rows, history)
-    return result, explain_ranking(result, cands.banners, attributes, parts, ranker.epsilon, boost)
+    return explain_ranking(result, cands.banners, attributes, parts, ranker.epsilon, boost)

@@ -75,7 +75,7 @@ class Admission:
         """At the app's start: why this request is not admitted, or None."""
         if self.in_flight >= self.max_in_flight:
             return f"this worker holds {self.in_flight} requests"
-        if received is not None:
+        if received is not None and self.waiting > 0:  # a lone request delayed by a pause is served
             waited = time.monotonic() - received
             if waited > self.bound():
                 return f"this request waited {1000 * waited:.0f} ms for the worker"

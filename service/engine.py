@@ -25,7 +25,7 @@ from typing import Sequence
 
 from recommender.candidates import Candidates
 from recommender.domain import UNKNOWN, Banner, Catalog
-from recommender.explain import BannerExplanation, explain_request
+from recommender.explain import BannerExplanation, check_explainable, explain_ranked
 from recommender.ranker import RankResult
 from recommender.store import ClickEvent, EventsOutcome, EventStore, ForgetResult, RankingRecord
 from training.registry import ModelRegistry, RegistryError
@@ -147,8 +147,10 @@ class RankingEngine:
         ExplainError when the arm's model cannot split its scores."""
         ts, slots, attrs, cands, arm, state = self._prepare(staff_id, profile, candidates, slots)
         boost = self.online.goal_boosts(staff_id, cands.banners, ts)
-        with state.lock:
-            result, explanations = explain_request(state.ranker, staff_id, attrs, ts, cands, self.online, boost)
+        check_explainable(state.ranker)
+        with state.lock:  # the ranker's random state and the model's caches
+            result = state.ranker.rank(staff_id, attrs, ts, cands, self.online, boost)
+            explanations = explain_ranked(state.ranker, result, staff_id, attrs, ts, cands, self.online, boost)
         kept = set(cands.ids)
         before_caps = self.candidates.get(self.directory.catalog, attrs, ts, candidates)
         left_out = self.online.cap_reasons(staff_id, [b for b in before_caps.banners if b.banner_id not in kept], ts,
@@ -219,8 +221,9 @@ class RankingEngine:
         them from this worker's click history and directory; the other workers drop them
         when their follower sees the erasure record (within ``sync_interval``)."""
         self.ranking_log.flush()  # their rankings served so far are in the store, to be deleted
-        result = self.store.forget(staff_id, self.clock())
-        self.online.forget([staff_id])
+        now = self.clock()
+        result = self.store.forget(staff_id, now)
+        self.online.forget([staff_id], now)
         self.directory.drop([staff_id])
         log.info("forgot %s: %d rankings, %d click events, %d directory row(s) deleted",
                  staff_ref(self.config.log_salt, staff_id), result.rankings, result.events, result.staff)

@@ -85,7 +85,10 @@ class StoreFollower:
         held = {*self.online.people(), *self.directory.staff.by_id}
         ids = self.erased.matching(held, {r.key for r in records})
         if ids:
-            self.online.forget(ids)
+            for staff_id in ids:  # what reached the store after the erasure (a worker's queue)
+                at = self.erased.until_of(staff_id)
+                self.online.forget([staff_id], at)
+                self.store.delete_rankings_of(staff_id, at)
             self.directory.drop(ids)
             log.info("erasure: %d forgotten people dropped from the click history and staff directory", len(ids))
         return len(ids)
@@ -100,9 +103,14 @@ class StoreFollower:
             self.erased = Erasures(self.store.erasure_salt())
         rankings, events, self.seq_rankings, self.seq_events = self.store.tail(
             self.seq_rankings, self.seq_events, self.writer_id)
+        late: set[str] = set()
         for r in rankings:  # before the clicks, which may refer to them
             if not self.erased.covers(r.staff_id, r.ts):
                 self._add_ranking(r)
+            else:  # served before an erasure, written after it: it goes too
+                late.add(r.staff_id)
+        for staff_id in late:
+            self.store.delete_rankings_of(staff_id, self.erased.until_of(staff_id))
         for e in events:
             if e.type == "click":
                 self.online.add_click(e.request_id, e.banner_id)

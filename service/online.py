@@ -79,6 +79,7 @@ class OnlineHistory:
         self.max_early = 100_000
         self.exposure = ExposureLedger()
         self.delivery = DeliveryTracker()  # what the banners with a delivery goal delivered
+        self._forgotten: dict[str, float] = {}  # staff id -> erasure time, for a few minutes (see forget)
         self._capped_ids: frozenset[str] = frozenset()  # banners whose impressions the ledger keeps
         self._cap_all = False  # a default cap: every banner's
 
@@ -88,6 +89,7 @@ class OnlineHistory:
         with self._lock:
             self._cap_all = default is not None
             self._capped_ids = frozenset(b.banner_id for b in banners if b.cap is not None)
+            self.exposure.fit_to([c for c in [default, *(b.cap for b in banners)] if c is not None])
 
     def set_goals(self, banners: Iterable[Banner]) -> None:
         with self._lock:
@@ -150,6 +152,8 @@ class OnlineHistory:
             if request_id in self._requests:
                 return
             ts = float(ts)
+            if self._forgotten and self._erased_before(staff_id, ts):
+                return
             flat: list[str] = []
             for banner_id, category in shown:
                 if banner_id not in flat[::2]:
@@ -158,12 +162,24 @@ class OnlineHistory:
                     self.delivery.add_impression(staff_id, banner_id, ts)
                     if self._exposure_counts(banner_id):
                         self.exposure.add_impression(staff_id, banner_id, ts)
+            if self._cap_all or self._capped_ids:
+                self.exposure.sweep(ts)
             entry = _OpenRanking(staff_id, ts, tuple(flat))
             self._requests[request_id] = entry
             self._order.append(request_id)
             for banner_id in [*clicked, *self._early.pop(request_id, ())]:
                 self._click(entry, banner_id)
             self._forget_old(ts)
+
+    def _erased_before(self, staff_id: str, ts: float) -> bool:
+        """Whether ``staff_id`` was forgotten after ``ts`` (a late ranking of theirs);
+        erasure times older than FORGOTTEN_MEMORY are let go."""
+        at = self._forgotten.get(staff_id)
+        if len(self._forgotten) > 1000 or (at is not None and ts > at + self.FORGOTTEN_MEMORY):
+            horizon = max(ts, max(self._forgotten.values())) - self.FORGOTTEN_MEMORY
+            self._forgotten = {s: t for s, t in self._forgotten.items() if t >= horizon}
+            at = self._forgotten.get(staff_id)
+        return at is not None and ts <= at
 
     def _forget_old(self, now: float) -> None:
         cutoff = now - self.click_window
@@ -201,13 +217,20 @@ class OnlineHistory:
         with self._lock:
             return list({*self._running.people(), *(e.staff for e in self._requests.values())})
 
-    def forget(self, staff_ids: Iterable[str]) -> int:
+    FORGOTTEN_MEMORY = 300.0  # seconds a forgotten person's erasure time is kept (see forget)
+
+    def forget(self, staff_ids: Iterable[str], at: float | None = None) -> int:
         """Drop people: their counters, their share of the banners' global counts, and
-        their rankings open to clicks; the number of impressions removed."""
+        their rankings open to clicks; the number of impressions removed. With ``at`` (the
+        erasure's time), a ranking of theirs served before it that arrives in the next
+        minutes (a ranking in progress when the erasure came) is not added back."""
         gone = set(staff_ids)
         if not gone:
             return 0
         with self._lock:
+            if at is not None:
+                for s in gone:
+                    self._forgotten[s] = max(at, self._forgotten.get(s, at))
             removed = sum(self._running.forget(s) for s in gone)
             for s in gone:
                 self.exposure.forget(s)

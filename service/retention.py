@@ -24,10 +24,11 @@ PRUNE_EVERY = 3600.0  # seconds between two prunes
 LOCK_FILE = "prune.lock"
 
 
-def prune_store(url: str, days: float, now: float, batch: int = 2000, pause: float = 0.0) -> PruneResult:
+def prune_store(url: str, days: float, now: float, batch: int = 2000, pause: float = 0.0,
+                stop: Callable[[], bool] | None = None) -> PruneResult:
     """Delete what is older than ``days`` before ``now`` from the store at ``url``."""
     with open_store(url) as store:
-        return store.prune(now - days * 86400.0, batch, pause)
+        return store.prune(now - days * 86400.0, batch, pause, stop)
 
 
 class Retention:
@@ -54,7 +55,7 @@ class Retention:
                 return None
             now = self.clock()
             t = time.perf_counter()
-            out = prune_store(self.db_url, self.days, now, self.batch, self.pause)
+            out = prune_store(self.db_url, self.days, now, self.batch, self.pause, self._stop.is_set)
             if out.rankings or out.events:
                 log.info("retention: deleted %d rankings and %d click events from before %s (%.1f s)",
                          out.rankings, out.events, format_ts(now - self.days * 86400.0), time.perf_counter() - t)

@@ -35,18 +35,26 @@ events = st.lists(st.tuples(st.floats(0, 5 * DAY), st.sampled_from(["a", "b"]), 
 @settings(max_examples=200, deadline=None)
 @given(events, caps, st.floats(0, 6 * DAY), st.randoms(use_true_random=False))
 def test_the_ledger_caps_exactly_as_the_definition_whatever_the_order_events_arrive(evs, cap, ts, rnd):
-    ledger = ExposureLedger()
+    """Offline (everything kept) at any time; online (kept only what the caps can read) at
+    times after the events it holds, as the service asks."""
+    offline, online = ExposureLedger(float("inf"), keep=None), ExposureLedger()
+    online.fit_to([cap])
     arrival = list(evs)
     rnd.shuffle(arrival)  # another worker's rankings reach a worker late
-    for t, b, clicked in arrival:
-        ledger.add_impression("p", b, t)
-        if clicked:
-            ledger.add_click("p", b, t)
+    for ledger in (offline, online):
+        for t, b, clicked in arrival:
+            ledger.add_impression("p", b, t)
+            if clicked:
+                ledger.add_click("p", b, t)
     banners = [Banner("a", "info", cap=cap), Banner("b", "info")]
-    expected = {b for b in ("a", "b") if brute_force_capped(evs, b, cap, ts)}
-    assert ledger.capped("p", banners, ts, default=cap) == expected
-    assert ledger.capped("p", [Banner("b", "info")], ts) == set()  # no cap, no default: never capped
-    assert ledger.capped("someone else", banners, ts, default=cap) == set()
+    later = max([ts, *(t + 1.0 for t, _, _ in evs)])
+    for ledger, at in ((offline, ts), (online, later)):
+        expected = {b for b in ("a", "b") if brute_force_capped(evs, b, cap, at)}
+        assert ledger.capped("p", banners, at, default=cap) == expected
+        assert ledger.capped("p", [Banner("b", "info")], at) == set()  # no cap, no default: never capped
+        assert ledger.capped("someone else", banners, at, default=cap) == set()
+    online.sweep(later + online.horizon + 1.0, budget=10)
+    assert len(online) == 0  # nothing a cap can read any more: let go
 
 
 def test_a_cap_counts_only_impressions_strictly_before_the_request():

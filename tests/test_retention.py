@@ -373,3 +373,28 @@ def test_forget_through_the_admin_endpoint_reaches_both_workers_within_a_second(
             assert rank(http)[1] == BASELINE
     finally:
         again.stop()
+
+
+def test_rankings_a_worker_wrote_after_the_erasure_are_deleted_without_a_new_record(store):
+    """A ranking served before the erasure but still queued in a worker's log reaches the
+    store after it: the followers delete it (delete_rankings_of), and nothing newer."""
+    store.log_rankings([ranking("r-old", "s-gone", T0), ranking("r-keep", "s-other", T0)])
+    store.forget("s-gone", now=T0 + 100)
+    store.log_rankings([ranking("r-late", "s-gone", T0 + 50), ranking("r-after", "s-gone", T0 + 200)])
+    store.add_events([click("e-late", "r-late", T0 + 60)])
+    records = store.erasures_after(0)
+    assert store.delete_rankings_of("s-gone", T0 + 100) == (1, 1)
+    assert store.erasures_after(0) == records
+    assert {r.request_id for r in store.iter_rankings()} == {"r-keep", "r-after"}
+
+
+def test_a_ranking_in_progress_when_its_person_is_forgotten_does_not_bring_them_back():
+    from service.online import OnlineHistory
+
+    online = OnlineHistory()
+    online.add_ranking("s-1", "r-1", 100.0, [("b-1", "info")])
+    online.forget(["s-1"], at=200.0)
+    online.add_ranking("s-1", "r-2", 150.0, [("b-1", "info")])  # served before the erasure, added after it
+    assert online.counts()["people"] == 0 and online.staff_of("r-2") is None
+    online.add_ranking("s-1", "r-3", 250.0, [("b-1", "info")])  # they came back and were served again
+    assert online.counts()["people"] == 1

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from recommender.contracts import ImpressionLog, load_banners, load_impressions, load_staff
+from recommender.domain import FrequencyCap
 from recommender.store import EventStore
 from recommender.store.export import export_training_set, without_erased
 
@@ -54,6 +55,7 @@ class RetrainConfig:
     bootstrap: int = 200
     seed: int = 0
     history: tuple[str, ...] = ()  # older impressions files, joined before the window (training rows and history)
+    default_cap: FrequencyCap | None = None  # the service's default frequency cap: the policies are judged under it
     train: TrainConfig = field(default_factory=lambda: TrainConfig(refit=True))
 
 
@@ -120,7 +122,8 @@ def retrain_from_logs(staff, catalog, log, history: list, registry: ModelRegistr
 
     t = time.perf_counter()
     try:
-        bandit = build_bandit(recent, catalog, staff, cfg.slots, history_logs=[*history, past])
+        bandit = build_bandit(recent, catalog, staff, cfg.slots, history_logs=[*history, past],
+                              default_cap=cfg.default_cap)
         production_spec = str(registry.folder(production)) if production else "operators"
         policies = [resolve_policy(production_spec, bandit, cfg.epsilon),
                     resolve_policy(str(trained.path), bandit, cfg.epsilon), resolve_policy("popularity", bandit)]

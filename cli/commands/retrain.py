@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from training.train import TrainConfig
 
     try:
-        db, models, epsilon = where(args)
+        db, models, epsilon, default_cap = where(args)
         window = duration(args.window) / 86400.0
     except ValueError as e:
         return fail(str(e))
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         work = Path(args.work) if args.work else models / "runs" / time.strftime("%Y%m%dT%H%M%S")
         cfg = RetrainConfig(window_days=window, eval_days=args.eval_days, min_gain=args.min_gain, arm=args.arm,
                             epsilon=epsilon, slots=args.slots, bootstrap=args.bootstrap, seed=args.seed,
-                            history=tuple(args.history),
+                            history=tuple(args.history), default_cap=default_cap,
                             train=TrainConfig(holdout_days=args.holdout_days, refit=True, slots=args.slots,
                                               models=tuple(m.strip() for m in args.models.split(",")), seed=args.seed))
         try:
@@ -110,8 +110,9 @@ def run(args: argparse.Namespace) -> int:
         return PROMOTED
 
 
-def where(args: argparse.Namespace) -> tuple[str, Path, float]:
-    """The event store, the model registry and the arm's exploration, from --config or the flags."""
+def where(args: argparse.Namespace) -> tuple[str, Path, float, object]:
+    """The event store, the model registry, the arm's exploration and the default frequency
+    cap, from --config or the flags."""
     if args.config:
         from service.config import load_config
 
@@ -119,10 +120,10 @@ def where(args: argparse.Namespace) -> tuple[str, Path, float]:
         arm = next((a for a in cfg.arms if a.name == args.arm), None)
         if arm is None:
             raise ValueError(f"--arm {args.arm}: not an arm of {args.config}")
-        return cfg.db, Path(cfg.models), args.epsilon if args.epsilon is not None else arm.epsilon
+        return cfg.db, Path(cfg.models), args.epsilon if args.epsilon is not None else arm.epsilon, cfg.default_cap
     if not (args.db and args.registry):
         raise ValueError("give --config, or both --db and --registry")
-    return args.db, Path(args.registry), args.epsilon if args.epsilon is not None else 0.1
+    return args.db, Path(args.registry), args.epsilon if args.epsilon is not None else 0.1, None
 
 
 def promote(registry, version: str, args: argparse.Namespace) -> str:

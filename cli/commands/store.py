@@ -34,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     from recommender.domain import control_characters_in
     from recommender.store import open_store
+    from recommender.store.connect import shown_url
     from recommender.timeutil import format_ts
     from service.config import MIN_RETENTION_DAYS, ConfigError, load_config
     from service.engine import staff_ref
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         with open_store(cfg.db) as store:
             out = store.forget(staff_id, now)
     except (sqlite3.Error, psycopg.Error, OSError, ValueError) as e:  # the store cannot be opened or written
-        return _fail(f"{cfg.db}: {e}".splitlines()[0])
+        return _fail(f"{shown_url(cfg.db)}: {e}".splitlines()[0])
     # the id is not echoed: this output may end up in a scheduler's logs
     print(f"forgot {staff_ref(cfg.log_salt, staff_id)}: deleted {out.rankings:,} rankings, {out.events:,} click "
           f"events and {out.staff} staff directory row(s); a running service drops them within its sync interval")

@@ -221,10 +221,19 @@ class EventStore(ABC):
     def all_staff(self) -> list[tuple[str, dict]]: ...
 
     @abstractmethod
-    def prune(self, before_ts: float, batch: int = 2000, pause: float = 0.0) -> PruneResult:
+    def prune(self, before_ts: float, batch: int = 2000, pause: float = 0.0,
+              stop: Callable[[], bool] | None = None) -> PruneResult:
         """Delete the rankings served before ``before_ts`` with every click on them, and
         the click events received before it, in transactions of at most ``batch`` rows
-        (sleeping ``pause`` seconds between two, so other writers get the store)."""
+        (sleeping ``pause`` seconds between two, so other writers get the store). When
+        ``stop`` answers True between two transactions, it stops there (a service that
+        shuts down); the next prune goes on."""
+
+    @abstractmethod
+    def delete_rankings_of(self, staff_id: str, before_ts: float, batch: int = 2000) -> tuple[int, int]:
+        """Delete one person's rankings served before ``before_ts`` and the clicks on them,
+        without a new erasure record: the rankings of a forgotten person that a worker wrote
+        after the erasure (queued when it happened); (rankings, events) deleted."""
 
     @abstractmethod
     def forget(self, staff_id: str, now: float, batch: int = 2000) -> ForgetResult:

@@ -1,7 +1,14 @@
 """Opening an event store from its URL: the one place that knows the backends."""
 from __future__ import annotations
 
+import re
+
 from .base import EventStore
+
+
+def shown_url(url: str) -> str:
+    """The store's URL without its password, for messages and logs."""
+    return re.sub(r"(://[^/:@]*):[^/@]*@", r"\1:***@", url)
 
 
 def open_store(url: str) -> EventStore:

@@ -235,22 +235,24 @@ class SQLStore(EventStore):
                        [r[0] for r in part])
         return len(rows), events
 
-    def _batches(self, work: Callable[[Any], tuple[int, int]], batch: int, pause: float) -> tuple[int, int]:
+    def _batches(self, work: Callable[[Any], tuple[int, int]], batch: int, pause: float,
+                 stop: Callable[[], bool] | None = None) -> tuple[int, int]:
         """Run ``work`` in transactions of its own until it deletes fewer than ``batch``
-        rows; the totals it deleted."""
+        rows (or ``stop`` answers True); the totals it deleted."""
         first = second = 0
         while True:
             a, b = self._tx(work)
             first, second = first + a, second + b
-            if a < batch:
+            if a < batch or (stop is not None and stop()):
                 return first, second
             if pause:
                 time.sleep(pause)
 
-    def prune(self, before_ts: float, batch: int = 2000, pause: float = 0.0) -> PruneResult:
+    def prune(self, before_ts: float, batch: int = 2000, pause: float = 0.0,
+              stop: Callable[[], bool] | None = None) -> PruneResult:
         batch = max(1, int(batch))
         rankings, events = self._batches(lambda db: self._delete_rankings(db, "ts < ?", (before_ts,), batch),
-                                         batch, pause)
+                                         batch, pause, stop)
         orphan_sql = self.dialect.sql("DELETE FROM events WHERE seq IN "
                                       "(SELECT seq FROM events WHERE received < ? ORDER BY seq LIMIT ?)")
 
@@ -258,8 +260,13 @@ class SQLStore(EventStore):
             n = max(db.execute(orphan_sql, (before_ts, batch)).rowcount, 0)
             return n, 0
 
-        more, _ = self._batches(old_events, batch, pause)
+        more, _ = self._batches(old_events, batch, pause, stop)
         return PruneResult(rankings, events + more)
+
+    def delete_rankings_of(self, staff_id: str, before_ts: float, batch: int = 2000) -> tuple[int, int]:
+        batch = max(1, int(batch))
+        return self._batches(lambda db: self._delete_rankings(db, "staff_id = ? AND ts < ?", (staff_id, before_ts),
+                                                              batch), batch, 0.0)
 
     def forget(self, staff_id: str, now: float, batch: int = 2000) -> ForgetResult:
         batch = max(1, int(batch))

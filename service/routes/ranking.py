@@ -37,7 +37,7 @@ def to_response(outcome: RankOutcome) -> Response:
 @router.post("/rank", response_model=RankResponse, responses={**CLIENT_ERRORS, **EXPLAIN_ERRORS},
              summary="rank the candidate banners for one staff member")
 async def rank(body: RankRequest, engine: Engine, metrics: Metrics, key: Client):
-    if body.explain:
+    if body.explain:  # inline: the model's caches are the arm's, used under its lock (see docs)
         return explain(body, engine, key)
     t = time.perf_counter()
     outcome = engine.rank(body.staff_id, body.profile, body.candidates, body.slots)
