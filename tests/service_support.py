@@ -132,3 +132,20 @@ def started_engine(cfg, registry) -> RankingEngine:
     engine = RankingEngine(cfg, open_store(cfg.db), registry=registry)
     engine.start(background=False)
     return engine
+
+
+def make_client(tmp_path, arms: str = "", extra: str = "", promote: str | None = "m1", **model):
+    """A TestClient over an engine with the test config, fake models in a real registry and
+    ``promote`` promoted to arm A (None: no model); enter the client to start the engine."""
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+
+    cfg = config_from(write_config(tmp_path, arms, extra))
+    reg = FakeRegistry(cfg.models)
+    if promote:
+        add_fake_model(cfg.models, promote, **model)
+        reg.promote(promote, "A", verify=False)
+    engine = RankingEngine(cfg, open_store(cfg.db), registry=reg)
+    client = TestClient(create_app(engine=engine))
+    return client, engine

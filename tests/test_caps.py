@@ -83,18 +83,9 @@ def test_banner_cap_contract_round_trips_and_names_the_bad_field():
 
 
 def test_the_service_leaves_a_capped_banner_out_of_that_persons_ranking(tmp_path):
-    from fastapi.testclient import TestClient
+    from service_support import ADMIN_KEY, CLIENT_KEY, make_client
 
-    from recommender.store import open_store
-    from service.app import create_app
-    from service.engine import RankingEngine
-    from service_support import ADMIN_KEY, CLIENT_KEY, FakeRegistry, add_fake_model, config_from, write_config
-
-    cfg = config_from(write_config(tmp_path, extra="default_cap = { per_day = 2 }\nslots = 2"))
-    reg = FakeRegistry(cfg.models)
-    add_fake_model(cfg.models, "m1")
-    reg.promote("m1", "A", verify=False)
-    engine = RankingEngine(cfg, open_store(cfg.db), registry=reg)
+    client, engine = make_client(tmp_path, extra="default_cap = { per_day = 2 }\nslots = 2")
     C, A = {"X-API-Key": CLIENT_KEY}, {"X-API-Key": ADMIN_KEY}
 
     def ranked(staff_id: str = "s-1") -> list[str]:
@@ -102,7 +93,7 @@ def test_the_service_leaves_a_capped_banner_out_of_that_persons_ranking(tmp_path
         assert r.status_code == 200, r.text
         return [i["banner_id"] for i in r.json()["ranking"]]
 
-    with TestClient(create_app(engine=engine)) as client:
+    with client:
         first = ranked()
         assert ranked() == first  # shown once: under the default cap of 2 a day
         third = ranked()
@@ -166,16 +157,11 @@ def test_forgetting_a_person_forgets_their_impressions_under_caps():
 
 
 def test_an_explained_ranking_names_the_banners_a_cap_left_out(tmp_path):
-    from fastapi.testclient import TestClient
+    from service_support import ADMIN_KEY, CLIENT_KEY, make_client
 
-    from recommender.store import open_store
-    from service.app import create_app
-    from service.engine import RankingEngine
-    from service_support import ADMIN_KEY, CLIENT_KEY, FakeRegistry, config_from, write_config
-
-    cfg = config_from(write_config(tmp_path, extra="default_cap = { per_day = 1 }\nslots = 2"))
-    engine = RankingEngine(cfg, open_store(cfg.db), registry=FakeRegistry(cfg.models))  # no model: operators' order
-    with TestClient(create_app(engine=engine)) as client:
+    client, engine = make_client(tmp_path, extra="default_cap = { per_day = 1 }\nslots = 2",
+                                 promote=None)  # no model: the operators' order
+    with client:
         shown = [i["banner_id"] for i in client.post("/v1/rank", json={"staff_id": "s-1"},
                                                      headers={"X-API-Key": CLIENT_KEY}).json()["ranking"][:2]]
         r = client.post("/v1/rank", json={"staff_id": "s-1", "explain": True}, headers={"X-API-Key": ADMIN_KEY})

@@ -123,20 +123,12 @@ def test_a_goal_in_the_banner_contract_and_its_errors():
 
 
 def test_the_service_paces_a_banner_behind_its_goal_and_reports_its_progress(tmp_path):
-    from fastapi.testclient import TestClient
+    from service_support import ADMIN_KEY, CLIENT_KEY, make_client
 
-    from recommender.store import open_store
-    from service.app import create_app
-    from service.engine import RankingEngine
-    from service_support import ADMIN_KEY, CLIENT_KEY, FakeRegistry, add_fake_model, config_from, write_config
-
-    cfg = config_from(write_config(tmp_path, extra="slots = 1"))
-    reg = FakeRegistry(cfg.models)
-    add_fake_model(cfg.models, "m1")
-    reg.promote("m1", "A", verify=False)
-    engine = RankingEngine(cfg, open_store(cfg.db), registry=reg)
+    client, engine = make_client(tmp_path, extra="slots = 1")
+    cfg = engine.config
     C, A = {"X-API-Key": CLIENT_KEY}, {"X-API-Key": ADMIN_KEY}
-    with TestClient(create_app(engine=engine)) as client:
+    with client:
         def first(staff_id):
             r = client.post("/v1/rank", json={"staff_id": staff_id}, headers=C)
             assert r.status_code == 200, r.text

@@ -5,27 +5,13 @@ import json
 import time
 
 import pytest
-from fastapi.testclient import TestClient
 
 from recommender.store import open_store
-from service.app import create_app
-from service.engine import RankingEngine
 
-from service_support import ADMIN_KEY, CLIENT_KEY, FakeRegistry, add_fake_model, config_from, write_config
+from service_support import ADMIN_KEY, CLIENT_KEY, make_client
 
 C = {"X-API-Key": CLIENT_KEY}
 A = {"X-API-Key": ADMIN_KEY}
-
-
-def make_client(tmp_path, arms: str = "", extra: str = "", promote: str | None = "m1", **model):
-    cfg = config_from(write_config(tmp_path, arms, extra))
-    reg = FakeRegistry(cfg.models)
-    if promote:
-        add_fake_model(cfg.models, promote, **model)
-        reg.promote(promote, "A", verify=False)
-    engine = RankingEngine(cfg, open_store(cfg.db), registry=reg)
-    client = TestClient(create_app(engine=engine))
-    return client, engine
 
 
 @pytest.fixture
