@@ -1,7 +1,9 @@
 """Before an arm serves a model, the model must rank a few real requests: a model that
 loads but cannot score (NaN weights, a feature definition that reads a staff attribute
 the directory does not hold, a bug) would otherwise pass the reload and then answer every
-request with the operators' order."""
+request with the operators' order. A model whose click-history features decay with
+another half-life than the service's click history (7 days, the features' default) is
+refused too: it would score, but wrongly."""
 from __future__ import annotations
 
 import numpy as np
@@ -21,6 +23,13 @@ def probe_model(scorer, directory: Directory, history, now: float) -> str | None
     directory holds, and score requests of a few staff members (and of an unknown one)
     over the catalog's banners (and a banner the catalog does not know) with one finite
     number per candidate."""
+    config = getattr(getattr(scorer, "encoder", None), "config", None)
+    model_half_life = getattr(config, "half_life_days", None)
+    service_half_life = getattr(history, "half_life_days", None)
+    if model_half_life is not None and service_half_life is not None and \
+            abs(float(model_half_life) - float(service_half_life)) > 1e-9:
+        return (f"refused: its click-history features decay with a half-life of {float(model_half_life):g} days, "
+                f"and the service's click history with {float(service_half_life):g} days; its scores would be wrong")
     needed = tuple(getattr(scorer, "staff_attributes", ()) or ())
     staff = directory.staff
     if needed and len(staff):

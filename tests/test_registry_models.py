@@ -162,3 +162,36 @@ def test_models_list_and_show_say_what_a_version_is(small_click_model, tmp_path,
     assert "model v1 (logistic)" in shown and "serving arms: A" in shown and "half_life_days" in shown
     assert main(["models", "--models", str(tmp_path), "show", "v9"]) == 1
     assert "no model 'v9'" in capsys.readouterr().err
+
+
+def test_a_model_whose_history_features_decay_otherwise_is_refused(small_click_model, small_province, tmp_path):
+    """The service's click history decays with the features' default half-life: a model
+    defined with another would score, but wrongly, so the probe refuses it."""
+    import copy
+    from dataclasses import replace
+
+    from recommender.store import open_store
+    from service.config import parse_config
+    from service.engine import RankingEngine
+    from training.artifact import ModelArtifact
+
+    encoder = copy.deepcopy(small_click_model.encoder)
+    encoder.config = replace(encoder.config, half_life_days=14.0)
+    models = tmp_path / "models"
+    small_click_model.save(models / "good", {"version": "good"})
+    ModelArtifact(encoder, small_click_model.estimator, "logistic").save(models / "slow", {"version": "slow"})
+    cfg = parse_config({"service": {"db": "events.db", "models": "models",
+                                    "banners": str(small_province / "banners.json"),
+                                    "staff": str(small_province / "staff.csv")},
+                        "keys": {"admin": ["a"]}}, tmp_path)
+    reg = ModelRegistry(models)
+    reg.promote("good")
+    engine = RankingEngine(cfg, open_store(cfg.db), registry=reg)
+    engine.start(background=False)
+    try:
+        reg.promote("slow")
+        report = engine.reload()
+        assert not report.ok and "half-life of 14 days" in report.arms["A"]["error"]
+        assert engine.rank("s-000001").result.model_version == "good"
+    finally:
+        engine.close()
