@@ -30,7 +30,7 @@ from .domain import Banner, Catalog, FrequencyCap
 DAY = 86400.0
 MAX_CAP = 100  # the largest count a cap may name (and the impressions kept per person and banner)
 
-__all__ = ["DAY", "MAX_CAP", "ExposureLedger", "FrequencyCap", "any_caps", "cap_of", "capped_rows"]
+__all__ = ["DAY", "MAX_CAP", "ExposureLedger", "FrequencyCap", "any_caps", "cap_of", "capped_rows", "ledger_from_logs"]
 
 
 def cap_of(banner: Banner, default: FrequencyCap | None) -> FrequencyCap | None:
@@ -178,12 +178,10 @@ class ExposureLedger:
         return out
 
 
-def capped_rows(logs: Sequence[ImpressionLog], catalog: Catalog, staff: Sequence[str], banner: np.ndarray,
-                ts: np.ndarray, default: FrequencyCap | None = None) -> np.ndarray | None:
-    """For candidate rows (a person, a catalog index, a time), whether the banner's cap
-    had been reached then, from the impressions and clicks of ``logs`` strictly before
-    each row's time (offline evaluation's target policies leave those rows out, as the
-    service would have). None when no banner has a cap and there is no default."""
+def ledger_from_logs(logs: Sequence[ImpressionLog], catalog: Catalog,
+                     default: FrequencyCap | None = None) -> ExposureLedger | None:
+    """An offline ledger (everything kept, any time can be asked about) of the impressions
+    and clicks of ``logs`` on the banners under a cap; None when no banner has one."""
     caps = [cap_of(b, default) for b in catalog.banners]
     if not any(c is not None for c in caps):
         return None
@@ -196,6 +194,19 @@ def capped_rows(logs: Sequence[ImpressionLog], catalog: Catalog, staff: Sequence
             ledger.add_impression(s, b, t)
             if log.clicked[i]:
                 ledger.add_click(s, b, t)
+    return ledger
+
+
+def capped_rows(logs: Sequence[ImpressionLog], catalog: Catalog, staff: Sequence[str], banner: np.ndarray,
+                ts: np.ndarray, default: FrequencyCap | None = None) -> np.ndarray | None:
+    """For candidate rows (a person, a catalog index, a time), whether the banner's cap
+    had been reached then, from the impressions and clicks of ``logs`` strictly before
+    each row's time (offline evaluation's target policies leave those rows out, as the
+    service would have). None when no banner has a cap and there is no default."""
+    caps = [cap_of(b, default) for b in catalog.banners]
+    ledger = ledger_from_logs(logs, catalog, default)
+    if ledger is None:
+        return None
     out = np.zeros(len(banner), dtype=bool)
     ids = catalog.ids
     for j in range(len(banner)):

@@ -100,8 +100,9 @@ def _goal(p: Placement) -> PlaceReason | None:
     if p.boost <= 0 or p.banner.pinned or p.explored or p.banner.goal is None:
         return None
     g = p.banner.goal
-    return PlaceReason("goal", f"behind its delivery goal ({g.target:,} {'people reached' if g.metric == 'reach' else 'clicks'}"
-                               f" by its deadline): pacing raised its score by {p.boost:+.2f} for the order")
+    what = "people reached" if g.metric == "reach" else "clicks"
+    return PlaceReason("goal", f"behind its delivery goal ({g.target:,} {what} by its deadline): pacing raised its "
+                               f"score by {p.boost:+.2f} for the order")
 
 
 def _targeted(p: Placement) -> PlaceReason | None:

@@ -95,6 +95,17 @@ def delivery_from_rankings(tracker: "DeliveryTracker", rankings: Iterable, click
             tracker.add_click(seen[0], banner_id, seen[1])
 
 
+def delivery_from_logs(tracker: "DeliveryTracker", logs: Iterable, until: float) -> None:
+    """Feed ``tracker`` with the impressions and clicks of impression logs
+    (recommender.contracts.ImpressionLog) shown before ``until``."""
+    for log in logs:
+        for i in np.flatnonzero(np.asarray(log.ts) < until).tolist():
+            staff, banner, t = log.staff_ids[log.staff[i]], log.banner_ids[log.banner[i]], float(log.ts[i])
+            tracker.add_impression(staff, banner, t)
+            if log.clicked[i]:
+                tracker.add_click(staff, banner, t)
+
+
 class DeliveryTracker:
     """What each banner with a goal has delivered: the distinct staff who had it in the
     shown slots, and the clicks on it, counted from its goal's start. Events may arrive

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from features.pipeline import history_from_logs
 from recommender.candidates import select_candidates
 from recommender.contracts import load_banners, load_impressions, load_staff
-from recommender.domain import Banner
+from recommender.domain import Banner, DeliveryGoal
 from recommender.explain import ExplainError, explain_request
 from recommender.ranker import CandidateRows, Ranker
 from recommender.store import open_store
@@ -256,3 +256,41 @@ def test_without_a_model_an_explored_request_says_exploration_decided(history):
     _, ex = explain_request(Ranker(None, epsilon=1.0), "s-1", {"role": "teacher"}, 1.78e9, banners, history)
     assert [e.decided_by for e in ex] == ["pinned"] + ["exploration"] * (len(ex) - 1)
     assert all("no model is loaded" in e.sentence and "operators' order" not in e.sentence for e in ex[1:])
+
+
+def test_cli_leaves_out_capped_banners_and_says_when_a_goal_placed_one(small_province, model_folder, province, tmp_path,
+                                                                       capsys):
+    """As the service ranks: a banner whose cap the person reached (from --history) is left
+    out with the reason; a banner behind its delivery goal is paced up and says so."""
+    from dataclasses import replace
+
+    from recommender.contracts import load_banners, load_impressions, write_banners
+
+    catalog_ = load_banners(small_province / "banners.json")
+    log = load_impressions(small_province / "impressions.jsonl", catalog=catalog_)
+    last = int(np.argmax(log.ts))
+    staff_id = log.staff_ids[log.staff[last]]
+    seen = {log.banner_ids[log.banner[i]] for i in np.flatnonzero(log.staff == log.staff[last])}
+    assert _cli(small_province, model_folder, "--staff-id", staff_id, "--json",
+                "--default-cap", '{"unclicked": {"impressions": 1, "days": 30}}') == 0
+    out = json.loads(capsys.readouterr().out)
+    left = {x["banner_id"] for x in out["left_out"]}
+    assert left and left <= seen and not left & {x["banner_id"] for x in out["ranking"]}
+    assert all("without a click" in x["text"] for x in out["left_out"])
+
+    assert _cli(small_province, model_folder, "--staff-id", staff_id, "--json") == 0
+    plain = json.loads(capsys.readouterr().out)["ranking"]
+    unpinned = [x for x in plain if x["explanation"]["decided_by"] == "score"]
+    last_id = unpinned[-1]["banner_id"]  # the lowest score: paced up by a goal far behind its plan
+    goal = DeliveryGoal("clicks", 10**6, float(log.ts.max()) + 86400.0)
+    banners = [replace(b, start=b.start or 0.0, end=None, goal=goal) if b.banner_id == last_id else b
+               for b in catalog_.known]
+    write_banners(tmp_path / "banners.json", banners)
+    from cli.main import main
+
+    assert main(["explain", "--model", str(model_folder), "--staff", str(small_province / "staff.csv"),
+                 "--banners", str(tmp_path / "banners.json"), "--history", str(small_province / "impressions.jsonl"),
+                 "--staff-id", staff_id, "--json"]) == 0
+    paced = json.loads(capsys.readouterr().out)["ranking"]
+    first_free = next(x for x in paced if x["explanation"]["decided_by"] != "pinned")
+    assert first_free["banner_id"] == last_id and first_free["explanation"]["decided_by"] == "goal"

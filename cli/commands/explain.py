@@ -1,9 +1,11 @@
 """recommender explain: why a model ranks one staff member's banners as it does.
 
-The ranking is the greedy one (no exploration), as ``recommender rank`` gives it: the
-banners eligible for the person at the time, ordered by the operators' rules and the
-model's scores. Each banner gets its score in parts that add up to it, the rules that
-placed it and a sentence.
+The ranking is the greedy one (no exploration): the banners eligible for the person at
+the time, less those whose frequency cap they reached (from the --history logs), ordered
+by the operators' rules, the model's scores and the pacing of banners behind their
+delivery goals (delivery counted from the --history logs), as the service ranks. Each
+banner gets its score in parts that add up to it, the rules that placed it and a
+sentence; the banners a cap left out are listed with the reason.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ def register(sub) -> None:
     p.add_argument("--at", help="the time of the ranking, ISO 8601 with offset (default: just after the last "
                                 "impression of --history, or now without history)")
     p.add_argument("--slots", type=int, help="explain only the first K places (default: every candidate)")
+    p.add_argument("--default-cap", metavar="JSON", help="the service's default frequency cap, e.g. '{\"per_day\": 3}'")
     p.add_argument("--json", action="store_true", help="print the explanation as JSON")
     p.set_defaults(func=run)
 
@@ -36,7 +39,9 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from features.pipeline import history_from_logs
-    from recommender.candidates import select_candidates
+    from recommender.candidates import Candidates, select_candidates
+    from recommender.caps import cap_of, ledger_from_logs
+    from recommender.goals import DeliveryTracker, delivery_from_logs
     from recommender.contracts import load_banners, load_impressions, load_staff
     from recommender.explain import ExplainError, explain_request
     from recommender.ranker import Ranker
@@ -45,6 +50,14 @@ def run(args: argparse.Namespace) -> int:
 
     if args.slots is not None and args.slots < 1:
         return _error("--slots must be at least 1")
+    default_cap = None
+    if args.default_cap:
+        from recommender.contracts.banners import cap_from_dict
+
+        try:
+            default_cap = cap_from_dict(json.loads(args.default_cap), "--default-cap")
+        except ValueError as e:
+            return _error(f"--default-cap: {e}")
     at = None
     if args.at is not None:
         try:
@@ -66,8 +79,23 @@ def run(args: argparse.Namespace) -> int:
         at = time.time() if last is None else last + 1.0
     person = staff.get(args.staff_id)
     cands = select_candidates(catalog, person.attributes, at, None)
+    left_out: dict[str, str] = {}
+    ledger = ledger_from_logs(logs, catalog, default_cap)
+    if ledger is not None:
+        for b in cands.banners:
+            cap = cap_of(b, default_cap)
+            why = None if cap is None else ledger.reason(args.staff_id, b.banner_id, cap, at)
+            if why is not None:
+                left_out[b.banner_id] = why
+        cands = Candidates([b for b in cands.banners if b.banner_id not in left_out], cands.n_unknown)
+    tracker = DeliveryTracker()
+    tracker.set_goals(catalog.known)
+    if tracker:
+        delivery_from_logs(tracker, logs, at)
+    boost = tracker.boosts(args.staff_id, cands.banners, at) if tracker else None
     try:
-        result, explanations = explain_request(Ranker(model), args.staff_id, person.attributes, at, cands, history)
+        result, explanations = explain_request(Ranker(model), args.staff_id, person.attributes, at, cands, history,
+                                               boost)
     except ExplainError as e:
         return _error(str(e))
     shown = explanations[:args.slots] if args.slots else explanations
@@ -75,7 +103,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"staff_id": args.staff_id, "at": format_ts(at), "model_version": result.model_version,
                           "candidates": len(cands),
                           "ranking": [{"banner_id": e.banner_id, "position": e.position, "score": e.score,
-                                       "explanation": e.to_dict()} for e in shown]}, ensure_ascii=False, indent=1))
+                                       "explanation": e.to_dict()} for e in shown],
+                          "left_out": [{"banner_id": b, "reason": "cap", "text": t} for b, t in left_out.items()]},
+                         ensure_ascii=False, indent=1))
         return 0
     profile = ", ".join(f"{k} {v}" for k, v in person.attributes.items() if v)
     print(f"{args.staff_id} ({profile}) at {format_ts(at)}, model {result.model_version}: {len(cands)} candidates")
@@ -86,4 +116,6 @@ def run(args: argparse.Namespace) -> int:
         for r in e.reasons:
             print(f"  {'placed' if r.decisive else 'note':>8}  {r.kind:<30}  {r.text}")
         print(f"  {e.sentence}")
+    for banner_id, why in left_out.items():
+        print(f"\nleft out  {banner_id}: {why}")
     return 0
