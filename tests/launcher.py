@@ -87,6 +87,10 @@ class ServeProcess:
         self.stop()
         raise RuntimeError(f"server did not become ready in {ready_timeout:g} s")
 
+    def output(self) -> str:
+        """What the server printed so far."""
+        return self._read_output()
+
     def _read_output(self) -> str:
         self._output.seek(0)
         return self._output.read().decode(errors="replace")

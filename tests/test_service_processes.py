@@ -28,8 +28,11 @@ def alive(pid: int) -> bool:
 def worker_pids(server: ServeProcess, tries: int = 40) -> set[int]:
     pids = set()
     for _ in range(tries):  # a new connection each time: the kernel spreads them over the workers
-        with httpx.Client(base_url=server.url, timeout=5) as http:
-            pids.add(http.get("/readyz").json()["worker"])
+        try:
+            with httpx.Client(base_url=server.url, timeout=5) as http:
+                pids.add(http.get("/readyz").json()["worker"])
+        except httpx.ConnectError as e:  # the server is gone: say what it said
+            raise AssertionError(f"{e}; the server's output:\n{server.output()[-4000:]}") from None
     return pids
 
 
