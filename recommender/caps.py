@@ -164,6 +164,17 @@ class ExposureLedger:
         return (f"shown to you {_times(n)} without a click in the last {cap.unclicked_days:g} days (its cap: "
                 f"{cap.unclicked_impressions} unclicked in {cap.unclicked_days:g} days)")
 
+    def reasons(self, staff_id: str, banners: Sequence[Banner], ts: float,
+                default: FrequencyCap | None = None) -> dict[str, str]:
+        """For each of ``banners`` this person reached the cap of at ``ts``: why, in words."""
+        out = {}
+        for b in banners:
+            cap = cap_of(b, default)
+            why = None if cap is None else self.reason(staff_id, b.banner_id, cap, ts)
+            if why is not None:
+                out[b.banner_id] = why
+        return out
+
     def capped(self, staff_id: str, banners: Sequence[Banner], ts: float,
                default: FrequencyCap | None = None) -> set[str]:
         """The ids of ``banners`` that ``staff_id`` may not see at ``ts``."""

@@ -22,7 +22,7 @@ from typing import Iterable
 
 import numpy as np
 
-from recommender.caps import ExposureLedger, any_caps, cap_of
+from recommender.caps import ExposureLedger
 from recommender.goals import DeliveryTracker, GoalProgress
 from recommender.domain import Banner, FrequencyCap
 
@@ -112,18 +112,12 @@ class OnlineHistory:
     def cap_reasons(self, staff_id: str, banners: list[Banner], ts: float,
                     default: FrequencyCap | None) -> dict[str, str]:
         """For each of ``banners`` this person reached the cap of: why, in words."""
-        out = {}
         with self._lock:
-            for b in banners:
-                cap = cap_of(b, default)
-                why = None if cap is None else self.exposure.reason(staff_id, b.banner_id, cap, ts)
-                if why is not None:
-                    out[b.banner_id] = why
-        return out
+            return self.exposure.reasons(staff_id, banners, ts, default)
 
     def capped(self, staff_id: str, banners: list[Banner], ts: float, default: FrequencyCap | None) -> set[str]:
         """The ids of ``banners`` that ``staff_id`` may not see at ``ts`` (their caps)."""
-        if not any_caps(banners, default):
+        if not (self._cap_all or self._capped_ids):  # the catalog has no cap: nothing to look up
             return set()
         with self._lock:
             return self.exposure.capped(staff_id, banners, ts, default)

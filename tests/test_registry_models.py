@@ -112,22 +112,16 @@ def test_load_refuses_metadata_that_names_another_feature_definition(small_click
         load_model(folder)
 
 
-def test_a_trained_model_with_nan_weights_is_refused_by_the_service(small_click_model, small_province, tmp_path):
-    """It loads (its checksums match), but every ranking would fall back: refused at reload."""
-    import copy
-
-    import numpy as np
-
+def _reload_to(bad, small_click_model, small_province, tmp_path):
+    """A service serving ``small_click_model`` as "good", asked to reload to the model
+    ``bad`` (an artifact): the reload's report, and the version served after it."""
     from recommender.store import open_store
     from service.config import parse_config
     from service.engine import RankingEngine
-    from training.artifact import ModelArtifact
 
-    broken = copy.deepcopy(small_click_model.estimator)
-    broken.coef_[0, :5] = np.nan
     models = tmp_path / "models"
     small_click_model.save(models / "good", {"version": "good"})
-    ModelArtifact(small_click_model.encoder, broken, "logistic").save(models / "nan", {"version": "nan"})
+    bad.save(models / "bad", {"version": "bad"})
     cfg = parse_config({"service": {"db": "events.db", "models": "models",
                                     "banners": str(small_province / "banners.json"),
                                     "staff": str(small_province / "staff.csv")},
@@ -138,13 +132,28 @@ def test_a_trained_model_with_nan_weights_is_refused_by_the_service(small_click_
     engine.start(background=False)
     try:
         assert engine.rank("s-000001").result.model_version == "good"
-        reg.promote("nan")
+        reg.promote("bad")
         report = engine.reload()
-        assert not report.ok and report.arms["A"]["status"] == "kept"
-        assert "not finite" in report.arms["A"]["error"]
-        assert engine.rank("s-000001").result.model_version == "good"
+        return report, engine.rank("s-000001").result.model_version
     finally:
         engine.close()
+
+
+def test_a_trained_model_with_nan_weights_is_refused_by_the_service(small_click_model, small_province, tmp_path):
+    """It loads (its checksums match), but every ranking would fall back: refused at reload."""
+    import copy
+
+    import numpy as np
+
+    from training.artifact import ModelArtifact
+
+    broken = copy.deepcopy(small_click_model.estimator)
+    broken.coef_[0, :5] = np.nan
+    report, served = _reload_to(ModelArtifact(small_click_model.encoder, broken, "logistic"),
+                                small_click_model, small_province, tmp_path)
+    assert not report.ok and report.arms["A"]["status"] == "kept"
+    assert "not finite" in report.arms["A"]["error"]
+    assert served == "good"
 
 
 def test_models_list_and_show_say_what_a_version_is(small_click_model, tmp_path, capsys):
@@ -170,28 +179,11 @@ def test_a_model_whose_history_features_decay_otherwise_is_refused(small_click_m
     import copy
     from dataclasses import replace
 
-    from recommender.store import open_store
-    from service.config import parse_config
-    from service.engine import RankingEngine
     from training.artifact import ModelArtifact
 
     encoder = copy.deepcopy(small_click_model.encoder)
     encoder.config = replace(encoder.config, half_life_days=14.0)
-    models = tmp_path / "models"
-    small_click_model.save(models / "good", {"version": "good"})
-    ModelArtifact(encoder, small_click_model.estimator, "logistic").save(models / "slow", {"version": "slow"})
-    cfg = parse_config({"service": {"db": "events.db", "models": "models",
-                                    "banners": str(small_province / "banners.json"),
-                                    "staff": str(small_province / "staff.csv")},
-                        "keys": {"admin": ["a"]}}, tmp_path)
-    reg = ModelRegistry(models)
-    reg.promote("good")
-    engine = RankingEngine(cfg, open_store(cfg.db), registry=reg)
-    engine.start(background=False)
-    try:
-        reg.promote("slow")
-        report = engine.reload()
-        assert not report.ok and "half-life of 14 days" in report.arms["A"]["error"]
-        assert engine.rank("s-000001").result.model_version == "good"
-    finally:
-        engine.close()
+    report, served = _reload_to(ModelArtifact(encoder, small_click_model.estimator, "logistic"),
+                                small_click_model, small_province, tmp_path)
+    assert not report.ok and "half-life of 14 days" in report.arms["A"]["error"]
+    assert served == "good"

@@ -6,6 +6,8 @@ import json
 import sys
 import time
 
+from ._options import default_cap
+
 
 def register(sub) -> None:
     p = sub.add_parser("evaluate", help="estimate from logs how many clicks ranking policies would get (IPS, SNIPS, DM, DR)")
@@ -53,15 +55,10 @@ def run(args: argparse.Namespace) -> int:
     from training.ope.evaluate import evaluate, format_table, resolve_policy
     from training.ope.reward import click_matrix, fit_reward_model
 
-    default_cap = None
-    if args.default_cap:
-        from recommender.contracts.banners import cap_from_dict
-        from recommender.errors import FieldError
-
-        try:
-            default_cap = cap_from_dict(json.loads(args.default_cap), "--default-cap")
-        except (ValueError, FieldError) as e:
-            return _error(f"--default-cap: {e}")
+    try:
+        cap = default_cap(args.default_cap)
+    except ValueError as e:
+        return _error(str(e))
     t0 = time.perf_counter()
     staff = load_staff(args.staff)
     catalog = load_banners(args.banners)
@@ -76,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         if len(log) == 0:
             return _error(f"{args.impressions}: no impression at or after {args.since}: give an earlier --since")
     try:
-        bandit = build_bandit(log, catalog, staff, args.slots, history_logs=history, default_cap=default_cap)
+        bandit = build_bandit(log, catalog, staff, args.slots, history_logs=history, default_cap=cap)
         policies = [resolve_policy(spec, bandit, args.epsilon) for spec in args.policy]
         model, model_name = fit_reward_model(staff, catalog, log, history)
         q = click_matrix(bandit, model)

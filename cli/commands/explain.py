@@ -13,6 +13,8 @@ import argparse
 import json
 import sys
 
+from ._options import default_cap
+
 
 def register(sub) -> None:
     p = sub.add_parser("explain", help="explain one staff member's ranking: each score in parts, and why each place")
@@ -40,24 +42,20 @@ def run(args: argparse.Namespace) -> int:
 
     from features.pipeline import history_from_logs
     from recommender.candidates import Candidates, select_candidates
-    from recommender.caps import cap_of, ledger_from_logs
-    from recommender.goals import DeliveryTracker, delivery_from_logs
+    from recommender.caps import ledger_from_logs
     from recommender.contracts import load_banners, load_impressions, load_staff
     from recommender.explain import ExplainError, explain_request
+    from recommender.goals import DeliveryTracker, delivery_from_logs
     from recommender.ranker import Ranker
     from recommender.timeutil import format_ts, parse_ts
     from training.artifact import ArtifactError, load_model
 
     if args.slots is not None and args.slots < 1:
         return _error("--slots must be at least 1")
-    default_cap = None
-    if args.default_cap:
-        from recommender.contracts.banners import cap_from_dict
-
-        try:
-            default_cap = cap_from_dict(json.loads(args.default_cap), "--default-cap")
-        except ValueError as e:
-            return _error(f"--default-cap: {e}")
+    try:
+        cap = default_cap(args.default_cap)
+    except ValueError as e:
+        return _error(str(e))
     at = None
     if args.at is not None:
         try:
@@ -79,14 +77,9 @@ def run(args: argparse.Namespace) -> int:
         at = time.time() if last is None else last + 1.0
     person = staff.get(args.staff_id)
     cands = select_candidates(catalog, person.attributes, at, None)
-    left_out: dict[str, str] = {}
-    ledger = ledger_from_logs(logs, catalog, default_cap)
-    if ledger is not None:
-        for b in cands.banners:
-            cap = cap_of(b, default_cap)
-            why = None if cap is None else ledger.reason(args.staff_id, b.banner_id, cap, at)
-            if why is not None:
-                left_out[b.banner_id] = why
+    ledger = ledger_from_logs(logs, catalog, cap)
+    left_out = {} if ledger is None else ledger.reasons(args.staff_id, cands.banners, at, cap)
+    if left_out:
         cands = Candidates([b for b in cands.banners if b.banner_id not in left_out], cands.n_unknown)
     tracker = DeliveryTracker()
     tracker.set_goals(catalog.known)

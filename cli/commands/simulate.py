@@ -7,6 +7,8 @@ import time
 
 from simulator import SimulationConfig, simulate
 
+from ._options import default_cap
+
 
 def register(sub) -> None:
     d = SimulationConfig()
@@ -33,17 +35,13 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("error: --staff, --days and --slots must be at least 1")
     if not 0 < args.active_share <= 1:
         raise SystemExit("error: --active-share must be in (0, 1]")
-    default_cap = None
-    if args.default_cap:
-        from recommender.contracts.banners import cap_from_dict
-
-        try:
-            default_cap = cap_from_dict(json.loads(args.default_cap), "--default-cap")
-        except ValueError as e:
-            raise SystemExit(f"error: --default-cap: {e}")
+    try:
+        cap = default_cap(args.default_cap)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}")
     cfg = SimulationConfig(staff=args.staff, days=args.days, active_share=args.active_share, slots=args.slots,
                            logging=args.logging, epsilon=args.epsilon, start=args.start, seed=args.seed,
-                           default_cap=default_cap)
+                           default_cap=cap)
     t = time.perf_counter()
     summary = simulate(args.out, cfg)
     took = time.perf_counter() - t
