@@ -26,6 +26,9 @@ from typing import Mapping, Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from .counters import history_matrix
+from .kernel import N_NUMERIC, numeric_rows
+
 DAY = 86400.0
 STANDARD_CATEGORIES = ("policy", "info", "custom", "survey", "event")
 
@@ -59,6 +62,7 @@ NUMERIC_FEATURES = (
     "log_ever_views_banner", "log_ever_clicks_category", "log_ever_views_category", "affinity_category_all_time",
     "global_ctr", "log_global_views",
 )
+assert len(NUMERIC_FEATURES) == N_NUMERIC  # the kernel writes them in this order
 
 
 def _vocab(values) -> dict[str, int]:
@@ -82,16 +86,6 @@ def popularity(global_clicks, global_views, base_rate: float, prior_strength: fl
     definition behind the popularity baseline of training, the popularity policy of
     offline evaluation, the simulator's logging policy and the quality benchmark."""
     return smoothed_rate(global_clicks, global_views, base_rate, prior_strength)
-
-
-def _logit(p):
-    p = np.minimum(np.maximum(p, 1e-6), 1 - 1e-6)  # np.clip, at a fraction of its per-call cost
-    return np.log(p) - np.log1p(-p)
-
-
-def _scalar_logit(p: float) -> float:
-    p = min(max(p, 1e-6), 1 - 1e-6)
-    return math.log(p) - math.log1p(-p)
 
 
 @dataclass
@@ -287,44 +281,16 @@ class FeatureEncoder:
         )
 
     # ---- numeric features from history ---------------------------------------------
-    # NUMERIC_FEATURES columns filled from one log1p of count-like inputs, and from one
-    # logit of smoothed rates. Few array operations: the service scores a handful of rows
-    # per request, where each numpy call costs more than its arithmetic.
-    _LOG1P_COLS = np.array([0, 3, 5, 6, 10, 12, 13, 14, 17], dtype=np.intp)
-    _RATE_COLS = np.array([7, 8, 16], dtype=np.intp)
-    # history counters in one block: rows 0-7 are log1p inputs (after age and hours), rows
-    # 8-11 clicks and 12-15 views of the category, person, banner-global and all-time
-    # category rates, then the completion flag
-    _HIST_BLOCK = ("views_banner", "clicks_category", "views_category", "hours_since_click", "ever_views_banner",
-                   "ever_clicks_category", "ever_views_category", "global_views",
-                   "clicks_category", "clicks_person", "global_clicks", "ever_clicks_category",
-                   "views_category", "views_person", "global_views", "ever_views_category",
-                   "ever_clicked_banner")
-
     def numeric(self, banner_rows: BannerArrays, banner_idx: np.ndarray, ts: np.ndarray, hist: Mapping[str, np.ndarray]) -> np.ndarray:
-        a, m = self.config.prior_strength, self.base_rate_
+        """The NUMERIC_FEATURES of rows (banner banner_idx[i] at ts[i], with the history
+        counters ``hist`` of their person): the compiled kernel (features.kernel) the
+        service's scoring calls too."""
         n = len(ts)
-        start = banner_rows.start[banner_idx]
-        open_ended = np.isnan(start)
-        h = np.empty((1 + len(self._HIST_BLOCK), n))
-        # days since the banner's start (0 when open-ended: fmax ignores the nan)
-        np.fmax(np.subtract(ts, start, out=h[0]), 0.0, out=h[0])
-        h[0] /= DAY
-        h[1:] = [hist[k] for k in self._HIST_BLOCK]
-        never = np.isnan(h[4])
-        h[4][never] = 0.0
-        out = np.empty((len(NUMERIC_FEATURES), n))
-        out[self._LOG1P_COLS] = np.log1p(h[:9])
-        # category, person, banner-global (popularity) and all-time category click rates
-        rates = _logit(smoothed_rate(h[9:13], h[13:17], m, a))
-        out[self._RATE_COLS] = rates[:3]
-        out[1] = open_ended
-        out[2] = banner_rows.targeted[banner_idx]
-        out[4] = h[17]
-        np.subtract(rates[0], rates[1], out=out[9])
-        out[11] = never
-        np.subtract(rates[3], _scalar_logit(m), out=out[15])
-        return out.T
+        out = np.empty((n, len(NUMERIC_FEATURES)))
+        numeric_rows(history_matrix(hist, n), np.ascontiguousarray(ts, dtype=np.float64),
+                     np.ascontiguousarray(banner_rows.start[banner_idx]), np.ascontiguousarray(banner_rows.targeted[banner_idx]),
+                     self.base_rate_, float(self.config.prior_strength), out)
+        return out
 
     def popularity(self, hist: Mapping[str, np.ndarray]) -> np.ndarray:
         """Each banner's smoothed global click rate before the request: the popularity order."""

@@ -1,8 +1,14 @@
-"""Click history: who saw and clicked which banner when, queried point-in-time.
+"""Click history: who saw and clicked which banner when, as the features read it.
 
-A ``History`` is built from logged impressions (training, batch ranking) or from the
-service's online events; both go through the same class, so the click-history features
-are computed by one code path. Every query at time t sees only events strictly before t.
+Both classes keep their counters in the arrays of ``features.counters`` and read them
+with its compiled functions, so there is one definition of every counter:
+
+- ``History`` (training, batch ranking, offline evaluation) answers point-in-time: a
+  query at t sees only the events strictly before t. It replays the events in time order
+  and reads each query just before the events of its own time.
+- ``RunningHistory`` (the service) keeps the counters up to date event by event: a
+  read-only ``base`` built once from the history at start (which the service's workers
+  map from one file) plus a growing ``delta`` of what happened since.
 """
 from __future__ import annotations
 
@@ -12,8 +18,12 @@ from typing import Sequence
 
 import numpy as np
 
+from pathlib import Path
+
+from .counters import (REBASE, CounterArrays, HistoryRows, N_HIST, add_events, add_online, build_fixed,
+                       gather_person, load_counters, rescale, save_counters, sweep)
+from .kernel import score_person
 from .lru import LRU
-from .pointintime import EventIndex, TimeRanks
 
 
 @dataclass
@@ -60,8 +70,8 @@ def _codes(values, vocab: dict[str, int]) -> np.ndarray:
 
 
 class History:
-    """Point-in-time counters over events, keyed by person, person x banner, person x
-    category and banner. Decayed sums use a half-life (days)."""
+    """Point-in-time counters over events: person, person x banner, person x category and
+    banner. Decayed sums use a half-life (days)."""
 
     def __init__(self, events: Events, half_life_days: float = 7.0):
         self.half_life_days = float(half_life_days)
@@ -74,21 +84,17 @@ class History:
         s = _codes(events.staff, self.staff_vocab)
         b = _codes(events.banner, self.banner_vocab)
         c = _codes(events.category, self.cat_vocab)
-        clicked = np.asarray(events.clicked) > 0
-        # growth weights: decayed sum at t = exp(-(t - t_ref)/tau) * sum exp((t_j - t_ref)/tau)
-        w = np.exp((ts - self.t_ref) / self.tau)
-        self._nb = max(len(self.banner_vocab), 1)
-        self._nc = max(len(self.cat_vocab), 1)
+        order = np.argsort(ts, kind="stable")
         self.n_events = len(ts)
-        sb = s * self._nb + b
-        sc = s * self._nc + c
-        self.ranks = TimeRanks(ts)
-        r = self.ranks
-        # one index per key kind, each answering for views and (through ``clicked``) clicks
-        self.by_sb = EventIndex(sb, ts, w, r, clicked)
-        self.by_sc = EventIndex(sc, ts, w, r, clicked)
-        self.by_s = EventIndex(s, ts, w, r, clicked)
-        self.by_b = EventIndex(b, ts, None, r, clicked)
+        self._ts = ts[order]
+        self._p = s[order].astype(np.int32)
+        self._b = b[order].astype(np.int32)
+        self._clicked = (np.asarray(events.clicked) > 0)[order]
+        # growth weights: decayed sum at t = exp(-(t - t_ref)/tau) * sum exp((t_j - t_ref)/tau)
+        self._w = np.exp((self._ts - self.t_ref) / self.tau)
+        self._layout, jb, jc = build_fixed(self._p, self._b, c[order].astype(np.int32), len(self.staff_vocab),
+                                           len(self.banner_vocab), len(self.cat_vocab))
+        self._jb, self._jc = jb.astype(np.int32), jc.astype(np.int32)
 
     @classmethod
     def empty(cls, half_life_days: float = 7.0) -> "History":
@@ -109,75 +115,44 @@ class History:
         """``query`` of one person's rows at one time."""
         return self.query([staff] * len(banner), banner, category, np.full(len(banner), float(ts)))
 
-    def query_codes(self, s: np.ndarray, b: np.ndarray, c: np.ndarray, ts) -> dict[str, np.ndarray]:
-        ts = np.asarray(ts, dtype=np.float64)
-        known_s = s >= 0
-        sb = np.where(known_s & (b >= 0), s * self._nb + b, -1)
-        sc = np.where(known_s & (c >= 0), s * self._nc + c, -1)
-        qr = self.ranks.of_queries(ts)
-        decay = np.exp(-(ts - self.t_ref) / self.tau)
-        sb_ = self.by_sb.bounds(sb, qrank=qr)
-        sc_ = self.by_sc.bounds(sc, qrank=qr)
-        s_ = self.by_s.bounds(s, qrank=qr)
-        b_ = self.by_b.bounds(b, qrank=qr)
-        last_click = self.by_s.last_click(s_)
-        return {
-            "views_banner": self.by_sb.total(sb_) * decay,
-            "clicks_banner": self.by_sb.click_total(sb_) * decay,
-            "ever_clicked_banner": (self.by_sb.click_count(sb_) > 0).astype(np.float64),
-            "ever_views_banner": self.by_sb.count(sb_).astype(np.float64),
-            "views_category": self.by_sc.total(sc_) * decay,
-            "ever_views_category": self.by_sc.count(sc_).astype(np.float64),
-            "ever_clicks_category": self.by_sc.click_count(sc_).astype(np.float64),
-            "clicks_category": self.by_sc.click_total(sc_) * decay,
-            "views_person": self.by_s.total(s_) * decay,
-            "clicks_person": self.by_s.click_total(s_) * decay,
-            "hours_since_click": np.where(np.isnan(last_click), np.nan, (ts - last_click) / 3600.0),
-            "global_views": self.by_b.count(b_).astype(np.float64),
-            "global_clicks": self.by_b.click_count(b_).astype(np.float64),
-        }
+    def query_codes(self, s: np.ndarray, b: np.ndarray, c: np.ndarray, ts) -> HistoryRows:
+        ts = np.ascontiguousarray(np.broadcast_to(np.asarray(ts, dtype=np.float64), np.shape(s)))
+        counters = self._fresh_counters()
+        out = np.empty((len(ts), N_HIST))
+        sweep(counters.as_tuple(), self.t_ref, self.tau, self._p, self._jb, self._jc, self._b, self._w,
+              self._clicked, self._ts, np.asarray(s, dtype=np.int64), np.asarray(b, dtype=np.int64),
+              np.asarray(c, dtype=np.int64), ts, np.argsort(ts, kind="stable"), CounterArrays().as_tuple(), out)
+        return HistoryRows(out)
 
-
-# Running totals of one key: [impressions, their growth-weighted sum, clicked impressions,
-# their weighted sum] (see History). A plain list: a query copies whole totals with one
-# list.extend per key instead of reading four attributes.
-VIEWS, VIEWS_W, CLICKS, CLICKS_W = range(4)
-
-
-def _sums() -> list:
-    return [0, 0.0, 0, 0.0]
-
-
-class _Person:
-    __slots__ = ("total", "banners", "categories", "last_click")
-
-    def __init__(self) -> None:
-        self.total = _sums()
-        self.banners: dict[str, list] = {}
-        self.categories: dict[str, list] = {}
-        self.last_click = float("nan")
+    def _fresh_counters(self) -> CounterArrays:
+        """The events' row layout with every counter at zero (a replay counts into it)."""
+        layout = self._layout
+        out = CounterArrays(len(layout.person), len(layout.glob))
+        for name in ("pb_start", "pb_len", "pb_cap", "pb_key", "pc_start", "pc_len", "pc_cap", "pc_key", "used"):
+            setattr(out, name, getattr(layout, name))
+        out.pb_val = np.zeros_like(layout.pb_val)
+        out.pc_val = np.zeros_like(layout.pc_val)
+        return out
 
 
 class _ListCodes:
-    """A candidate list as RunningHistory reads it: each banner's code (0 when the
-    history has not seen it yet), its distinct categories and each row's category slot."""
+    """A candidate list as RunningHistory reads it: each banner's and category's code (-1
+    while the history has not seen it)."""
 
-    __slots__ = ("category", "codes", "complete", "n_codes", "distinct_categories", "category_slot")
+    __slots__ = ("category", "banners", "categories", "complete", "n_codes")
 
-    def __init__(self, banner: list[str], category: list[str], banner_code: dict[str, int]):
+    def __init__(self, banner: list[str], category: list[str], banner_code: dict[str, int], cat_code: dict[str, int]):
         self.category = category
-        self.codes = np.fromiter((banner_code.get(b, 0) for b in banner), dtype=np.intp, count=len(banner))
-        self.complete = bool(np.all(self.codes > 0))  # else: looked up again once the history grows
-        self.n_codes = len(banner_code)
-        slot = {c: j for j, c in enumerate(dict.fromkeys(category))}
-        self.distinct_categories = list(slot)
-        self.category_slot = np.fromiter((slot[c] for c in category), dtype=np.intp, count=len(category))
+        self.banners = np.fromiter((banner_code.get(b, -1) for b in banner), dtype=np.int64, count=len(banner))
+        self.categories = np.fromiter((cat_code.get(c, -1) for c in category), dtype=np.int64, count=len(category))
+        self.complete = bool(np.all(self.banners >= 0) and np.all(self.categories >= 0))
+        self.n_codes = len(banner_code) + len(cat_code)  # else: looked up again once the history grows
 
 
 class RunningHistory:
     """The counters of ``History`` kept up to date event by event, for the service: an
-    impression or a click costs a few dictionary updates instead of rebuilding an index,
-    and memory grows with the people and banners seen, not with the events.
+    impression or a click costs one compiled update, a request one compiled read, and
+    memory grows with the person x banner pairs seen, not with the events.
 
     It answers ``query`` exactly as a History built over the same events would, for query
     times after every event it holds (the service's case: it learns of an event after it
@@ -188,219 +163,223 @@ class RunningHistory:
     MAX_CANDIDATE_LISTS = 1024  # a province's profiles each have their eligible list
 
     def __init__(self, half_life_days: float = 7.0, t_ref: float | None = None):
-        """``t_ref``: the origin of the growth weights (default: the time of the first
-        impression added, or the latest of a first bulk load); any origin gives the same
-        answers (it moves forward by itself when weights would grow too large)."""
+        """``t_ref``: the origin of the growth weights of what is added one event at a time
+        (default: the first such event's time); any origin gives the same answers (it moves
+        forward by itself when weights would grow too large)."""
         self.half_life_days = float(half_life_days)
         self.tau = self.half_life_days * 86400.0 / np.log(2.0)
         self.t_ref = t_ref
-        self._people: dict[str, _Person] = {}
-        # everyone's impressions and clicks per banner, in arrays by banner code (code 0:
-        # no banner, always zero), so a request reads its candidates' totals in one step
-        self._banner_code: dict[str, int] = {}
-        self._global = np.zeros((2, 64))
-        self._views_at, self._clicks_at = memoryview(self._global[0]), memoryview(self._global[1])
+        self.base = CounterArrays()
+        self.base_tref = 0.0
+        self.delta = CounterArrays()
+        self._staff: dict[str, int] = {}
+        self._staff_ids: list[str] = []
+        self._banner: dict[str, int] = {}
+        self._category: dict[str, int] = {}
         self._lists: LRU[tuple[str, ...], _ListCodes] = LRU(self.MAX_CANDIDATE_LISTS)
         self.n_events = 0
 
     def __len__(self) -> int:
         return self.n_events
 
-    @property
-    def n_people(self) -> int:
-        return len(self._people)
-
-    # growth weights stay below exp(REBASE): past that the origin moves up to the new event
-    # (a history file spanning decades, or a service running for years, cannot overflow)
-    REBASE = 50.0
-
-    def _weight(self, ts: float) -> float:
-        if self.t_ref is None:
-            self.t_ref = float(ts)
-        elif ts - self.t_ref > self.REBASE * self.tau:
-            self._rebase(float(ts))
-        return math.exp((ts - self.t_ref) / self.tau)  # far before t_ref: 0.0 (fully decayed)
-
-    def _code(self, banner: str) -> int:
-        code = self._banner_code.get(banner)
-        if code is None:
-            code = self._banner_code[banner] = len(self._banner_code) + 1
-            if code >= self._global.shape[1]:
-                grown = np.zeros((2, 2 * code))
-                grown[:, :self._global.shape[1]] = self._global
-                self._global = grown
-                # item updates through memoryviews: a numpy scalar update costs ~20x more
-                self._views_at, self._clicks_at = memoryview(grown[0]), memoryview(grown[1])
-        return code
-
-    def _list_codes(self, banner: Sequence[str], category: Sequence[str]) -> "_ListCodes":
-        """Banner codes and distinct categories of a candidate list, kept for the next
-        request with the same banners (looked up again once the history has grown, if it
-        had not seen them all)."""
-        key = tuple(banner)
-        hit = self._lists.get(key)
-        if hit is not None and hit.category == category and (hit.complete or hit.n_codes == len(self._banner_code)):
-            return hit
-        return self._lists.put(key, _ListCodes(list(banner), list(category), self._banner_code))
-
-    def _rebase(self, t_ref: float) -> None:
-        """Move the weights' origin forward: every weighted sum scales by
-        exp(-(new - old) / tau) (what the decay at query time would have applied)."""
-        f = math.exp(-(t_ref - self.t_ref) / self.tau)
-        for p in self._people.values():
-            for sums in (p.total, *p.banners.values(), *p.categories.values()):
-                sums[VIEWS_W] *= f
-                sums[CLICKS_W] *= f
-        self.t_ref = t_ref
-
-    def add_impression(self, staff: str, banner: str, category: str, ts: float) -> None:
-        p = self._people.get(staff)
-        if p is None:
-            p = self._people[staff] = _Person()
-        w = self._weight(ts)
-        for sums in (p.total, p.banners.get(banner) or p.banners.setdefault(banner, _sums()),
-                     p.categories.get(category) or p.categories.setdefault(category, _sums())):
-            sums[VIEWS] += 1
-            sums[VIEWS_W] += w
-        self._views_at[self._code(banner)] += 1
-        self.n_events += 1
-
-    def add_click(self, staff: str, banner: str, category: str, ts: float) -> None:
-        """Mark one impression (added before, at ``ts``) clicked. The caller makes sure an
-        impression is marked once."""
-        p = self._people[staff]
-        w = self._weight(ts)
-        for sums in (p.total, p.banners[banner], p.categories[category]):
-            sums[CLICKS] += 1
-            sums[CLICKS_W] += w
-        self._clicks_at[self._code(banner)] += 1
-        p.last_click = ts if np.isnan(p.last_click) else max(p.last_click, ts)
-
-    def people(self) -> list[str]:
-        """The staff ids it holds counters of."""
-        return list(self._people)
-
-    def forget(self, staff: str) -> int:
-        """Remove one person: their own counters, and their impressions and clicks from
-        every banner's global counts (as if they had never been added); the number of
-        impressions removed."""
-        p = self._people.pop(staff, None)
-        if p is None:
-            return 0
-        for banner, sums in p.banners.items():
-            code = self._code(banner)
-            self._global[0, code] -= sums[VIEWS]
-            self._global[1, code] -= sums[CLICKS]
-        self.n_events -= p.total[VIEWS]
-        return p.total[VIEWS]
-
+    # -- the base: built once from many events, or mapped from a saved one ----------------
     def add_events(self, events: Events) -> None:
-        """Many impressions with their clicks at once (the history loaded at start): the
-        same totals as add_impression and add_click one event at a time, summed by key
-        with numpy first."""
+        """Many impressions with their clicks at once (the history loaded at start): into
+        the base when nothing is held yet, else one at a time into the delta."""
         if not len(events):
+            return
+        if self.n_events or len(self.base.person):
+            self._add_one_by_one(events)
             return
         sv: dict[str, int] = {}
         bv: dict[str, int] = {}
         cv: dict[str, int] = {}
         s, b, c = _codes(events.staff, sv), _codes(events.banner, bv), _codes(events.category, cv)
+        # only the people, banners and categories with events (a vocabulary may hold more)
+        s_used, s = np.unique(s, return_inverse=True)
+        b_used, b = np.unique(b, return_inverse=True)
+        c_used, c = np.unique(c, return_inverse=True)
         staff_ids, banner_ids, cat_ids = list(sv), list(bv), list(cv)
         ts = np.asarray(events.ts, dtype=np.float64)
-        clicked = (np.asarray(events.clicked) > 0).astype(np.float64)
+        self.base_tref = float(ts.max())  # weights <= 1; events decades older underflow to 0
+        p, b, c = s.reshape(-1).astype(np.int32), b.reshape(-1).astype(np.int32), c.reshape(-1).astype(np.int32)
+        base, jb, jc = build_fixed(p, b, c, len(s_used), len(b_used), len(c_used))
+        add_events(base.as_tuple(), p, jb, jc, b, np.exp((ts - self.base_tref) / self.tau),
+                   np.asarray(events.clicked) > 0, ts)
+        self._set_base(base, [staff_ids[i] for i in s_used.tolist()], [banner_ids[i] for i in b_used.tolist()],
+                       [cat_ids[i] for i in c_used.tolist()], len(ts))
+
+    def _add_one_by_one(self, events: Events) -> None:
+        staff, banner, category = _ids(events.staff), _ids(events.banner), _ids(events.category)
+        for i in range(len(events)):
+            self.add_impression(staff[i], banner[i], category[i], float(events.ts[i]))
+            if events.clicked[i]:
+                self.add_click(staff[i], banner[i], category[i], float(events.ts[i]))
+
+    def _set_base(self, base: CounterArrays, staff_ids: list[str], banner_ids: list[str], cat_ids: list[str],
+                  n_events: int) -> None:
+        self.base = base
+        self._staff_ids = list(staff_ids)
+        self._staff = {s: i for i, s in enumerate(self._staff_ids)}
+        self._banner = {b: i for i, b in enumerate(banner_ids)}
+        self._category = {c: i for i, c in enumerate(cat_ids)}
+        self.n_events = n_events
+        self.delta = CounterArrays()
+        self.delta.reserve(len(self._staff_ids), len(self._banner), 0, 0)
+
+    def save_base(self, folder: str | Path) -> None:
+        """Write the base (built by add_events, nothing added since) for ``from_base``."""
+        if self.delta.used.any():
+            raise ValueError("save_base saves a base alone: events were added since it was built")
+        save_counters(Path(folder), self.base, {
+            "half_life_days": self.half_life_days, "t_ref": self.base_tref, "n_events": self.n_events,
+            "staff": self._staff_ids, "banners": list(self._banner), "categories": list(self._category)})
+
+    @classmethod
+    def from_base(cls, folder: str | Path, t_ref: float | None = None) -> "RunningHistory":
+        """A RunningHistory over a saved base, mapped read-only from its files (one copy
+        in memory however many processes map it)."""
+        base, meta = load_counters(Path(folder))
+        base.dropped = np.array(base.dropped)  # forgetting someone marks their base row: a private copy
+        out = cls(meta["half_life_days"], t_ref)
+        out.base_tref = float(meta["t_ref"])
+        out._set_base(base, meta["staff"], meta["banners"], meta["categories"], int(meta["n_events"]))
+        return out
+
+    # -- one event at a time: the delta -----------------------------------------------------
+    def _weight(self, ts: float) -> float:
         if self.t_ref is None:
-            self.t_ref = float(ts.max())  # weights <= 1; events decades older underflow to 0
-        elif float(ts.max()) - self.t_ref > self.REBASE * self.tau:
-            self._rebase(float(ts.max()))
-        w = np.exp((ts - self.t_ref) / self.tau)
+            self.t_ref = float(ts)
+        elif ts - self.t_ref > REBASE * self.tau:
+            rescale(self.delta.as_tuple(), math.exp(-(ts - self.t_ref) / self.tau))
+            self.t_ref = float(ts)
+        return math.exp((ts - self.t_ref) / self.tau)  # far before t_ref: 0.0 (fully decayed)
 
-        def totals(key: np.ndarray):
-            uniq, inv = np.unique(key, return_inverse=True)
-            inv = inv.reshape(-1)
-            m = len(uniq)
-            return uniq, zip(np.bincount(inv, minlength=m).tolist(), np.bincount(inv, weights=w, minlength=m).tolist(),
-                             np.bincount(inv, weights=clicked, minlength=m).astype(np.int64).tolist(),
-                             np.bincount(inv, weights=w * clicked, minlength=m).tolist())
+    def _row(self, staff: str) -> int:
+        p = self._staff.get(staff)
+        if p is None:
+            p = self._staff[staff] = len(self._staff_ids)
+            self._staff_ids.append(staff)
+        return p
 
-        def add(sums: list, v: int, vw: float, k: int, kw: float) -> None:
-            sums[VIEWS] += v
-            sums[VIEWS_W] += vw
-            sums[CLICKS] += k
-            sums[CLICKS_W] += kw
+    def _code(self, vocab: dict[str, int], value: str) -> int:
+        code = vocab.get(value)
+        if code is None:
+            code = vocab[value] = len(vocab)
+        return code
 
-        people: list[_Person | None] = [None] * len(staff_ids)
-        for i in np.unique(s).tolist():  # only the people with events (a vocabulary may hold more)
-            p = self._people.get(staff_ids[i])
-            people[i] = p if p is not None else self._people.setdefault(staff_ids[i], _Person())
-        uniq, rows = totals(s)
-        for key, t in zip(uniq.tolist(), rows):
-            add(people[key].total, *t)
-        nb, nc = max(len(banner_ids), 1), max(len(cat_ids), 1)
-        uniq, rows = totals(s * nb + b)
-        for key, t in zip(uniq.tolist(), rows):
-            d = people[key // nb].banners
-            bid = banner_ids[key % nb]
-            add(d.get(bid) or d.setdefault(bid, _sums()), *t)
-        uniq, rows = totals(s * nc + c)
-        for key, t in zip(uniq.tolist(), rows):
-            d = people[key // nc].categories
-            cid = cat_ids[key % nc]
-            add(d.get(cid) or d.setdefault(cid, _sums()), *t)
-        uniq, rows = totals(b)
-        for key, (v, _vw, k, _kw) in zip(uniq.tolist(), rows):
-            code = self._code(banner_ids[key])
-            self._global[0, code] += v
-            self._global[1, code] += k
-        last = np.full(len(staff_ids), -np.inf)
-        hit = clicked > 0
-        np.maximum.at(last, s[hit], ts[hit])
-        for key in np.flatnonzero(np.isfinite(last)).tolist():
-            p = people[key]
-            p.last_click = float(last[key]) if np.isnan(p.last_click) else max(p.last_click, float(last[key]))
-        self.n_events += len(ts)
+    def add_impressions(self, staff: str, banners: Sequence[str], categories: Sequence[str], ts: float,
+                        clicked: Sequence[bool] | None = None) -> None:
+        """One person's impressions at ``ts`` (a ranking's shown banners), with their clicks."""
+        if not len(banners):
+            return
+        p = self._row(staff)
+        b = np.array([self._code(self._banner, x) for x in banners], dtype=np.int64)
+        c = np.array([self._code(self._category, x) for x in categories], dtype=np.int64)
+        k = np.zeros(len(b), dtype=np.int8) if clicked is None else np.asarray(clicked, dtype=np.int8)
+        self._update(p, b, c, ts, k, False)
+        self.n_events += len(b)
 
-    def query_person(self, staff: str, banner: Sequence[str], category: Sequence[str],
-                     ts: float) -> dict[str, np.ndarray]:
-        """``query`` of one person's rows at one time (a ranking request): the same
-        counters, with the person's totals looked up once, each distinct category once,
-        and per-banner totals copied only for the banners the person has seen."""
-        n = len(banner)
-        p = self._people.get(staff) or _Person()
-        empty = _sums()
+    def add_impression(self, staff: str, banner: str, category: str, ts: float) -> None:
+        self.add_impressions(staff, [banner], [category], ts)
+
+    def add_click(self, staff: str, banner: str, category: str, ts: float) -> None:
+        """Mark one impression (added before, at ``ts``) clicked. The caller makes sure an
+        impression is marked once."""
+        p = self._row(staff)
+        b = np.array([self._code(self._banner, banner)], dtype=np.int64)
+        c = np.array([self._code(self._category, category)], dtype=np.int64)
+        self._update(p, b, c, ts, np.ones(1, dtype=np.int8), True)
+
+    def _update(self, p: int, b: np.ndarray, c: np.ndarray, ts: float, clicked: np.ndarray, click_only: bool) -> None:
+        w = np.full(len(b), self._weight(ts))
+        t = np.full(len(b), float(ts))
+        d = self.delta
+        d.reserve(len(self._staff_ids), len(self._banner), 0, 0)
+        while not add_online(d.as_tuple(), p, b, c, w, clicked, t, click_only):
+            d.reserve(len(self._staff_ids), len(self._banner), 2 * (int(d.pb_len[p]) + len(b)) + 4,
+                      2 * (int(d.pc_len[p]) + len(c)) + 4)
+
+    # -- people ---------------------------------------------------------------------------
+    def _held(self) -> np.ndarray:
+        """Which rows hold someone's counters."""
+        n = len(self._staff_ids)
+        held = np.zeros(n, dtype=bool)
+        held[:min(n, len(self.delta.person))] = self.delta.person[:n, 0] > 0
+        nb = len(self.base.person)
+        held[:nb] |= ~self.base.dropped
+        return held
+
+    @property
+    def n_people(self) -> int:
+        return int(self._held().sum())
+
+    def people(self) -> list[str]:
+        """The staff ids it holds counters of."""
+        return [self._staff_ids[i] for i in np.flatnonzero(self._held()).tolist()]
+
+    def forget(self, staff: str) -> int:
+        """Remove one person: their own counters, and their impressions and clicks from
+        every banner's global counts (as if they had never been added); the number of
+        impressions removed."""
+        p = self._staff.get(staff)
+        if p is None or not self._held()[p]:
+            return 0
+        removed = 0
+        d = self.delta
+        for s in (self.base, d):
+            if p < len(s.person) and not s.dropped[p]:
+                start, n = int(s.pb_start[p]), int(s.pb_len[p])
+                keys, vals = s.pb_key[start:start + n], s.pb_val[start:start + n]
+                np.subtract.at(d.glob[:, 0], keys, vals[:, 0])
+                np.subtract.at(d.glob[:, 1], keys, vals[:, 2])
+                removed += int(round(s.person[p, 0]))
+        if p < len(self.base.person):
+            self.base.dropped[p] = True
+        d.person[p] = 0.0
+        d.last_click[p] = np.nan
+        d.pb_len[p] = 0
+        d.pc_len[p] = 0
+        self.n_events -= removed
+        return removed
+
+    # -- reading --------------------------------------------------------------------------
+    def _list_codes(self, banner: Sequence[str], category: Sequence[str]) -> _ListCodes:
+        """Banner and category codes of a candidate list, kept for the next request with
+        the same banners (looked up again once the history has grown, if it had not seen
+        them all)."""
+        key = tuple(banner)
+        hit = self._lists.get(key)
+        if hit is not None and hit.category == category and (
+                hit.complete or hit.n_codes == len(self._banner) + len(self._category)):
+            return hit
+        return self._lists.put(key, _ListCodes(list(banner), list(category), self._banner, self._category))
+
+    def _person(self, staff: str) -> int:
+        return self._staff.get(staff, -1)
+
+    def query_person(self, staff: str, banner: Sequence[str], category: Sequence[str], ts: float) -> HistoryRows:
+        """``query`` of one person's rows at one time (a ranking request)."""
         codes = self._list_codes(banner, category)
-        g = self._global[:, codes.codes]
-        pb = p.banners
-        seen_rows, seen = [], []
-        for i, b in enumerate(banner):
-            sums = pb.get(b)
-            if sums is not None:
-                seen_rows.append(i)
-                seen.extend(sums)
-        own = np.zeros((n, 4))
-        if seen_rows:
-            own[seen_rows] = np.array(seen, dtype=np.float64).reshape(len(seen_rows), 4)
-        pc = p.categories
-        flat: list = []
-        for c in codes.distinct_categories:
-            flat.extend(pc.get(c, empty))
-        cat = np.array(flat, dtype=np.float64).reshape(-1, 4)[codes.category_slot]
-        decay = math.exp(-(ts - (self.t_ref or 0.0)) / self.tau)
-        total = p.total
-        # >= 0: a ranking synced from a host whose clock runs ahead is not "in the future"
-        hours = max(ts - p.last_click, 0.0) / 3600.0 if not math.isnan(p.last_click) else math.nan
-        person = np.empty((3, n))  # the same for every row
-        person[:] = [[total[VIEWS_W] * decay], [total[CLICKS_W] * decay], [hours]]
-        decayed = [1.0, decay, 1.0, decay]  # the weighted sums decay; the counts do not
-        own *= decayed
-        cat *= decayed
-        return {
-            "views_banner": own[:, VIEWS_W], "clicks_banner": own[:, CLICKS_W],
-            "views_category": cat[:, VIEWS_W], "clicks_category": cat[:, CLICKS_W],
-            "views_person": person[0], "clicks_person": person[1],
-            "ever_clicked_banner": (own[:, CLICKS] > 0).astype(np.float64), "ever_views_banner": own[:, VIEWS],
-            "ever_views_category": cat[:, VIEWS], "ever_clicks_category": cat[:, CLICKS],
-            "global_views": g[0], "global_clicks": g[1],
-            "hours_since_click": person[2],
-        }
+        out = np.empty((len(banner), N_HIST))
+        gather_person(self.base.as_tuple(), self.base_tref, self.delta.as_tuple(), self._delta_tref, self.tau,
+                      self._person(staff), codes.banners, codes.categories, float(ts), out)
+        return HistoryRows(out)
+
+    @property
+    def _delta_tref(self) -> float:
+        return self.t_ref if self.t_ref is not None else 0.0
+
+    def score_person(self, staff: str, banner: Sequence[str], category: Sequence[str], ts: float,
+                     start: np.ndarray, targeted: np.ndarray, base_rate: float, strength: float,
+                     weight: np.ndarray, completion_weight: np.ndarray, static: np.ndarray) -> np.ndarray:
+        """A linear model's logits of one person's candidates (features.kernel.score_person)."""
+        codes = self._list_codes(banner, category)
+        out = np.empty(len(banner))
+        score_person(self.base.as_tuple(), self.base_tref, self.delta.as_tuple(), self._delta_tref, self.tau,
+                     self._person(staff), codes.banners, codes.categories, float(ts), start, targeted,
+                     base_rate, strength, weight, completion_weight, static, out)
+        return out
 
     def query(self, staff, banner, category, ts) -> dict[str, np.ndarray]:
         """History.query's counters; every event held counts as before ``ts``. Rows come
@@ -415,4 +394,12 @@ class RunningHistory:
             return parts[0]
         if not parts:
             return self.query_person("", [], [], 0.0)
-        return {k: np.concatenate([q[k] for q in parts]) for k in parts[0]}
+        return HistoryRows(np.concatenate([q.matrix for q in parts]))
+
+
+def _ids(column) -> list[str]:
+    """An Events column (a list, an array, or a vocabulary with codes) as ids per event."""
+    vocab = getattr(column, "vocab", None)
+    if vocab is not None:
+        return [vocab[c] for c in column.codes.tolist()]
+    return [str(x) for x in column]

@@ -37,6 +37,7 @@ class ServiceConfig:
     staff: Path | None = None
     history: Path | None = None
     history_days: float = 28.0
+    history_cache: Path | None = None  # where the history file's counters are kept (default: beside models)
     retention_days: float | None = None  # rankings and clicks older than this are deleted (None: kept)
     host: str = "127.0.0.1"
     port: int = 8000
@@ -59,6 +60,12 @@ class ServiceConfig:
     arm_salt: str = "arms"
     model_loader: str | None = None  # "module:function"; None = training.artifact.load_model
     source: Path | None = None
+
+    @property
+    def history_cache_dir(self) -> Path:
+        """Where the counters built from the history file are saved, so that every worker
+        maps one copy and a restart does not read the file again."""
+        return self.history_cache or self.models.parent / "history-cache"
 
     def with_env_keys(self, environ=os.environ) -> "ServiceConfig":
         """Add the keys given through the environment to the config's own."""
@@ -121,7 +128,7 @@ def parse_config(data: dict, base: Path = Path("."), source: Path | None = None)
         else:
             cfg.db = _db(base, "events.db")
         cfg.models = _path(base, s.pop("models", "models"))
-        for name in ("banners", "staff", "history"):
+        for name in ("banners", "staff", "history", "history_cache"):
             setattr(cfg, name, _path(base, s.pop(name, None)))
     except FieldError as e:
         raise ConfigError(f"[service] {e.field}: {e.message}") from None

@@ -43,7 +43,6 @@ from .readiness import Readiness
 from .retention import Retention
 
 log = logging.getLogger("service.engine")
-HALF_LIFE_DAYS = 7.0  # the click history's decay: the features' default half-life
 
 
 def staff_ref(salt: str, staff_id: str) -> str:
@@ -74,7 +73,7 @@ class RankingEngine:
         self.models = ArmModels(config.arms, registry, config.seed,
                                 probe=lambda scorer: probe_model(scorer, self.directory, self.online, self.clock()),
                                 salt=config.arm_salt)
-        self.online = OnlineHistory(HALF_LIFE_DAYS, max_open_rankings=config.max_open_rankings)
+        self.online = OnlineHistory(max_open_rankings=config.max_open_rankings)
         self.candidates = CandidateCache()
         self.ranking_log = RankingLog(store)
         self.ramp = RampMonitor(store, registry, config.arms, config.ramp_alpha, config.ramp_min_requests)
@@ -95,7 +94,10 @@ class RankingEngine:
             return
         self.directory.load()
         self._follow_caps()
-        self.follower.load_history(self.config.history, self.clock() - self.config.history_days * 86400.0)
+        # the click history's counters decay at the half-lives of the models to serve
+        self.online.set_half_lives(self.models.half_lives())
+        self.follower.load_history(self.config.history, self.clock() - self.config.history_days * 86400.0,
+                                   self.config.history_cache_dir)
         self.models.reload()
         if background:
             self.ranking_log.start()

@@ -19,13 +19,10 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from features.pipeline import events_from_log
-from recommender.contracts import load_impressions
-from recommender.domain import UNKNOWN
 from recommender.store import Erasure, Erasures, EventStore, RankingRecord
-from recommender.store.export import without_erased
 
 from .directory import Directory
+from .history_cache import load_history_file
 from .models import ArmModels
 from .online import OnlineHistory
 from .ramp import RampMonitor
@@ -52,15 +49,16 @@ class StoreFollower:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def load_history(self, history_file: Path | None, since: float) -> None:
+    def load_history(self, history_file: Path | None, since: float, cache_dir: Path | None = None) -> None:
         """The click history before start; everything in the store up to now counts as
-        "before start", so the cursors start at its end."""
+        "before start", so the cursors start at its end. With ``cache_dir``, the history
+        file's counters are built once there and mapped (service.history_cache)."""
         records = self.store.erasures_after(0)
         self.erased = Erasures(self.store.erasure_salt(), records)
         self.seq_erasures = records[-1].seq if records else 0
         if history_file is not None:
-            logged = without_erased(load_impressions(history_file), self.erased)
-            self.online.load(events_from_log(logged, self.directory.catalog, UNKNOWN))
+            load_history_file(self.online, history_file, self.erased, self.seq_erasures, self.directory.catalog,
+                              cache_dir)
         clicks: dict[str, list[str]] = {}
         for e in self.store.iter_events():
             if e.type == "click":

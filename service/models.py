@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from recommender.ranker import FALLBACK_VERSION, Ranker
-from training.registry import ModelRegistry
+from training.registry import ModelRegistry, RegistryError
 
 from .arms import Arm, ArmAssigner, effective_shares
 
@@ -79,6 +79,23 @@ class ArmModels:
 
     def registry_changed(self) -> bool:
         return self.registry.state_stamp() != self._registry_stamp
+
+    def half_lives(self) -> set[float]:
+        """The click-history half-lives of the models the arms would serve now (their
+        metadata's feature definition), so that the service keeps those counters."""
+        try:
+            promoted = self.registry.state()["arms"]
+        except Exception:  # an unreadable registry: reload() reports it
+            promoted = {}
+        out = set()
+        for arm in self.config_arms:
+            version = arm.model or promoted.get(arm.name)
+            try:
+                meta = self.registry.metadata(version) if version else {}
+                out.add(float(meta["feature_definition"]["config"]["half_life_days"]))
+            except (RegistryError, KeyError, TypeError, ValueError):
+                continue  # no model, or one without the field: the default applies
+        return out
 
     def reload(self) -> ReloadReport:
         """Load what the registry (or the config) says each arm serves; the arms are

@@ -4,6 +4,10 @@ traffic since, kept as running counters (features.history.RunningHistory), so a 
 changes that person's very next ranking through the same feature code as training, and
 a ranking costs one lookup per candidate whatever the history's size.
 
+Decayed counters depend on the half-life the model was trained with: it holds one set of
+counters per half-life its models use (usually one), fixed when it starts; a model reads
+its own through ``view``.
+
 Events are impressions (what a person was shown, at the ranking's time) whose click
 arrives later, naming the request and banner: exactly the rows ``recommender export``
 writes for the same traffic, so online features equal the features a model trained on
@@ -27,6 +31,8 @@ from recommender.goals import DeliveryTracker, GoalProgress
 from recommender.domain import Banner, FrequencyCap
 
 from features.history import Events, RunningHistory
+
+DEFAULT_HALF_LIFE_DAYS = 7.0  # the features' default (features.definition.FeatureConfig)
 
 
 CLICK_WINDOW_DAYS = 2.0  # how long after a ranking a click on it is still attributed (default)
@@ -59,14 +65,14 @@ class OnlineHistory:
     """``max_open_rankings`` bounds the rankings kept open to clicks (the oldest are let go
     first when a busy service reaches it, before their click window ends)."""
 
-    def __init__(self, half_life_days: float = 7.0, click_window_days: float = CLICK_WINDOW_DAYS,
-                 max_open_rankings: int = 500_000):
-        self.half_life_days = half_life_days
+    def __init__(self, half_life_days: float | Iterable[float] = DEFAULT_HALF_LIFE_DAYS,
+                 click_window_days: float = CLICK_WINDOW_DAYS, max_open_rankings: int = 500_000):
         self.click_window = click_window_days * 86400.0
         self.max_open_rankings = max_open_rankings
         self.evicted = 0  # open rankings let go before their window ended
         self._lock = threading.Lock()
-        self._running = RunningHistory(half_life_days)
+        self._running: dict[float, RunningHistory] = {}
+        self.set_half_lives(half_life_days)
         # request -> its open ranking, and the request ids in insertion (~time) order,
         # oldest first. Not the dict's own order: after deletions from its front,
         # next(iter(dict)) walks every slot deleted since the dict last resized, up to its
@@ -82,6 +88,37 @@ class OnlineHistory:
         self._forgotten: dict[str, float] = {}  # staff id -> erasure time, for a few minutes (see forget)
         self._capped_ids: frozenset[str] = frozenset()  # banners whose impressions the ledger keeps
         self._cap_all = False  # a default cap: every banner's
+
+    def set_half_lives(self, half_lives: float | Iterable[float]) -> None:
+        """The half-lives to keep counters for (before anything is loaded)."""
+        hs = sorted({float(half_lives)} if isinstance(half_lives, (int, float)) else {float(h) for h in half_lives})
+        with self._lock:
+            if any(len(r) for r in self._running.values()):
+                raise RuntimeError("set_half_lives comes before the click history is loaded")
+            self._running = {h: RunningHistory(h) for h in hs or [DEFAULT_HALF_LIFE_DAYS]}
+
+    @property
+    def half_lives(self) -> tuple[float, ...]:
+        return tuple(self._running)
+
+    @property
+    def _first(self) -> RunningHistory:
+        return next(iter(self._running.values()))
+
+    def view(self, half_life_days: float) -> "HistoryView":
+        """The counters decayed with this half-life, read under this history's lock."""
+        running = self._running.get(float(half_life_days))
+        if running is None:
+            raise KeyError(f"no click history with a half-life of {float(half_life_days):g} days "
+                           f"(it holds {', '.join(f'{h:g}' for h in self._running)})")
+        return HistoryView(self._lock, running)
+
+    def set_base(self, running: RunningHistory) -> None:
+        """Start from a RunningHistory built elsewhere (a saved base mapped from its files)."""
+        with self._lock:
+            if running.half_life_days not in self._running or len(self._running[running.half_life_days]):
+                raise RuntimeError("set_base replaces an empty click history of a half-life it keeps")
+            self._running[running.half_life_days] = running
 
     def set_caps(self, banners: Iterable[Banner], default: FrequencyCap | None) -> None:
         """Which banners' impressions to keep for their caps (the catalog's, now)."""
@@ -122,10 +159,21 @@ class OnlineHistory:
         with self._lock:
             return self.exposure.capped(staff_id, banners, ts, default)
 
+    @property
+    def needs_events(self) -> bool:
+        """Whether caps or delivery goals need the history's events (not only its counters)."""
+        return bool(self._cap_all or self._capped_ids or self.delivery)
+
     def load(self, events: Events) -> None:
         """Impressions with their clicks, all at once (a logged history file at start)."""
         with self._lock:
-            self._running.add_events(events)
+            for running in self._running.values():
+                running.add_events(events)
+        self.load_controls(events)
+
+    def load_controls(self, events: Events) -> None:
+        """What caps and delivery goals need of the history's events."""
+        with self._lock:
             if self._cap_all or self._capped_ids or self.delivery:
                 staff, banner = _ids(events.staff), _ids(events.banner)
                 for i in range(len(events)):
@@ -152,10 +200,11 @@ class OnlineHistory:
             for banner_id, category in shown:
                 if banner_id not in flat[::2]:
                     flat += (banner_id, category)
-                    self._running.add_impression(staff_id, banner_id, category, ts)
                     self.delivery.add_impression(staff_id, banner_id, ts)
                     if self._exposure_counts(banner_id):
                         self.exposure.add_impression(staff_id, banner_id, ts)
+            for running in self._running.values():
+                running.add_impressions(staff_id, flat[::2], flat[1::2], ts)
             if self._cap_all or self._capped_ids:
                 self.exposure.sweep(ts)
             entry = _OpenRanking(staff_id, ts, tuple(flat))
@@ -189,7 +238,8 @@ class OnlineHistory:
             return False
         if not entry.clicked >> j & 1:
             entry.clicked |= 1 << j
-            self._running.add_click(entry.staff, banner_id, entry.shown[2 * j + 1], entry.ts)
+            for running in self._running.values():
+                running.add_click(entry.staff, banner_id, entry.shown[2 * j + 1], entry.ts)
             self.delivery.add_click(entry.staff, banner_id, entry.ts)
             if self._exposure_counts(banner_id):
                 self.exposure.add_click(entry.staff, banner_id, entry.ts)
@@ -209,7 +259,7 @@ class OnlineHistory:
     def people(self) -> list[str]:
         """Everyone it holds a click history or an open ranking of."""
         with self._lock:
-            return list({*self._running.people(), *(e.staff for e in self._requests.values())})
+            return list({*self._first.people(), *(e.staff for e in self._requests.values())})
 
     FORGOTTEN_MEMORY = 300.0  # seconds a forgotten person's erasure time is kept (see forget)
 
@@ -225,7 +275,7 @@ class OnlineHistory:
             if at is not None:
                 for s in gone:
                     self._forgotten[s] = max(at, self._forgotten.get(s, at))
-            removed = sum(self._running.forget(s) for s in gone)
+            removed = [sum(running.forget(s) for s in gone) for running in self._running.values()][0]
             for s in gone:
                 self.exposure.forget(s)
                 self.delivery.forget(s)
@@ -244,7 +294,35 @@ class OnlineHistory:
         return None if entry is None else entry.staff
 
     def __len__(self) -> int:
-        return len(self._running)
+        return len(self._first)
+
+    def query(self, staff, banner, category, ts) -> dict[str, np.ndarray]:
+        """The counters of the first half-life it keeps (``view`` chooses one)."""
+        with self._lock:
+            return self._first.query(staff, banner, category, ts)
+
+    def query_person(self, staff: str, banner, category, ts: float) -> dict[str, np.ndarray]:
+        with self._lock:
+            return self._first.query_person(staff, banner, category, ts)
+
+    def counts(self) -> dict[str, int]:
+        """What it holds, for /readyz: impressions, people, and the rankings whose clicks
+        can still be attributed."""
+        with self._lock:
+            return {"impressions": len(self._first), "people": self._first.n_people,
+                    "open_rankings": len(self._requests)}
+
+
+class HistoryView:
+    """One half-life's counters of an OnlineHistory, read under its lock: what a model's
+    features read (training.artifact resolves it from the model's own half-life)."""
+
+    __slots__ = ("_lock", "_running", "half_life_days")
+
+    def __init__(self, lock: threading.Lock, running: RunningHistory):
+        self._lock = lock
+        self._running = running
+        self.half_life_days = running.half_life_days
 
     def query(self, staff, banner, category, ts) -> dict[str, np.ndarray]:
         with self._lock:
@@ -254,12 +332,9 @@ class OnlineHistory:
         with self._lock:
             return self._running.query_person(staff, banner, category, ts)
 
-    def counts(self) -> dict[str, int]:
-        """What it holds, for /readyz: impressions, people, and the rankings whose clicks
-        can still be attributed."""
+    def score_person(self, *args, **kwargs) -> np.ndarray:
         with self._lock:
-            return {"impressions": len(self._running), "people": self._running.n_people,
-                    "open_rankings": len(self._requests)}
+            return self._running.score_person(*args, **kwargs)
 
 
 def _ids(column) -> list[str]:

@@ -2,8 +2,8 @@
 loads but cannot score (NaN weights, a feature definition that reads a staff attribute
 the directory does not hold, a bug) would otherwise pass the reload and then answer every
 request with the operators' order. A model whose click-history features decay with
-another half-life than the service's click history (7 days, the features' default) is
-refused too: it would score, but wrongly."""
+a half-life the service keeps no counters for is refused too: the service builds its
+counters at start for the half-lives of the models its arms serve then."""
 from __future__ import annotations
 
 import numpy as np
@@ -25,11 +25,11 @@ def probe_model(scorer, directory: Directory, history, now: float) -> str | None
     number per candidate."""
     config = getattr(getattr(scorer, "encoder", None), "config", None)
     model_half_life = getattr(config, "half_life_days", None)
-    service_half_life = getattr(history, "half_life_days", None)
-    if model_half_life is not None and service_half_life is not None and \
-            abs(float(model_half_life) - float(service_half_life)) > 1e-9:
+    held = getattr(history, "half_lives", None)
+    if model_half_life is not None and held is not None and float(model_half_life) not in held:
         return (f"refused: its click-history features decay with a half-life of {float(model_half_life):g} days, "
-                f"and the service's click history with {float(service_half_life):g} days; its scores would be wrong")
+                f"and the service keeps its click history at {', '.join(f'{h:g}' for h in held)} days (the "
+                "half-lives of the models it served at start); restart the service to serve it")
     needed = tuple(getattr(scorer, "staff_attributes", ()) or ())
     staff = directory.staff
     if needed and len(staff):

@@ -84,6 +84,7 @@ class ModelArtifact:
         self._lists: LRU[tuple, _CandidateList] = LRU(self.MAX_CANDIDATE_LISTS)
         self._static: LRU[tuple, np.ndarray] = LRU(self.MAX_STATIC)
         self._serials = itertools.count()
+        self._last_list: tuple | None = None
         if kind == "logistic":
             self._coef = np.ascontiguousarray(estimator.coef_.ravel(), dtype=np.float64)
             self._intercept = float(estimator.intercept_[0])
@@ -129,18 +130,30 @@ class ModelArtifact:
         """The encoder's arrays of a candidate list (and, for a linear model, its static
         logits per profile), remembered for the next request with the same banner
         objects: the service ranks the same catalog over and over."""
+        last = self._last_list
+        if last is not None and last[0] is banners and len(last[1].banners) == len(banners):
+            return last[1]  # the very list object of the last request (the service's cache hands it out again)
         key = tuple(map(id, banners))
         hit = self._lists.get(key)
         if hit is not None and all(map(operator.is_, hit.banners, banners)):
+            self._last_list = (banners, hit)
             return hit
         # holding the objects keeps their ids unique
         entry = self._lists.put(key, _CandidateList(next(self._serials), list(banners),
                                                     self.encoder.encode_banners(banners)))
         if self.kind == "logistic":
             entry.completion_weight = self._coef[self.encoder.completion_columns(entry.arrays, entry.index)]
+        self._last_list = (banners, entry)
         return entry
 
+    def _history(self, history):
+        """The click history at this model's half-life: the service keeps one set of
+        counters per half-life its models use and gives each model its own ``view``."""
+        view = getattr(history, "view", None)
+        return history if view is None else view(self.encoder.config.half_life_days)
+
     def _logit(self, rows, history, position) -> np.ndarray:
+        history = self._history(history)
         enc = self.encoder
         n = len(rows)
         staff = enc.encode_staff(rows.attributes)
@@ -158,8 +171,11 @@ class ModelArtifact:
         """A linear model's logits of one request's candidates: the static part (one-hots,
         crosses, tags) of this profile and candidate list comes from the cache, so a
         request computes only the history part: the encoder's numeric features times
-        weights with their standardisation folded in, plus the completion column. The
-        same encoder functions as ``linear_logit`` (a property test checks equality)."""
+        weights with their standardisation folded in, plus the completion column; with
+        the service's running history, in one compiled call (features.kernel.score_person)
+        that gathers the counters, computes the features and takes the dot product. The
+        same feature kernel as ``linear_logit`` (a property test checks equality)."""
+        history = self._history(history)
         enc = self.encoder
         n = len(rows)
         cands = self._candidate_list(rows.banner)
@@ -169,6 +185,12 @@ class ModelArtifact:
         if static is None:
             parts = enc.static_parts(enc.encode_staff([profile]), np.zeros(n, dtype=np.int64), cands.arrays, cands.index)
             static = self._static.put(key, parts.dot(self._coef) + self._intercept + self._history_constant)
+        arrays = cands.arrays
+        fused = getattr(history, "score_person", None)
+        if fused is not None:
+            return fused(rows.staff_id[0], arrays.ids, arrays.categories, rows.ts[0], arrays.start, arrays.targeted,
+                         enc.base_rate_, float(enc.config.prior_strength), self._numeric_weight,
+                         cands.completion_weight, static)
         hist = request_history(history, rows.staff_id[0], cands.arrays, rows.ts[0])
         num = enc.numeric(cands.arrays, cands.index, rows.ts, hist)
         return static + num @ self._numeric_weight + cands.completion_weight * hist["ever_clicked_banner"]
@@ -183,7 +205,7 @@ class ModelArtifact:
     def score_parts(self, rows, history) -> list:
         """``score`` split into named parts that add up to it, one list per row
         (training.explain); a model kind that cannot split its scores raises ExplainError."""
-        return score_parts(self, rows, history)
+        return score_parts(self, rows, self._history(history))
 
     def click_probability(self, rows, history, position: np.ndarray) -> np.ndarray:
         if len(rows) == 0:
