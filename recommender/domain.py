@@ -17,7 +17,7 @@ def control_characters_in(text: str) -> bool:
     return _CONTROL.search(text) is not None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Staff:
     """One staff member. ``attributes`` holds role, school_level, region and any extras."""
 
@@ -153,10 +153,15 @@ class StaffDirectory:
         self.attribute_names: tuple[str, ...] = tuple(attribute_names)
         self.by_id: dict[str, Staff] = {}
         self._held: frozenset[str] | None = None
+        # a province's 180,000 people have a few thousand distinct profiles: each is held
+        # once (a dict per person would cost about 170 MB in every service worker)
+        profiles: dict[tuple, Mapping[str, str]] = {}
         for s in staff:
             if s.staff_id in self.by_id:
                 raise ValueError(f"duplicate staff_id {s.staff_id!r}")
-            self.by_id[s.staff_id] = s
+            key = tuple(s.attributes.items())
+            shared = profiles.setdefault(key, s.attributes)
+            self.by_id[s.staff_id] = s if shared is s.attributes else Staff(s.staff_id, shared)
 
     def __len__(self) -> int:
         return len(self.by_id)
