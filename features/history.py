@@ -403,3 +403,27 @@ def _ids(column) -> list[str]:
     if vocab is not None:
         return [vocab[c] for c in column.codes.tolist()]
     return [str(x) for x in column]
+
+
+def compile_kernels() -> None:
+    """Run every compiled function once on a tiny history, the way each caller uses it
+    (a base mapped read-only from files included): the first run on a machine
+    compiles them into numba's on-disk cache, later processes load them from there."""
+    import tempfile
+
+    from .kernel import numeric_rows
+
+    events = Events(["a", "b"], ["x", "y"], ["c", "c"], np.array([1.0, 2.0]), np.array([1, 0]))
+    History(events).query(["a"], ["x"], ["c"], np.array([5.0]))
+    numeric_rows(np.zeros((1, N_HIST)), np.zeros(1), np.zeros(1), np.zeros(1), 0.05, 10.0, np.zeros((1, 18)))
+    with tempfile.TemporaryDirectory() as tmp:
+        built = RunningHistory()
+        built.add_events(events)
+        built.save_base(Path(tmp) / "base")
+        for running in (built, RunningHistory.from_base(Path(tmp) / "base")):
+            running.add_impression("a", "x", "c", 3.0)
+            running.add_click("a", "x", "c", 3.0)
+            running.query_person("a", ["x", "y"], ["c", "c"], 4.0)
+            running.score_person("a", ["x", "y"], ["c", "c"], 4.0, np.array([np.nan, 0.0]), np.zeros(2), 0.05, 10.0,
+                                 np.zeros(18), np.zeros(2), np.zeros(2))
+            running.forget("a")

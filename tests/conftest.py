@@ -7,6 +7,15 @@ import pytest
 os.environ.setdefault("RECOMMENDER_PROGRESS", "0")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def compiled_kernels():
+    """Compile the feature kernels once before any test (and any server a test starts)
+    needs them; from then on every process loads them from numba's cache."""
+    from features.history import compile_kernels
+
+    compile_kernels()
+
+
 @pytest.fixture(scope="session")
 def small_province(tmp_path_factory) -> Path:
     """A small simulated province (5,000 staff, 3 days), shared by the tests that only read it."""
