@@ -39,7 +39,7 @@ def main() -> None:
         history.add_ranking(staff, f"r-{i}", t0 + i / RATE, shown)
         if (i + 1) % per_minute == 0:
             traced = tracemalloc.get_traced_memory()[0] / 2**20
-            pairs = sum(len(p.banners) for p in history._running._people.values())
+            pairs = history._first.n_pairs  # the click history's person x banner entries
             rate = "" if previous is None else f"{1000 * (traced - previous[0]) / max(pairs - previous[1], 1):.3f}"
             print(f"| {(i + 1) // per_minute} | {traced:.1f} | {len(history._requests):,} | {pairs:,} | {rate} |")
             previous = (traced, pairs)

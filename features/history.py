@@ -314,6 +314,11 @@ class RunningHistory:
     def n_people(self) -> int:
         return int(self._held().sum())
 
+    @property
+    def n_pairs(self) -> int:
+        """Person x banner entries held (a pair both in the base and the delta counts twice)."""
+        return int(self.base.pb_len.sum() + self.delta.pb_len.sum())
+
     def people(self) -> list[str]:
         """The staff ids it holds counters of."""
         return [self._staff_ids[i] for i in np.flatnonzero(self._held()).tolist()]
