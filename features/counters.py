@@ -119,14 +119,15 @@ class CounterArrays:
         return out
 
 
+# positions of the arrays in CounterArrays.as_tuple() (CounterArrays.NAMES)
+(PERSON, LAST_CLICK, PB_START, PB_LEN, PB_CAP, PB_KEY, PB_VAL,
+ PC_START, PC_LEN, PC_CAP, PC_KEY, PC_VAL, GLOB, DROPPED, USED) = range(15)
+
+
 def _grown(a: np.ndarray, size: int, fill) -> np.ndarray:
     out = np.full((size, *a.shape[1:]), fill, dtype=a.dtype)
     out[:len(a)] = a
     return out
-
-
-def empty_set() -> CounterArrays:
-    return CounterArrays()
 
 
 # -- the compiled functions -------------------------------------------------------------
@@ -209,7 +210,7 @@ def gather_person(base, base_tref, delta, delta_tref, tau, p, bcodes, ccodes, ts
 @njit(cache=True)
 def _add_slotted(s, p, jb, jc, b, w, clicked, ts):
     """Count one impression (and its click) whose row entries are known."""
-    person, last_click, pb_val, pc_val, glob = s[0], s[1], s[6], s[11], s[12]
+    person, last_click, pb_val, pc_val, glob = s[PERSON], s[LAST_CLICK], s[PB_VAL], s[PC_VAL], s[GLOB]
     for v in (person[p], pb_val[jb], pc_val[jc]):
         v[0] += 1.0
         v[1] += w
@@ -231,12 +232,14 @@ def add_events(s, p, jb, jc, b, w, clicked, ts):
 
 
 @njit(cache=True)
-def sweep(s, tref, tau, e_p, e_jb, e_jc, e_b, e_w, e_clicked, e_ts,
+def sweep(s, tref, tau, e_p, e_jb, e_jc, e_b, e_w, e_clicked, e_ts, start,
           q_p, q_b, q_c, q_ts, q_order, empty, out):
-    """Point-in-time replay: events (in time order) are counted one by one, and each query
-    (taken in time order, ``q_order``) is read just before the first event at or after its
-    time, so it sees exactly the events strictly before it."""
-    i = 0
+    """Point-in-time replay: events (in time order, from index ``start``: the ones before
+    are counted already) are counted one by one, and each query (taken in time order,
+    ``q_order``) is read just before the first event at or after its time, so it sees
+    exactly the events strictly before it. Returns the index of the first event not
+    counted (where a later replay of later queries resumes)."""
+    i = start
     n_events = e_ts.shape[0]
     one_b = np.empty(1, dtype=np.int64)
     one_c = np.empty(1, dtype=np.int64)
@@ -249,6 +252,7 @@ def sweep(s, tref, tau, e_p, e_jb, e_jc, e_b, e_w, e_clicked, e_ts,
         one_b[0] = q_b[q]
         one_c[0] = q_c[q]
         gather_person(s, tref, empty, tref, tau, q_p[q], one_b, one_c, t, out[q:q + 1])
+    return i
 
 
 @njit(cache=True)
@@ -319,7 +323,7 @@ def add_online(s, p, b, c, w, clicked, ts, click_only):
 @njit(cache=True)
 def rescale(s, f):
     """Multiply every weighted sum by f (the weights' origin moved)."""
-    person, pb_val, pc_val, used = s[0], s[6], s[11], s[14]
+    person, pb_val, pc_val, used = s[PERSON], s[PB_VAL], s[PC_VAL], s[USED]
     person[:, 1] *= f
     person[:, 3] *= f
     for j in range(used[0]):

@@ -13,6 +13,7 @@ with its compiled functions, so there is one definition of every counter:
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -95,6 +96,8 @@ class History:
         self._layout, jb, jc = build_fixed(self._p, self._b, c[order].astype(np.int32), len(self.staff_vocab),
                                            len(self.banner_vocab), len(self.cat_vocab))
         self._jb, self._jc = jb.astype(np.int32), jc.astype(np.int32)
+        self._resume: tuple[CounterArrays, int, float] | None = None  # the last replay's counters and position
+        self._lock = threading.Lock()
 
     @classmethod
     def empty(cls, half_life_days: float = 7.0) -> "History":
@@ -116,12 +119,23 @@ class History:
         return self.query([staff] * len(banner), banner, category, np.full(len(banner), float(ts)))
 
     def query_codes(self, s: np.ndarray, b: np.ndarray, c: np.ndarray, ts) -> HistoryRows:
+        """``query`` of codes (``codes``). The replay resumes where the last query left
+        off when every time asked is at or after the last one's latest (callers that go
+        through many rows in chunks of increasing time pay for one replay in all)."""
         ts = np.ascontiguousarray(np.broadcast_to(np.asarray(ts, dtype=np.float64), np.shape(s)))
-        counters = self._fresh_counters()
         out = np.empty((len(ts), N_HIST))
-        sweep(counters.as_tuple(), self.t_ref, self.tau, self._p, self._jb, self._jc, self._b, self._w,
-              self._clicked, self._ts, np.asarray(s, dtype=np.int64), np.asarray(b, dtype=np.int64),
-              np.asarray(c, dtype=np.int64), ts, np.argsort(ts, kind="stable"), CounterArrays().as_tuple(), out)
+        if not len(ts):
+            return HistoryRows(out)
+        first = float(ts.min())
+        with self._lock:  # one replay at a time: they share the resumed counters
+            if self._resume is None or first < self._resume[2]:
+                self._resume = (self._fresh_counters(), 0, -np.inf)
+            counters, start, _ = self._resume
+            done = sweep(counters.as_tuple(), self.t_ref, self.tau, self._p, self._jb, self._jc, self._b, self._w,
+                         self._clicked, self._ts, start, np.asarray(s, dtype=np.int64), np.asarray(b, dtype=np.int64),
+                         np.asarray(c, dtype=np.int64), ts, np.argsort(ts, kind="stable"), CounterArrays().as_tuple(),
+                         out)
+            self._resume = (counters, done, float(ts.max()))
         return HistoryRows(out)
 
     def _fresh_counters(self) -> CounterArrays:

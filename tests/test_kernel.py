@@ -199,3 +199,20 @@ def test_the_service_serves_a_model_with_its_own_half_life(small_click_model, sm
         assert (tmp_path / "history-cache").is_dir()  # the base the workers map
     finally:
         engine.close()
+
+
+def test_queries_in_chunks_of_increasing_time_resume_the_replay(province):
+    """Chunks in time order resume one replay, chunks going back in time start a new one:
+    both answer as one query of every row."""
+    catalog, _, log = province
+    events = events_from_log(log, catalog)
+    history = History(events, 7.0)
+    rows = np.argsort(log.ts, kind="stable")[::3]
+    s, b, c = history.codes([log.staff_ids[i] for i in log.staff[rows]], [log.banner_ids[i] for i in log.banner[rows]],
+                            [catalog.get(log.banner_ids[i]).category for i in log.banner[rows]])
+    whole = history.query_codes(s, b, c, log.ts[rows]).matrix
+    chunks = np.array_split(np.arange(len(rows)), 7)
+    forward = np.concatenate([history.query_codes(s[k], b[k], c[k], log.ts[rows][k]).matrix for k in chunks])
+    backward = [history.query_codes(s[k], b[k], c[k], log.ts[rows][k]).matrix for k in chunks[::-1]]
+    assert np.array_equal(forward, whole, equal_nan=True)
+    assert np.array_equal(np.concatenate(backward[::-1]), whole, equal_nan=True)

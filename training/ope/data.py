@@ -102,12 +102,12 @@ class LoggedBandit:
         """(n, K) catalog index of the banner shown at each position, -1 if none."""
         return np.where(self.filled, self.cand_banner[np.maximum(self.shown, 0)], -1)
 
-    def rows_by_person(self) -> np.ndarray:
-        """Every candidate row, person by person (a person's requests in logged order,
-        each request's rows in catalog order): history queries in this order read the
-        history's indexes, sorted by person, nearly in order."""
-        by_person = np.argsort(self.staff, kind="stable")
-        return _ranges(self.offsets[by_person], self.n_candidates[by_person])
+    def rows_by_time(self) -> np.ndarray:
+        """Every candidate row, request by request in time order (each request's rows in
+        catalog order): history queries in chunks of this order replay the history once
+        in all (features.history.History.query_codes)."""
+        by_time = np.argsort(self.ts, kind="stable")
+        return _ranges(self.offsets[by_time], self.n_candidates[by_time])
 
     def categories(self) -> list[str]:
         return sorted({b.category for b in self.catalog})
