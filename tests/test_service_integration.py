@@ -136,3 +136,26 @@ def test_an_export_folder_is_a_complete_training_set(config, tmp_path):
     staff = load_staff(folder / "staff.csv")
     log = load_impressions(folder / "impressions.jsonl", catalog=catalog)
     assert "b-heads" in catalog and staff.get("s-p").get("role") == "principal" and log.n_requests == 3
+
+
+def test_two_workers_map_one_copy_of_the_history_file(tmp_path):
+    """With two workers, the history file's counters are built once, saved in the history
+    cache and mapped by both; a restart maps them again without building."""
+    rows = [{"request_id": f"r-{i}", "ts": f"2026-03-02T0{i % 9}:00:00+09:00", "staff_id": "s-1",
+             "banner_id": "b-survey", "position": 1, "propensity": 1.0, "clicked": i % 2} for i in range(20)]
+    (tmp_path / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    config = write_config(tmp_path, extra='workers = 2\nhistory = "history.jsonl"')
+    for start in ("first", "second"):
+        server = ServeProcess(config, workers=2, log_level="info")
+        try:
+            answers = set()
+            for _ in range(12):  # fresh connections land on either worker
+                with httpx.Client(base_url=server.url, timeout=10) as http:
+                    answers.add(http.get("/readyz").json()["history"]["impressions"])
+        finally:
+            output = server.stop()
+        bases = [p for p in (tmp_path / "history-cache").iterdir() if p.is_dir()]
+        assert len(bases) == 1 and (bases[0] / "vocabulary.json").is_file()
+        assert answers == {len(rows)}
+        built = output.count("saved to")
+        assert built == (1 if start == "first" else 0), output
