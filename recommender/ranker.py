@@ -99,9 +99,25 @@ class CandidateSet:
         self.priority = np.fromiter((b.priority for b in self.banners), dtype=np.float64, count=n)
         self.n_pinned = int(self.pinned.sum())
         self._greedy_propensities: dict[float, list[float]] = {}
+        self._pinned_list: list[bool] = self.pinned.tolist()
+        self._neg_priority: list[float] = (-self.priority).tolist()
 
     def __len__(self) -> int:
         return len(self.banners)
+
+    def greedy(self, scores: list[float]) -> list[int]:
+        """``ordering.greedy_order`` of these candidates for one request, by a Python sort
+        of (pinned last, first key, second key, index) tuples: for a few dozen candidates
+        it costs less than the dozen numpy calls, and gives the same order (the scores
+        are finite: the Ranker checks them)."""
+        neg = [-x for x in scores]
+        if not self.n_pinned:
+            keys = zip(neg, self._neg_priority, range(len(neg)))
+        else:
+            pinned, neg_priority = self._pinned_list, self._neg_priority
+            keys = zip([not p for p in pinned], [q if p else x for x, q, p in zip(neg, neg_priority, pinned)],
+                       [x if p else q for x, q, p in zip(neg, neg_priority, pinned)], range(len(neg)))
+        return [key[-1] for key in sorted(keys)]
 
     def greedy_propensities(self, epsilon: float) -> list[float]:
         """``propensities`` of the greedy order itself (what most requests show): the
@@ -157,12 +173,17 @@ class Ranker:
         if scores is None:  # the model failed on this request: the operators' order, as it is
             order = greedy_order(np.zeros(len(c)) if boost is None else boost, c.pinned, c.priority).tolist()
             return RankResult(version, False, [c.ids[i] for i in order], [0.0] * len(order), [1.0] * len(order))
-        greedy = greedy_order(scores if boost is None else scores + boost, c.pinned, c.priority).tolist()
+        sc = scores.tolist()
+        if boost is None:
+            greedy = c.greedy(sc)
+        else:
+            keyed = scores + boost
+            greedy = c.greedy(keyed.tolist()) if np.isfinite(keyed).all() else \
+                greedy_order(keyed, c.pinned, c.priority).tolist()
         explored = self.epsilon > 0 and self.rng.random() < self.epsilon
         if explored:
             shown = explore_order(greedy, c.n_pinned, self.rng)
             props = shown_propensities(shown, greedy, c.pinned, self.epsilon)
         else:
             shown, props = greedy, c.greedy_propensities(self.epsilon)
-        sc = scores.tolist()
         return RankResult(version, explored, [c.ids[i] for i in shown], [sc[i] for i in shown], props)

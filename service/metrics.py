@@ -65,6 +65,8 @@ class ServiceMetrics:
                           "has by now, and the pacing boost (the largest worker's view)", ["banner_id", "metric", "value"],
                           multiprocess_mode="livemax", registry=r)
         self._children: dict[tuple, object] = {}
+        self._request_series: dict[tuple[str, str, int], tuple] = {}
+        self._rank_series: dict[tuple[str, str, bool], tuple] = {}
         self._shown_versions: set[tuple[str, str]] = set()
 
     def _child(self, metric, *labels: str):
@@ -77,8 +79,14 @@ class ServiceMetrics:
         return child
 
     def observe_request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
-        self._child(self.requests, endpoint, method, str(status)).inc()
-        self._child(self.latency, endpoint).observe(seconds)
+        # every request passes here: one lookup for both series' bound methods
+        key = (endpoint, method, status)
+        series = self._request_series.get(key)
+        if series is None:
+            series = self._request_series[key] = (self._child(self.requests, endpoint, method, str(status)).inc,
+                                                  self._child(self.latency, endpoint).observe)
+        series[0]()
+        series[1](seconds)
 
     def observe_shed(self, endpoint: str) -> None:
         self._child(self.shed, endpoint).inc()
@@ -109,11 +117,17 @@ class ServiceMetrics:
 
     def observe_rank(self, outcome, seconds: float) -> None:
         r = outcome.result
-        self._child(self.rankings, outcome.arm, r.model_version, "true" if r.explored else "false").inc()
+        key = (outcome.arm, r.model_version, r.explored)
+        series = self._rank_series.get(key)
+        if series is None:
+            series = self._rank_series[key] = (
+                self._child(self.rankings, outcome.arm, r.model_version, "true" if r.explored else "false").inc,
+                self._child(self.impressions, outcome.arm).inc, self._child(self.rank_seconds, outcome.arm).observe)
+        series[0]()
         n = min(outcome.slots, len(r))
         if n:
-            self._child(self.impressions, outcome.arm).inc(n)
-        self._child(self.rank_seconds, outcome.arm).observe(seconds)
+            series[1](n)
+        series[2](seconds)
 
     def observe_events(self, outcome, arms_of_stored: dict[str, str]) -> None:
         for eid in outcome.stored:

@@ -1,5 +1,6 @@
 """The ASGI middleware in front of every route: admission control's second check
-(service.admission), body limits, metrics."""
+(service.admission), body limits, metrics, and POST /v1/rank's fast path
+(service.fast_rank)."""
 from __future__ import annotations
 
 import time
@@ -7,6 +8,8 @@ import time
 from fastapi.responses import JSONResponse
 
 from .admission import NEVER_SHED, RETRY_AFTER_SECONDS, Admission
+from .fast_rank import PATH as FAST_RANK_PATH
+from .fast_rank import FastRank
 from .http_protocol import RECEIVED
 from .metrics import ServiceMetrics, endpoint_label
 
@@ -25,11 +28,13 @@ class LimitsAndMetrics:
     bodies over the limit with 413 (by Content-Length, or while reading a chunked body),
     and records request counts and latency per endpoint."""
 
-    def __init__(self, app, max_body: int, admission: Admission, metrics: ServiceMetrics):
+    def __init__(self, app, max_body: int, admission: Admission, metrics: ServiceMetrics,
+                 fast_rank: FastRank | None = None):
         self.app = app
         self.max_body = max_body
         self.admission = admission
         self.metrics = metrics
+        self.fast_rank = fast_rank
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -60,17 +65,30 @@ class LimitsAndMetrics:
     async def _limited(self, scope, receive, send, path: str) -> int:
         """Runs the app under the body limit; returns the answer's status."""
         limit = ADMIN_BODY_LIMIT if path in ADMIN_PATHS else self.max_body
-        status = {"code": 500}
+        status = 500
 
         async def send_wrapper(message):
+            nonlocal status
             if message["type"] == "http.response.start":
-                status["code"] = message["status"]
+                status = message["status"]
             await send(message)
 
-        length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
-        if length is not None and int(length) > limit:
-            await self._too_large(send_wrapper, limit)
-            return status["code"]
+        length = None
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                length = value
+                break
+        if length is not None:
+            # the server hands the app at most Content-Length bytes of body: nothing to count
+            if int(length) > limit:
+                await self._too_large(send_wrapper, limit)
+                return status
+            if self.fast_rank is not None and path == FAST_RANK_PATH and scope["method"] == "POST":
+                receive = await self.fast_rank(scope, receive, send_wrapper)
+                if receive is None:
+                    return status
+            await self.app(scope, receive, send_wrapper)
+            return status
         seen = 0
         refused = False
 
@@ -98,7 +116,7 @@ class LimitsAndMetrics:
         except Exception:
             if not refused:
                 raise
-        return status["code"]
+        return status
 
     @staticmethod
     async def _too_large(send, limit: int):
