@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from features.definition import STANDARD_CATEGORIES
 from recommender.timeutil import KST
@@ -105,7 +106,9 @@ def permutation_effects(artifact, X: np.ndarray, y: np.ndarray, seed: int, top: 
 
     if not 0 < y.sum() < len(y):
         return []
-    r = permutation_importance(artifact.estimator, X, y, scoring="neg_log_loss", n_repeats=3, random_state=seed, n_jobs=1)
+    with threadpool_limits(limits=1, user_api="openmp"):  # its many small predictions: threads would mostly wait
+        r = permutation_importance(artifact.estimator, X, y, scoring="neg_log_loss", n_repeats=3, random_state=seed,
+                                   n_jobs=1)
     names = artifact.encoder.dense_column_names()
     keep = [i for i in np.argsort(-r.importances_mean, kind="stable") if names[i] != "position"][:top]
     return [FeatureEffect(names[i], float(r.importances_mean[i]), sd=float(r.importances_std[i])) for i in keep]
@@ -120,9 +123,3 @@ def feature_effects(artifact, ctx, valid_rows: np.ndarray, rng: np.random.Genera
         effects, position_weight = linear_effects(artifact, X)
         return "weight x spread", effects, len(rows), position_weight
     return "permutation", permutation_effects(artifact, X, ctx.log.clicked[rows], int(rng.integers(1 << 31))), len(rows), None
-
-
-def validation_probabilities(artifact, ctx, rows: np.ndarray) -> np.ndarray:
-    """The model's click probability of each row at its logged position."""
-    X = ctx.features(artifact.encoder, rows, position=ctx.log.position[rows], dense=artifact.dense)
-    return 1 / (1 + np.exp(-artifact.logit_from_matrix(X)))

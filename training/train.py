@@ -2,20 +2,25 @@
 gradient boosting, selection on validation ranking quality, artifact on disk."""
 from __future__ import annotations
 
+import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from features.definition import FeatureEncoder
-from features.pipeline import candidate_features, history_features
-from recommender.candidates import build_candidate_table, cold_start_catalog, greedy_positions
+from threadpoolctl import threadpool_limits
+
+from features.definition import BannerArrays, FeatureEncoder
+from features.pipeline import history_features
+from recommender.candidates import CandidateTable, build_candidate_table, cold_start_catalog, greedy_positions
 
 from . import report_data
 from .artifact import ModelArtifact
 from .dataset import downsample_negatives, log_context, time_split
 from .fitting import TrainConfig, attribute_values, fit, fit_logistic_path, fit_scale
+from .linear import linear_rows, log_rows
 from .metrics import ips_clicks_at_k, ndcg_at_k, probability_metrics
 from .report import REPORT_FILE, TrainingReportData, write_training_report
 
@@ -29,19 +34,87 @@ class TrainResult:
     report: TrainingReportData | None = None  # what report.html shows; re-render it with write_training_report
 
 
-def validate(artifact: ModelArtifact, candidate_scores, ctx, rows: np.ndarray, catalog, directory, cfg: TrainConfig) -> dict:
+@dataclass
+class ValidationRequests:
+    """The sampled held-out requests (up to max_valid_requests), every candidate of each
+    with its history features, and their logged impressions on the first K positions:
+    built once, and ranked by each model and by popularity."""
+
+    cands: CandidateTable
+    banners: BannerArrays  # the catalog's banners, which cands.banner indexes
+    hist: dict  # the history features of every candidate
+    n_requests: int
+    logged: np.ndarray  # rows of the log: the sampled requests' impressions on the first K positions
+    local: np.ndarray  # each logged row's request, 0..n_requests-1
+    logged_banner: np.ndarray  # each logged row's banner, as a catalog index
+
+    def ips_clicks(self, score: np.ndarray, log, catalog, slots: int) -> float:
+        """IPS estimate of clicks@K of the greedy ranking of ``score`` (one per candidate)."""
+        pos = greedy_positions(self.cands, score, catalog)
+        top = pos <= slots
+        chosen = np.zeros((self.n_requests, len(catalog.banners)), dtype=np.int64)  # 0: not in the first K
+        chosen[self.cands.request[top], self.cands.banner[top]] = pos[top]
+        lr = self.logged
+        match = chosen[self.local, self.logged_banner] == log.position[lr]
+        return ips_clicks_at_k(match, log.propensity[lr], log.clicked[lr], self.local, log.position[lr],
+                               np.bincount(self.cands.request, minlength=self.n_requests), slots)
+
+
+def validation_requests(ctx, rows, catalog, directory, encoder, cfg: TrainConfig) -> ValidationRequests:
+    """The ValidationRequests of held-out ``rows`` (the same sample of requests for every model)."""
+    log = ctx.log
+    req = _valid_requests(ctx, rows, cfg, np.random.default_rng(cfg.seed))
+    req_ts = log.request_ts()[req]
+    req_staff = log.request_staff()[req]
+    profiles = [directory.get(s).attributes for s in log.staff_ids]
+    explicit = {i: log.candidates[r] for i, r in enumerate(req) if r in log.candidates}
+    cands = build_candidate_table(catalog, profiles, req_staff, req_ts, explicit)
+    banners = encoder.encode_banners(catalog.banners)
+    hist = history_features(ctx.history, log.staff_ids, cands.person, banners, cands.banner, cands.ts)
+    lr = rows[np.isin(log.request[rows], req) & (log.position[rows] <= cfg.slots)]
+    cat_index = np.array([catalog.index[b] for b in log.banner_ids], dtype=np.int64)
+    return ValidationRequests(cands, banners, hist, len(req), lr, np.searchsorted(req, log.request[lr]),
+                              cat_index[log.banner[lr]])
+
+
+def validate(artifact: ModelArtifact, ctx, rows: np.ndarray, vreq: ValidationRequests, catalog,
+             cfg: TrainConfig) -> tuple[dict, np.ndarray]:
     """Metrics of a model on held-out rows: log loss and AUC at the logged position, NDCG@K of
     re-ranking each request's shown banners, IPS clicks@K of its greedy ranking over all
-    candidates (on up to max_valid_requests requests)."""
-    log, enc = ctx.log, artifact.encoder
+    candidates (on up to max_valid_requests requests); and its click probability of each
+    row at its logged position."""
+    log = ctx.log
     y = log.clicked[rows]
-    X_pos = ctx.features(enc, rows, position=log.position[rows], dense=artifact.dense)
-    p = 1 / (1 + np.exp(-artifact.logit_from_matrix(X_pos)))
+    at_logged, at_reference = _row_logits(artifact, ctx, rows)
+    p = 1 / (1 + np.exp(-at_logged))
     out = probability_metrics(y, p)
-    s_ref = artifact.logit_from_matrix(ctx.features(enc, rows, dense=artifact.dense))
-    out[f"ndcg@{cfg.slots}"] = ndcg_at_k(log.request[rows], s_ref, y, cfg.slots)
-    out[f"clicks@{cfg.slots}"] = _ips_clicks(candidate_scores, ctx, rows, catalog, directory, cfg)
-    return out
+    out[f"ndcg@{cfg.slots}"] = ndcg_at_k(log.request[rows], at_reference, y, cfg.slots)
+    out[f"clicks@{cfg.slots}"] = vreq.ips_clicks(_candidate_logits(artifact, ctx, vreq), log, catalog, cfg.slots)
+    return out, p
+
+
+def _row_logits(artifact: ModelArtifact, ctx, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Logits of the rows at their logged position and at the reference position (the
+    features differ only in the position, so they are built once)."""
+    enc, position = artifact.encoder, ctx.log.position[rows]
+    if artifact.kind == "logistic":
+        X = log_rows(enc, ctx, rows, position)
+        at_logged = artifact.logit_from_matrix(X)
+        coef = artifact.estimator.coef_.ravel()
+        return at_logged, at_logged + coef[X.numeric_offset] * (math.log(enc.reference_position) - X.numeric[:, 0])
+    X = ctx.features(enc, rows, position=position, dense=True)
+    at_logged = artifact.logit_from_matrix(X)
+    X[:, enc.dense_position_column] = enc.reference_position
+    return at_logged, artifact.logit_from_matrix(X)
+
+
+def _candidate_logits(artifact: ModelArtifact, ctx, vreq: ValidationRequests) -> np.ndarray:
+    """Logits of every candidate of the sampled validation requests, at the reference position."""
+    enc, c = artifact.encoder, vreq.cands
+    args = (ctx.staff, c.person, vreq.banners, c.banner, c.ts, None, vreq.hist)
+    if artifact.kind == "logistic":
+        return artifact.logit_from_matrix(linear_rows(enc, *args))
+    return artifact.logit_from_matrix(enc.transform(*args, dense=True))
 
 
 def _valid_requests(ctx, rows, cfg, rng: np.random.Generator):
@@ -51,40 +124,36 @@ def _valid_requests(ctx, rows, cfg, rng: np.random.Generator):
     return req
 
 
-def _ips_clicks(score_fn, ctx, rows, catalog, directory, cfg) -> float:
-    """IPS estimate of clicks@K for the greedy ranking of ``score_fn`` over each sampled
-    validation request's candidates."""
-    log = ctx.log
-    req = _valid_requests(ctx, rows, cfg, np.random.default_rng(cfg.seed))
-    req_ts = log.request_ts()[req]
-    req_staff = log.request_staff()[req]
-    profiles = [directory.get(s).attributes for s in log.staff_ids]
-    explicit = {i: log.candidates[r] for i, r in enumerate(req) if r in log.candidates}
-    cands = build_candidate_table(catalog, profiles, req_staff, req_ts, explicit)
-    score = score_fn(ctx, cands)
-    pos = greedy_positions(cands, score, catalog)
-    top = pos <= cfg.slots
-    chosen = {(int(r), int(b)): int(k) for r, b, k in zip(cands.request[top], cands.banner[top], pos[top])}
-    # logged impressions of the sampled requests, on the first K positions
-    lr = rows[np.isin(log.request[rows], req) & (log.position[rows] <= cfg.slots)]
-    local = np.searchsorted(req, log.request[lr])
-    cat_index = np.array([catalog.index[b] for b in log.banner_ids])
-    match = np.array([chosen.get((int(r), int(cat_index[log.banner[i]]))) == int(log.position[i])
-                      for r, i in zip(local, lr)], dtype=bool)
-    return ips_clicks_at_k(match, log.propensity[lr], log.clicked[lr], local, log.position[lr],
-                           np.bincount(cands.request, minlength=len(req)), cfg.slots)
+@dataclass
+class _Fitted:
+    """One model kind, fitted and validated."""
+
+    artifact: ModelArtifact
+    metrics: dict
+    probabilities: np.ndarray  # of each validation row at its logged position
+    fit_s: float
+    validate_s: float
 
 
-def _candidate_matrix(ctx, cands, encoder, catalog, dense: bool):
-    """Features of every candidate of sampled validation requests, at the reference position."""
-    banners = encoder.encode_banners(catalog.banners)
-    return candidate_features(encoder, ctx.history, ctx.log.staff_ids, ctx.staff, cands.person, banners, cands.banner,
-                              cands.ts, None, dense=dense)
+def _fit_logistic(encoder, ctx, fit_rows, weights, valid_rows, vreq, catalog, cfg, step) -> _Fitted:
+    t = time.perf_counter()
+    art, chosen_c, _ = fit_logistic_path(encoder, ctx, fit_rows, weights, valid_rows, cfg)
+    fit_s = time.perf_counter() - t
+    step("validate logistic")
+    t = time.perf_counter()
+    metrics, p = validate(art, ctx, valid_rows, vreq, catalog, cfg)
+    metrics["C"] = chosen_c
+    return _Fitted(art, metrics, p, fit_s, time.perf_counter() - t)
 
 
-def _popularity_candidate_scores(ctx, cands, encoder, catalog):
-    banners = encoder.encode_banners(catalog.banners)
-    return encoder.popularity(history_features(ctx.history, ctx.log.staff_ids, cands.person, banners, cands.banner, cands.ts))
+def _fit_tree(kind, encoder, ctx, rows, weights, valid_rows, vreq, catalog, cfg) -> _Fitted:
+    with threadpool_limits(limits=1, user_api="openmp"):
+        t = time.perf_counter()
+        art = fit(kind, encoder, ctx, rows, weights, cfg)
+        fit_s = time.perf_counter() - t
+        t = time.perf_counter()
+        metrics, p = validate(art, ctx, valid_rows, vreq, catalog, cfg)
+    return _Fitted(art, metrics, p, fit_s, time.perf_counter() - t)
 
 
 def train(directory, catalog, log, out_dir: str | Path | None, config: TrainConfig | None = None, history_logs=(),
@@ -104,31 +173,32 @@ def train(directory, catalog, log, out_dir: str | Path | None, config: TrainConf
     fit_rows, weights = downsample_negatives(train_rows, log.clicked, cfg.max_train_rows, rng)
     ctx.prepare(np.concatenate([fit_rows, valid_rows]))
     fit_scale(encoder, ctx, rng, fit_rows)
+    vreq = validation_requests(ctx, valid_rows, catalog, directory, encoder, cfg)
     timings["prepare_s"] = time.perf_counter() - t
 
-    def model_scores(artifact):
-        return lambda c, cands: artifact.logit_from_matrix(_candidate_matrix(c, cands, encoder, catalog, artifact.dense))
-
-    metrics: dict[str, dict] = {}
-    fitted: dict[str, ModelArtifact] = {}
-    for kind in cfg.models:
-        step(f"fit {kind}")
-        t = time.perf_counter()
-        if kind == "logistic":
-            art, chosen_c, c_losses = fit_logistic_path(encoder, ctx, fit_rows, weights, valid_rows, cfg)
-        else:
-            sub = np.sort(rng.choice(len(fit_rows), min(cfg.gbm_max_rows, len(fit_rows)), replace=False))
-            art = fit(kind, encoder, ctx, fit_rows[sub], weights[sub], cfg)
-        timings[f"fit_{kind}_s"] = time.perf_counter() - t
-        step(f"validate {kind}")
-        t = time.perf_counter()
-        metrics[kind] = validate(art, model_scores(art), ctx, valid_rows, catalog, directory, cfg)
-        if kind == "logistic":
-            metrics[kind]["C"] = chosen_c
-        timings[f"validate_{kind}_s"] = time.perf_counter() - t
-        fitted[kind] = art
+    # the tree models fit on their own thread, one OpenMP thread each, while the logistic
+    # regression fits on this one: two cores busy without OpenMP threads spinning on each
+    # other (on a loaded two-core machine that spinning took three times the CPU time)
+    tree_rows = {k: np.sort(rng.choice(len(fit_rows), min(cfg.gbm_max_rows, len(fit_rows)), replace=False))
+                 for k in cfg.models if k != "logistic"}
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = {k: pool.submit(_fit_tree, k, encoder, ctx, fit_rows[sub], weights[sub], valid_rows, vreq, catalog, cfg)
+                   for k, sub in tree_rows.items()}
+        done = {}
+        if "logistic" in cfg.models:
+            step("fit logistic")
+            done["logistic"] = _fit_logistic(encoder, ctx, fit_rows, weights, valid_rows, vreq, catalog, cfg, step)
+        for k, future in pending.items():
+            step(f"fit {k}")
+            done[k] = future.result()
+            step(f"validate {k}")
+    metrics = {k: done[k].metrics for k in cfg.models}
+    fitted = {k: done[k].artifact for k in cfg.models}
+    probabilities = {k: done[k].probabilities for k in cfg.models}
+    for k in cfg.models:
+        timings[f"fit_{k}_s"], timings[f"validate_{k}_s"] = done[k].fit_s, done[k].validate_s
     step("validate popularity")
-    metrics["popularity"] = _popularity_metrics(ctx, encoder, valid_rows, catalog, directory, cfg, log, train_rows)
+    metrics["popularity"] = _popularity_metrics(ctx, encoder, valid_rows, vreq, catalog, cfg, log, train_rows)
     # Selection by the IPS estimate of clicks@K: NDCG on logged clicks favours orders close
     # to the logging policy (its clicks carry position bias), IPS does not.
     key = f"clicks@{cfg.slots}"
@@ -142,7 +212,8 @@ def train(directory, catalog, log, out_dir: str | Path | None, config: TrainConf
         if chosen == "gbm" and len(all_rows) > cfg.gbm_max_rows:
             sub = np.sort(rng.choice(len(all_rows), cfg.gbm_max_rows, replace=False))
             all_rows, w = all_rows[sub], w[sub]
-        final = fit(chosen, encoder, ctx, all_rows, w, cfg, metrics[chosen].get("C"))
+        final = fit(chosen, encoder, ctx, all_rows, w, cfg, metrics[chosen].get("C"),
+                    init=final if chosen == "logistic" else None)
         timings["refit_s"] = time.perf_counter() - t
     path = None
     created = datetime.now(timezone.utc)
@@ -166,7 +237,7 @@ def train(directory, catalog, log, out_dir: str | Path | None, config: TrainConf
     }
     step("report")
     t = time.perf_counter()
-    report = _report_data(meta, cfg, ctx, catalog, directory, cut, valid_rows, fitted[chosen], final, rng)
+    report = _report_data(meta, cfg, ctx, catalog, directory, cut, valid_rows, probabilities[chosen], final, rng)
     timings["report_s"] = time.perf_counter() - t
     if out_dir is not None:
         meta["report"] = REPORT_FILE
@@ -178,11 +249,11 @@ def train(directory, catalog, log, out_dir: str | Path | None, config: TrainConf
 
 
 def _report_data(meta: dict, cfg: TrainConfig, ctx, catalog, directory, cut: float, valid_rows: np.ndarray,
-                 validated: ModelArtifact, final: ModelArtifact, rng: np.random.Generator) -> TrainingReportData:
+                 p: np.ndarray, final: ModelArtifact, rng: np.random.Generator) -> TrainingReportData:
     """The report's numbers: the same metadata, plus what only the log and the models in
-    memory can tell (rates per group, calibration, the features that move the scores)."""
+    memory can tell (rates per group, calibration of ``p``, the validated model's
+    probability of each validation row, the features that move the scores)."""
     log = ctx.log
-    p = report_data.validation_probabilities(validated, ctx, valid_rows)
     method, effects, n_rows, position_weight = report_data.feature_effects(final, ctx, valid_rows, rng)
     return TrainingReportData(
         version=meta["version"], created=meta["created"], chosen=meta["kind"], slots=cfg.slots,
@@ -194,7 +265,7 @@ def _report_data(meta: dict, cfg: TrainConfig, ctx, catalog, directory, cut: flo
         importance_method=method, importance=effects, importance_rows=n_rows, position_weight=position_weight)
 
 
-def _popularity_metrics(ctx, encoder, rows, catalog, directory, cfg, log, train_rows) -> dict:
+def _popularity_metrics(ctx, encoder, rows, vreq: ValidationRequests, catalog, cfg, log, train_rows) -> dict:
     g = encoder.popularity(ctx.history_rows(rows))
     # probability: banner popularity times the position's click-rate ratio seen in training
     pos_rate = np.bincount(np.minimum(log.position[train_rows], cfg.features.max_position), weights=log.clicked[train_rows],
@@ -205,8 +276,7 @@ def _popularity_metrics(ctx, encoder, rows, catalog, directory, cfg, log, train_
     p = np.clip(g * ratio[np.minimum(log.position[rows], cfg.features.max_position)], 1e-6, 1 - 1e-6)
     out = probability_metrics(log.clicked[rows], p)
     out[f"ndcg@{cfg.slots}"] = ndcg_at_k(log.request[rows], g, log.clicked[rows], cfg.slots)
-    out[f"clicks@{cfg.slots}"] = _ips_clicks(lambda c, cands: _popularity_candidate_scores(c, cands, encoder, catalog),
-                                             ctx, rows, catalog, directory, cfg)
+    out[f"clicks@{cfg.slots}"] = vreq.ips_clicks(encoder.popularity(vreq.hist), log, catalog, cfg.slots)
     return out
 
 

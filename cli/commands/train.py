@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
             bar.close()
             return _error(f"{args.impressions}: no impression before {args.until}: give a later --until")
     history = [load_impressions(h, catalog=catalog, progress=True) for h in args.history]
+    loaded = time.perf_counter()
     bar.update(1)
 
     def step(name: str) -> None:
@@ -70,7 +71,9 @@ def run(args: argparse.Namespace) -> int:
     bar.update(bar.total - bar.n)
     bar.close()
     k = args.slots
-    print(f"trained on {len(log):,} impressions ({log.n_requests:,} requests) in {time.perf_counter() - t0:.1f} s")
+    done = time.perf_counter()
+    print(f"trained on {len(log):,} impressions ({log.n_requests:,} requests) in {done - t0:.1f} s "
+          f"(loading {loaded - t0:.1f} s, training {done - loaded:.1f} s)")
     note = outside_catalog_note([log, *history], catalog, args.banners)
     if note:
         print(f"note: {note}")
