@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -42,7 +41,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))  # the launcher the integration tests use
 from bench_service import add_setup_arguments, load, prepare, start_server  # noqa: E402
-from launcher import free_port  # noqa: E402
+from launcher import free_port, stop_group  # noqa: E402
 
 
 class PlainServer:
@@ -74,13 +73,7 @@ class PlainServer:
         time.sleep(0.5 * workers)  # the other workers listen a moment after the first
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_group(self.proc)
 
 
 def tree_cpu(pid: int) -> float:

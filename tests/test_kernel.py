@@ -166,9 +166,8 @@ def test_a_saved_base_answers_like_the_one_built(province, tmp_path):
 def test_the_service_serves_a_model_with_its_own_half_life(small_click_model, small_province, tmp_path):
     """A service started with a model trained at 2.5 days keeps its click history at 2.5
     days: the model's scores in the service equal its scores over a history built at 2.5."""
-    from recommender.store import open_store
     from service.config import parse_config
-    from service.engine import RankingEngine
+    from service_support import started_engine
     from training.registry import ModelRegistry
 
     model = _with_half_life(small_click_model, 2.5)
@@ -181,8 +180,7 @@ def test_the_service_serves_a_model_with_its_own_half_life(small_click_model, sm
                         "keys": {"admin": ["a"]}}, tmp_path)
     registry = ModelRegistry(models)
     registry.promote("v25")
-    engine = RankingEngine(cfg, open_store(cfg.db), registry=registry)
-    engine.start(background=False)
+    engine = started_engine(cfg, registry)
     try:
         assert engine.online.half_lives == (2.5,)
         arm = engine.models["A"]
