@@ -224,7 +224,7 @@ class RunningHistory:
                        [cat_ids[i] for i in c_used.tolist()], len(ts))
 
     def _add_one_by_one(self, events: Events) -> None:
-        staff, banner, category = _ids(events.staff), _ids(events.banner), _ids(events.category)
+        staff, banner, category = ids_of(events.staff), ids_of(events.banner), ids_of(events.category)
         for i in range(len(events)):
             self.add_impression(staff[i], banner[i], category[i], float(events.ts[i]))
             if events.clicked[i]:
@@ -416,7 +416,7 @@ class RunningHistory:
         return HistoryRows(np.concatenate([q.matrix for q in parts]))
 
 
-def _ids(column) -> list[str]:
+def ids_of(column) -> list[str]:
     """An Events column (a list, an array, or a vocabulary with codes) as ids per event."""
     vocab = getattr(column, "vocab", None)
     if vocab is not None:

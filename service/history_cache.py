@@ -39,25 +39,33 @@ def load_history_file(online: OnlineHistory, path: Path, erased: Erasures, erasu
     """Give ``online`` the counters of the history file (from the cache, or built and
     cached); the file's events are also read when caps or delivery goals need them.
     The number of impressions it holds."""
-    read = lambda: events_from_log(without_erased(load_impressions(path), erased), catalog, UNKNOWN)  # noqa: E731
-    events = read() if online.needs_events else None
+    events = None
+
+    def read():
+        nonlocal events
+        if events is None:
+            events = events_from_log(without_erased(load_impressions(path), erased), catalog, UNKNOWN)
+        return events
+
+    if online.needs_events:
+        read()
     if cache_dir is None:
-        events = events if events is not None else read()
-        online.load(events)
-        return len(events)
+        online.load(read())
+        return len(online)
+    bases = []
     try:
         with _locked(cache_dir):
             for half_life in online.half_lives:
                 folder = cache_dir / _name(path, half_life, erasure_seq, catalog)
                 if not folder.is_dir():
-                    events = events if events is not None else read()
-                    _build(folder, events, half_life)
-                online.set_base(RunningHistory.from_base(folder))
+                    _build(folder, read(), half_life)
+                bases.append(RunningHistory.from_base(folder))
     except OSError as e:  # a cache folder it may not write: every worker reads the file itself
         log.warning("click history cache %s not usable (%s); reading %s without it", cache_dir, e, path)
-        events = events if events is not None else read()
-        online.load(events)
-        return len(events)
+        online.load(read())
+        return len(online)
+    for base in bases:  # only once every one is mapped: a failure above leaves ``online`` as it was
+        online.set_base(base)
     if events is not None:
         online.load_controls(events)
     return len(online)

@@ -30,7 +30,7 @@ from recommender.caps import ExposureLedger
 from recommender.goals import DeliveryTracker, GoalProgress
 from recommender.domain import Banner, FrequencyCap
 
-from features.history import Events, RunningHistory
+from features.history import Events, RunningHistory, ids_of
 
 DEFAULT_HALF_LIFE_DAYS = 7.0  # the features' default (features.definition.FeatureConfig)
 
@@ -175,7 +175,7 @@ class OnlineHistory:
         """What caps and delivery goals need of the history's events."""
         with self._lock:
             if self._cap_all or self._capped_ids or self.delivery:
-                staff, banner = _ids(events.staff), _ids(events.banner)
+                staff, banner = ids_of(events.staff), ids_of(events.banner)
                 for i in range(len(events)):
                     s, b, t, clicked = staff[i], banner[i], float(events.ts[i]), events.clicked[i]
                     self.delivery.add_impression(s, b, t)
@@ -298,12 +298,10 @@ class OnlineHistory:
 
     def query(self, staff, banner, category, ts) -> dict[str, np.ndarray]:
         """The counters of the first half-life it keeps (``view`` chooses one)."""
-        with self._lock:
-            return self._first.query(staff, banner, category, ts)
+        return self.view(self.half_lives[0]).query(staff, banner, category, ts)
 
     def query_person(self, staff: str, banner, category, ts: float) -> dict[str, np.ndarray]:
-        with self._lock:
-            return self._first.query_person(staff, banner, category, ts)
+        return self.view(self.half_lives[0]).query_person(staff, banner, category, ts)
 
     def counts(self) -> dict[str, int]:
         """What it holds, for /readyz: impressions, people, and the rankings whose clicks
@@ -336,10 +334,3 @@ class HistoryView:
         with self._lock:
             return self._running.score_person(*args, **kwargs)
 
-
-def _ids(column) -> list[str]:
-    """An Events column (a list, an array, or a vocabulary with codes) as ids per event."""
-    vocab = getattr(column, "vocab", None)
-    if vocab is not None:
-        return [vocab[c] for c in column.codes.tolist()]
-    return [str(x) for x in column]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 from recommender.domain import FrequencyCap
 
@@ -17,3 +18,15 @@ def default_cap(text: str | None) -> FrequencyCap | None:
         return cap_from_dict(json.loads(text), "--default-cap")
     except ValueError as e:  # invalid JSON, or a FieldError naming the part
         raise ValueError(f"--default-cap: {e}") from None
+
+
+def service_config(path):
+    """The service config at ``path`` (service.config.ServiceConfig), or None after
+    printing why it cannot be read (the command then exits with 2)."""
+    from service.config import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except (ConfigError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return None

@@ -9,6 +9,8 @@ import re
 import sys
 import time
 
+from ._options import service_config
+
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -39,14 +41,12 @@ def duration(text: str) -> float:
 def run(args: argparse.Namespace) -> int:
     from recommender.store import open_store
     from service.arms import effective_shares
-    from service.config import ConfigError, load_config, resolve_loader
+    from service.config import resolve_loader
     from service.ramp import ramp_status
     from training.registry import ModelRegistry, RegistryError
 
-    try:
-        cfg = load_config(args.config)
-    except (ConfigError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    cfg = service_config(args.config)
+    if cfg is None:
         return 2
     reg = ModelRegistry(cfg.models, resolve_loader(cfg.model_loader))
     names = [a.name for a in cfg.arms]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
+
+from ._options import service_config
 
 
 def register(sub) -> None:
@@ -19,12 +20,9 @@ def run(args: argparse.Namespace) -> int:
     from recommender.goals import DeliveryTracker, delivery_from_rankings
     from recommender.store import open_store
     from recommender.store.export import stored_catalog
-    from service.config import ConfigError, load_config
 
-    try:
-        cfg = load_config(args.config)
-    except (ConfigError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    cfg = service_config(args.config)
+    if cfg is None:
         return 2
     now = time.time()
     with open_store(cfg.db) as store:
