@@ -1,9 +1,10 @@
 """Point-in-time counting: what happened to a key strictly before a time.
 
-The primitive behind every click-history feature (and the simulator's ground truth):
-for each query (key, t) it counts, or sums a weight over, the events of that key with
-ts < t. Events at t or later are never seen, which is what makes training features
-equal to the features serving would have computed at that moment.
+For each query (key, t) it counts, or sums a weight over, the events of that key with
+ts < t, by binary searches over the events sorted once. The simulator's ground truth
+counts with it; the click-history features use features.counters, whose time-ordered
+replay gives the same point-in-time answers (the former features, built on this index,
+are the oracle of tests/legacy_scoring.py).
 """
 from __future__ import annotations
 
