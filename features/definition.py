@@ -27,7 +27,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from .counters import history_matrix
-from .kernel import N_NUMERIC, numeric_rows
+from .interest import category_rates, interest_prior, interest_units
+from .kernel import BANNER_INPUTS, N_NUMERIC, N_NUMERIC_V1, PARAMS, numeric_rows
 
 DAY = 86400.0
 STANDARD_CATEGORIES = ("policy", "info", "custom", "survey", "event")
@@ -61,8 +62,10 @@ NUMERIC_FEATURES = (
     "affinity_category", "affinity_person", "affinity_relative", "log_hours_since_click", "never_clicked",
     "log_ever_views_banner", "log_ever_clicks_category", "log_ever_views_category", "affinity_category_all_time",
     "global_ctr", "log_global_views",
+    "interest_category", "interest_person", "interest_relative", "interest_category_all_time", "log_priority",
 )
 assert len(NUMERIC_FEATURES) == N_NUMERIC  # the kernel writes them in this order
+assert len(BANNER_INPUTS) == 4 and len(PARAMS) == 3
 
 
 def _vocab(values) -> dict[str, int]:
@@ -101,6 +104,7 @@ class BannerArrays:
     tag_flat: np.ndarray  # every banner's tag codes, one after the other
     targeted: np.ndarray
     start: np.ndarray  # nan when open
+    inputs: np.ndarray  # (n, BANNER_INPUTS): what the feature kernel reads of each banner
 
 
 @dataclass
@@ -203,8 +207,34 @@ class FeatureEncoder:
         self.category_vocab_ = _vocab(list(STANDARD_CATEGORIES) + sorted({b.category for b in banners} - set(STANDARD_CATEGORIES)))
         self.tag_vocab_ = _vocab(sorted({t for b in banners for t in b.tags}))
         self.base_rate_ = float(min(max(base_rate, 1e-4), 0.5))
+        # until fit_interest sees a log: every category at the base rate, a neutral prior
+        self.category_rate_ = np.full(len(self.category_vocab_) + 1, self.base_rate_)
+        self.interest_prior_ = 1.0
+        self.numeric_features_ = NUMERIC_FEATURES
         self._layout()
         return self
+
+    def category_code(self, category: str) -> int:
+        """A category's code (0: one the encoder did not see)."""
+        return self.category_vocab_.get(category, 0)
+
+    def fit_interest(self, person: np.ndarray, category_code: np.ndarray, clicked: np.ndarray) -> "FeatureEncoder":
+        """Each category's click rate and the interest prior k (features.interest) from
+        the impressions of a training log: the person (any integer code), the banner's
+        category (``category_code``) and the click of each row."""
+        code = np.asarray(category_code, dtype=np.int64)
+        self.category_rate_ = category_rates(code, clicked, len(self.category_vocab_) + 1, self.base_rate_,
+                                             self.config.prior_strength)
+        self.interest_prior_ = interest_prior(*interest_units(person, code, clicked, self.category_rate_))
+        return self
+
+    @property
+    def n_numeric(self) -> int:
+        return len(self.numeric_features_)
+
+    def params(self) -> np.ndarray:
+        """The feature kernel's scalar parameters (features.kernel.PARAMS)."""
+        return np.array([self.base_rate_, float(self.config.prior_strength), self.interest_prior_])
 
     def fit_scale(self, numeric: np.ndarray) -> "FeatureEncoder":
         """Centre and scale of each numeric feature (from a sample of training rows), applied
@@ -225,7 +255,7 @@ class FeatureEncoder:
         for a in cfg.cross_attributes:
             na = len(self.attr_vocab_[a]) + 1
             sizes += [(f"{a}x category", na * nc), (f"{a}x banner", na * nb)]
-        sizes += [("completed x category", nc), ("log position", 1), ("numeric", len(NUMERIC_FEATURES))]
+        sizes += [("completed x category", nc), ("log position", 1), ("numeric", self.n_numeric)]
         self.blocks_ = {}
         off = 0
         for name, n in sizes:
@@ -242,9 +272,14 @@ class FeatureEncoder:
         }
 
     def __setstate__(self, state: dict) -> None:
-        # encoders pickled before offsets_ existed get it from their layout
         self.__dict__.update(state)
+        if "base_rate_" in state and "numeric_features_" not in state:
+            # fitted before the interest and priority features: it reads the first ones
+            self.numeric_features_ = NUMERIC_FEATURES[:N_NUMERIC_V1]
+            self.category_rate_ = np.full(len(self.category_vocab_) + 1, self.base_rate_)
+            self.interest_prior_ = 1.0
         if "blocks_" in state and "offsets_" not in state:
+            # encoders pickled before offsets_ existed get it from their layout
             self._layout()
 
     # ---- per-object encodings (shared by every caller) -----------------------------
@@ -268,29 +303,36 @@ class FeatureEncoder:
     def encode_banners(self, banners: Sequence) -> BannerArrays:
         tag_codes = [np.array([self.tag_vocab_.get(t, 0) for t in b.tags], dtype=np.int64) for b in banners]
         counts = np.fromiter((len(b.tags) for b in banners), dtype=np.int64, count=len(banners))
+        category_code = np.fromiter((self.category_vocab_.get(b.category, 0) for b in banners), dtype=np.int64, count=len(banners))
+        targeted = np.array([any(len(v) > 0 for v in b.target.values()) for b in banners], dtype=np.float64)
+        start = np.array([np.nan if b.start is None else b.start for b in banners], dtype=np.float64)
+        priority = np.array([max(float(getattr(b, "priority", 0) or 0), 0.0) for b in banners], dtype=np.float64)
+        inputs = np.column_stack([start, targeted, self.category_rate_[category_code], np.log1p(priority)]) \
+            if len(banners) else np.zeros((0, len(BANNER_INPUTS)))
         return BannerArrays(
             ids=[b.banner_id for b in banners],
             categories=[b.category for b in banners],
             banner_code=np.fromiter((self.banner_vocab_.get(b.banner_id, 0) for b in banners), dtype=np.int64, count=len(banners)),
-            category_code=np.fromiter((self.category_vocab_.get(b.category, 0) for b in banners), dtype=np.int64, count=len(banners)),
+            category_code=category_code,
             tag_counts=counts,
             tag_start=np.cumsum(counts) - counts,
             tag_flat=np.concatenate([*tag_codes, np.zeros(0, dtype=np.int64)]),
-            targeted=np.array([any(len(v) > 0 for v in b.target.values()) for b in banners], dtype=np.float64),
-            start=np.array([np.nan if b.start is None else b.start for b in banners], dtype=np.float64),
+            targeted=targeted,
+            start=start,
+            inputs=np.ascontiguousarray(inputs),
         )
 
     # ---- numeric features from history ---------------------------------------------
     def numeric(self, banner_rows: BannerArrays, banner_idx: np.ndarray, ts: np.ndarray, hist: Mapping[str, np.ndarray]) -> np.ndarray:
-        """The NUMERIC_FEATURES of rows (banner banner_idx[i] at ts[i], with the history
+        """This encoder's numeric features (``numeric_features_``, the first columns of
+        NUMERIC_FEATURES) of rows (banner banner_idx[i] at ts[i], with the history
         counters ``hist`` of their person): the compiled kernel (features.kernel) the
         service's scoring calls too."""
         n = len(ts)
-        out = np.empty((n, len(NUMERIC_FEATURES)))
+        out = np.empty((n, N_NUMERIC))
         numeric_rows(history_matrix(hist, n), np.ascontiguousarray(ts, dtype=np.float64),
-                     np.ascontiguousarray(banner_rows.start[banner_idx]), np.ascontiguousarray(banner_rows.targeted[banner_idx]),
-                     self.base_rate_, float(self.config.prior_strength), out)
-        return out
+                     np.ascontiguousarray(banner_rows.inputs[banner_idx]), self.params(), out)
+        return out if self.n_numeric == N_NUMERIC else out[:, :self.n_numeric]
 
     def popularity(self, hist: Mapping[str, np.ndarray]) -> np.ndarray:
         """Each banner's smoothed global click rate before the request: the popularity order."""
@@ -390,7 +432,7 @@ class FeatureEncoder:
         history counters ``hist`` of their person)."""
         n = len(ts)
         # numeric block = log(position) followed by the standardised numeric features
-        block = np.empty((n, 1 + len(NUMERIC_FEATURES)))
+        block = np.empty((n, 1 + self.n_numeric))
         if position is None:  # scoring: every row at the reference position
             block[:, 0] = math.log(self.reference_position)
         else:
@@ -409,18 +451,18 @@ class FeatureEncoder:
 
     def dense_column(self, name: str) -> int:
         """Index of a numeric feature in the dense matrix."""
-        return len(self.config.staff_attributes) + 3 + NUMERIC_FEATURES.index(name)
+        return len(self.config.staff_attributes) + 3 + self.numeric_features_.index(name)
 
     def dense_categorical_mask(self) -> np.ndarray:
         """Which dense columns are categorical codes (for tree models with native categories)."""
         cfg = self.config
         sizes = [len(self.attr_vocab_[a]) + 1 for a in cfg.staff_attributes] + [len(self.category_vocab_) + 1, len(self.banner_vocab_) + 1]
-        mask = [s <= 250 for s in sizes] + [False] + [False] * len(NUMERIC_FEATURES)
+        mask = [s <= 250 for s in sizes] + [False] + [False] * self.n_numeric
         return np.array(mask)
 
     def dense_column_names(self) -> list[str]:
         """The dense (tree-model) matrix's columns, by name."""
-        return [*self.config.staff_attributes, "category", "banner", "position", *NUMERIC_FEATURES]
+        return [*self.config.staff_attributes, "category", "banner", "position", *self.numeric_features_]
 
     def column_name(self, index: int) -> str:
         """A readable name of one column of the sparse (linear-model) matrix, e.g.
@@ -438,7 +480,7 @@ class FeatureEncoder:
         if block == "log position":
             return "log(position)"
         if block == "numeric":
-            return NUMERIC_FEATURES[offset]
+            return self.numeric_features_[offset]
         for a in self.config.cross_attributes:
             for other, vocab in (("category", self.category_vocab_), ("banner", self.banner_vocab_)):
                 if block == f"{a}x {other}":
@@ -456,11 +498,15 @@ class FeatureEncoder:
 
     def describe(self) -> dict:
         """The feature definition, for the model's metadata."""
-        return {
+        out = {
             "config": self.config.to_dict(),
             "blocks": {k: list(v) for k, v in self.blocks_.items()},
-            "numeric": list(NUMERIC_FEATURES),
+            "numeric": list(self.numeric_features_),
             "vocabulary_sizes": {**{f"attr:{a}": len(v) for a, v in self.attr_vocab_.items()},
                                  "banner": len(self.banner_vocab_), "category": len(self.category_vocab_), "tag": len(self.tag_vocab_)},
             "base_rate": self.base_rate_,
         }
+        if self.n_numeric > N_NUMERIC_V1:
+            out["category_rates"] = {c: float(self.category_rate_[i]) for c, i in self.category_vocab_.items()}
+            out["interest_prior"] = self.interest_prior_
+        return out

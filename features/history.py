@@ -390,14 +390,15 @@ class RunningHistory:
         return self.t_ref if self.t_ref is not None else 0.0
 
     def score_person(self, staff: str, banner: Sequence[str], category: Sequence[str], ts: float,
-                     start: np.ndarray, targeted: np.ndarray, base_rate: float, strength: float,
-                     weight: np.ndarray, completion_weight: np.ndarray, static: np.ndarray) -> np.ndarray:
-        """A linear model's logits of one person's candidates (features.kernel.score_person)."""
+                     banner_inputs: np.ndarray, params: np.ndarray, weight: np.ndarray,
+                     completion_weight: np.ndarray, static: np.ndarray) -> np.ndarray:
+        """A linear model's logits of one person's candidates (features.kernel.score_person:
+        ``banner_inputs`` per candidate and ``params`` as it reads them)."""
         codes = self._list_codes(banner, category)
         out = np.empty(len(banner))
         score_person(self.base.as_tuple(), self.base_tref, self.delta.as_tuple(), self._delta_tref, self.tau,
-                     self._person(staff), codes.banners, codes.categories, float(ts), start, targeted,
-                     base_rate, strength, weight, completion_weight, static, out)
+                     self._person(staff), codes.banners, codes.categories, float(ts), banner_inputs, params,
+                     weight, completion_weight, static, out)
         return out
 
     def query(self, staff, banner, category, ts) -> dict[str, np.ndarray]:
@@ -430,11 +431,14 @@ def compile_kernels() -> None:
     compiles them into numba's on-disk cache, later processes load them from there."""
     import tempfile
 
-    from .kernel import numeric_rows
+    from .kernel import BANNER_INPUTS, N_NUMERIC, PARAMS, numeric_rows
 
+    inputs = np.array([[np.nan, 0.0, 0.05, 0.0], [0.0, 1.0, 0.05, 1.0]])
+    params = np.array([0.05, 10.0, 1.0])
+    assert inputs.shape[1] == len(BANNER_INPUTS) and len(params) == len(PARAMS)
     events = Events(["a", "b"], ["x", "y"], ["c", "c"], np.array([1.0, 2.0]), np.array([1, 0]))
     History(events).query(["a"], ["x"], ["c"], np.array([5.0]))
-    numeric_rows(np.zeros((1, N_HIST)), np.zeros(1), np.zeros(1), np.zeros(1), 0.05, 10.0, np.zeros((1, 18)))
+    numeric_rows(np.zeros((1, N_HIST)), np.zeros(1), inputs[:1], params, np.zeros((1, N_NUMERIC)))
     with tempfile.TemporaryDirectory() as tmp:
         built = RunningHistory()
         built.add_events(events)
@@ -443,6 +447,6 @@ def compile_kernels() -> None:
             running.add_impression("a", "x", "c", 3.0)
             running.add_click("a", "x", "c", 3.0)
             running.query_person("a", ["x", "y"], ["c", "c"], 4.0)
-            running.score_person("a", ["x", "y"], ["c", "c"], 4.0, np.array([np.nan, 0.0]), np.zeros(2), 0.05, 10.0,
-                                 np.zeros(18), np.zeros(2), np.zeros(2))
+            running.score_person("a", ["x", "y"], ["c", "c"], 4.0, inputs, params, np.zeros(N_NUMERIC), np.zeros(2),
+                                 np.zeros(2))
             running.forget("a")

@@ -18,7 +18,8 @@ from pathlib import Path
 import joblib
 import numpy as np
 
-from features.definition import NUMERIC_FEATURES, BannerArrays, FeatureEncoder
+from features.definition import BannerArrays, FeatureEncoder
+from features.kernel import N_NUMERIC
 from features.lru import LRU
 from features.pipeline import candidate_features, history_features, request_history
 
@@ -52,12 +53,13 @@ class _CandidateList:
     """What a model keeps of one candidate list: the banners (their identity is the
     key) and their encodings."""
 
-    __slots__ = ("serial", "banners", "arrays", "index", "completion_weight")
+    __slots__ = ("serial", "banners", "arrays", "index", "completion_weight", "params")
 
-    def __init__(self, serial: int, banners: list, arrays: BannerArrays):
+    def __init__(self, serial: int, banners: list, arrays: BannerArrays, params: np.ndarray):
         self.serial = serial  # never reused: keys this list's static logits
         self.banners = banners
         self.arrays = arrays
+        self.params = params  # the feature kernel's parameters (the encoder's)
         self.index = np.arange(len(banners))
         self.completion_weight: np.ndarray | None = None  # a linear model's weight of each row's completion column
 
@@ -96,13 +98,15 @@ class ModelArtifact:
         at scoring, log(position) is the reference position's, another constant."""
         enc = self.encoder
         start, _ = enc.blocks_["log position"]
-        w = self._coef[start + 1:start + 1 + len(NUMERIC_FEATURES)]
+        w = self._coef[start + 1:start + 1 + enc.n_numeric]
         mean = getattr(enc, "numeric_mean_", None)
         scale = enc.numeric_scale_ if mean is not None else np.ones(len(w))
-        self._numeric_weight = np.ascontiguousarray(w / scale)
+        # the kernel computes every numeric feature: those an older encoder lacks weigh 0
+        self._numeric_weight = np.zeros(N_NUMERIC)
+        self._numeric_weight[:len(w)] = w / scale
         self._history_constant = self._coef[start] * math.log(enc.reference_position)
         if mean is not None:
-            self._history_constant -= float(mean @ self._numeric_weight)
+            self._history_constant -= float(mean @ self._numeric_weight[:len(w)])
 
     @property
     def version(self) -> str:
@@ -140,7 +144,7 @@ class ModelArtifact:
             return hit
         # holding the objects keeps their ids unique
         entry = self._lists.put(key, _CandidateList(next(self._serials), list(banners),
-                                                    self.encoder.encode_banners(banners)))
+                                                    self.encoder.encode_banners(banners), self.encoder.params()))
         if self.kind == "logistic":
             entry.completion_weight = self._coef[self.encoder.completion_columns(entry.arrays, entry.index)]
         self._last_list = (banners, entry)
@@ -188,12 +192,11 @@ class ModelArtifact:
         arrays = cands.arrays
         fused = getattr(history, "score_person", None)
         if fused is not None:
-            return fused(rows.staff_id[0], arrays.ids, arrays.categories, rows.ts[0], arrays.start, arrays.targeted,
-                         enc.base_rate_, float(enc.config.prior_strength), self._numeric_weight,
-                         cands.completion_weight, static)
+            return fused(rows.staff_id[0], arrays.ids, arrays.categories, rows.ts[0], arrays.inputs, cands.params,
+                         self._numeric_weight, cands.completion_weight, static)
         hist = request_history(history, rows.staff_id[0], cands.arrays, rows.ts[0])
         num = enc.numeric(cands.arrays, cands.index, rows.ts, hist)
-        return static + num @ self._numeric_weight + cands.completion_weight * hist["ever_clicked_banner"]
+        return static + num @ self._numeric_weight[:enc.n_numeric] + cands.completion_weight * hist["ever_clicked_banner"]
 
     def score(self, rows, history) -> np.ndarray:
         if len(rows) == 0:

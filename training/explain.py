@@ -42,6 +42,9 @@ _NUMERIC_GROUP = {
     "affinity_person": "your clicking overall", "log_hours_since_click": "your clicking overall",
     "never_clicked": "your clicking overall",
     "global_ctr": "popularity", "log_global_views": "popularity",
+    "interest_category": "your clicks on the category", "interest_relative": "your clicks on the category",
+    "interest_category_all_time": "your clicks on the category", "interest_person": "your clicking overall",
+    "log_priority": "priority",
 }
 assert set(_NUMERIC_GROUP) == set(NUMERIC_FEATURES), "every numeric feature belongs to a part"
 
@@ -101,6 +104,8 @@ class _Row:
             return f"its being {days} day{'' if days == 1 else 's'} old"
         if group == "targeting":
             return "its being aimed at a group" if self.banner.is_targeted() else "its being meant for everyone"
+        if group == "priority":
+            return f"the operators' priority {self.banner.priority}"
         return group
 
 
@@ -115,7 +120,7 @@ def _linear_groups(enc: FeatureEncoder) -> tuple[np.ndarray, list[str]]:
     for a in cfg.cross_attributes:
         order += [f"{a} x category", f"{a} x banner"]
     order += ["your history with this banner", "your clicks on the category", "your clicking overall",
-              "popularity", "freshness", "targeting"]
+              "popularity", "freshness", "targeting", "priority"]
     group_of_block = {f"attr:{a}": a for a in cfg.staff_attributes}
     group_of_block.update({"category": "category", "banner": "banner", "tags": "tags",
                            "completed x category": "your history with this banner", "log position": "baseline"})
@@ -125,7 +130,7 @@ def _linear_groups(enc: FeatureEncoder) -> tuple[np.ndarray, list[str]]:
     col_group = np.empty(enc.n_features_, dtype=np.int64)
     for block, (start, n) in enc.blocks_.items():
         if block == "numeric":
-            for j, name in enumerate(NUMERIC_FEATURES):
+            for j, name in enumerate(enc.numeric_features_):
                 col_group[start + j] = order.index(_NUMERIC_GROUP[name])
         else:
             col_group[start:start + n] = order.index(group_of_block[block])
@@ -235,11 +240,11 @@ def tree_parts(model, rows, history) -> list[list[ScorePart]]:
     cfg = enc.config
     order = ["baseline", *cfg.staff_attributes, "category", "banner",
              "your history with this banner", "your clicks on the category", "your clicking overall",
-             "popularity", "freshness", "targeting"]
+             "popularity", "freshness", "targeting", "priority"]
     # the dense columns: the attributes, category, banner, position, the numeric features
     feature_group = [order.index(a) for a in (*cfg.staff_attributes, "category", "banner")]
     feature_group.append(0)  # the position: every candidate sits at the reference position
-    feature_group += [order.index(_NUMERIC_GROUP[f]) for f in NUMERIC_FEATURES]
+    feature_group += [order.index(_NUMERIC_GROUP[f]) for f in enc.numeric_features_]
     known, f_idx_map = est._bin_mapper.make_known_categories_bitsets()
     trees = [_Tree(predictor, known, f_idx_map) for (predictor,) in est._predictors]
     contrib = np.zeros((n, len(order)))

@@ -118,6 +118,13 @@ def fit_scale(encoder: FeatureEncoder, ctx, rng: np.random.Generator, among: np.
     encoder.fit_scale(encoder.numeric(ctx.banners, log.banner[rows], log.ts[rows], ctx.history_rows(rows)))
 
 
+def fit_interest(encoder: FeatureEncoder, catalog, log) -> None:
+    """The encoder's category click rates and interest prior from the training log."""
+    code_of_banner = np.array([encoder.category_code(catalog.get(b).category if catalog.get(b) is not None else "")
+                               for b in log.banner_ids], dtype=np.int64)
+    encoder.fit_interest(log.staff, code_of_banner[log.banner] if len(log) else np.zeros(0, np.int64), log.clicked)
+
+
 def attribute_values(directory, fcfg: FeatureConfig) -> dict[str, list[str]]:
     vals: dict[str, set] = {a: set() for a in fcfg.staff_attributes}
     for s in directory.by_id.values():

@@ -24,7 +24,7 @@ from numba import njit
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
-from features.definition import NUMERIC_FEATURES, BannerArrays, FeatureEncoder, StaffArrays
+from features.definition import BannerArrays, FeatureEncoder, StaffArrays
 
 CHUNK_ROWS = 500_000  # rows whose history counters and numeric features are computed at once
 
@@ -77,7 +77,7 @@ def linear_rows(encoder: FeatureEncoder, staff: StaffArrays, staff_idx: np.ndarr
     static = _static_matrix(encoder.static_parts(staff, staff_idx[first], banners, banner_idx[first]), len(first),
                             encoder.n_features_)
     n = len(ts)
-    numeric = np.empty((n, 1 + len(NUMERIC_FEATURES)))
+    numeric = np.empty((n, 1 + encoder.n_numeric))
     completion_col, completion_val = np.empty(n, dtype=np.intp), np.empty(n)
     offset = encoder.blocks_["log position"][0]
     for lo in range(0, n, CHUNK_ROWS):

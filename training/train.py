@@ -19,7 +19,7 @@ from recommender.candidates import CandidateTable, build_candidate_table, cold_s
 from . import report_data
 from .artifact import ModelArtifact
 from .dataset import downsample_negatives, log_context, time_split
-from .fitting import TrainConfig, attribute_values, fit, fit_logistic_path, fit_scale
+from .fitting import TrainConfig, attribute_values, fit, fit_interest, fit_logistic_path, fit_scale
 from .linear import linear_rows, log_rows
 from .metrics import ips_clicks_at_k, ndcg_at_k, probability_metrics
 from .report import REPORT_FILE, TrainingReportData, write_training_report
@@ -168,6 +168,7 @@ def train(directory, catalog, log, out_dir: str | Path | None, config: TrainConf
     step("features")
     catalog = cold_start_catalog(catalog, [log, *history_logs])
     encoder = FeatureEncoder(cfg.features).fit(attribute_values(directory, cfg.features), catalog.known, log.click_rate())
+    fit_interest(encoder, catalog, log)
     ctx = log_context(encoder, directory, catalog, log, history_logs)
     train_rows, valid_rows, cut = time_split(log, cfg.holdout_days)
     fit_rows, weights = downsample_negatives(train_rows, log.clicked, cfg.max_train_rows, rng)
