@@ -183,3 +183,67 @@ def test_batch_frequencies_match_the_marginals():
     np.add.at(freq, (shown, np.broadcast_to(np.arange(n), shown.shape)), 1.0)
     freq /= m
     assert np.abs(freq - P).max() < 5 * np.sqrt(0.25 / m)
+
+
+class _Fixed:
+    version = "fixed"
+
+    def __init__(self, scores):
+        self.scores = np.asarray(scores, dtype=float)
+
+    def score(self, rows, history):
+        return self.scores
+
+
+def _banners(n, pinned=()):
+    from recommender.domain import Banner
+
+    return [Banner(f"b{i}", "c", pinned=i in pinned, priority=i % 2) for i in range(n)]
+
+
+def test_the_ranker_serves_boltzmann_with_the_exact_propensities():
+    from features.history import History
+    from recommender.exploration import BOLTZMANN, Exploration
+    from recommender.ranker import CandidateSet, Ranker
+
+    scores = np.array([0.3, 1.2, -0.4, 0.9, 0.0, 2.0, -1.1, 0.5])
+    cands = CandidateSet(_banners(8, pinned=(4,)))
+    x = Exploration(BOLTZMANN, 0.5, 0.8, 2)
+    ranker = Ranker(_Fixed(scores), rng=np.random.default_rng(3), exploration=x)
+    assert ranker.epsilon == 0.5
+    greedy = cands.greedy(scores.tolist())
+    P = boltzmann_marginals(greedy, 1, scores, 0.5, 0.8, 2)
+    ids = {b: i for i, b in enumerate(cands.ids)}
+    seen_moves = set()
+    for _ in range(200):
+        res = ranker.rank("s", {}, 1.78e9, cands, History.empty())
+        shown = [ids[b] for b in res.banner_ids]
+        assert np.allclose(res.propensities, [P[b, k] for k, b in enumerate(shown)])
+        assert res.scores == [scores[b] for b in shown]
+        assert (res.moved is not None) == res.explored
+        seen_moves.add(res.moved)
+    assert len(seen_moves) > 3
+    # the weights change the draw, and the propensities follow
+    weight = np.array([1, 1, 1, 1, 1, 1, 50, 1.0])
+    def moved_b6(w):
+        res = [Ranker(_Fixed(scores), rng=np.random.default_rng(s), exploration=Exploration(BOLTZMANN, 1.0, 0.8, 2))
+               .rank("s", {}, 1.78e9, cands, History.empty(), explore_weight=w) for s in range(60)]
+        return sum(r.banner_ids[r.moved[1]] == "b6" for r in res)
+
+    assert moved_b6(weight) >= 8 > 2 >= moved_b6(None)
+
+def test_epsilon_greedy_stays_the_default_and_epsilons_must_agree():
+    from recommender.exploration import EPSILON_GREEDY, Exploration
+    from recommender.ranker import Ranker
+
+    r = Ranker(None, 0.2, np.random.default_rng(0))
+    assert r.exploration == Exploration(EPSILON_GREEDY, 0.2) and r.epsilon == 0.2
+    with pytest.raises(ValueError, match="epsilon"):
+        Ranker(None, 0.2, exploration=Exploration("boltzmann", 0.3))
+    with pytest.raises(ValueError, match="epsilon must be in"):
+        Ranker(None, 1.5)
+    for bad, field in ((dict(policy="softmax"), "exploration"), (dict(temperature=0.0), "temperature"),
+                       (dict(temperature=float("inf")), "temperature"), (dict(depth=0), "depth"),
+                       (dict(depth=2.5), "depth")):
+        with pytest.raises(ValueError, match=field):
+            Exploration(**bad)
