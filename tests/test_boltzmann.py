@@ -247,3 +247,60 @@ def test_epsilon_greedy_stays_the_default_and_epsilons_must_agree():
                        (dict(depth=2.5), "depth")):
         with pytest.raises(ValueError, match=field):
             Exploration(**bad)
+
+
+def _ope_bandit(seed, pin_share=0.3, capped=False):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from ope_synth import synth_bandit
+
+    from recommender.domain import Banner, Catalog
+
+    bandit, _, _ = synth_bandit(40, 7, 4, 0.3, seed)
+    rng = np.random.default_rng(seed)
+    bandit.catalog = Catalog(Banner(x.banner_id, x.category, pinned=bool(rng.random() < pin_share),
+                                    priority=int(rng.integers(0, 3))) for x in bandit.catalog)
+    if capped:
+        bandit.capped = rng.random(len(bandit.cand_banner)) < 0.2
+    return bandit, rng
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.floats(0, 1), st.floats(0.2, 4), st.integers(1, 4), st.booleans(), st.booleans())
+def test_the_ope_target_policy_is_boltzmann_as_served(seed, eps, temp, depth, ties, capped):
+    """pi of ranking_policy(..., exploration=Boltzmann) is, for every candidate row and
+    logged position, the marginal the Ranker would log for the same scores."""
+    from recommender.exploration import BOLTZMANN, Exploration
+    from recommender.ranker import CandidateSet
+    from training.ope.policies import ranking_policy
+
+    bandit, rng = _ope_bandit(seed, capped=capped)
+    N, K = len(bandit.cand_banner), bandit.slots
+    scores = rng.integers(0, 3, N).astype(float) if ties else rng.normal(size=N) * 2
+    weight = rng.uniform(0.5, 3, N)
+    x = Exploration(BOLTZMANN, eps, temp, depth)
+    pol = ranking_policy(bandit, scores, exploration=x, explore_weight=weight)
+    for i in range(bandit.n):
+        rows = np.arange(bandit.offsets[i], bandit.offsets[i + 1])
+        if capped:
+            rows = rows[~bandit.capped[rows]]
+            assert (pol.pi[bandit.offsets[i]:bandit.offsets[i + 1]][bandit.capped[bandit.offsets[i]:bandit.offsets[i + 1]]]
+                    == 0).all()
+        if not len(rows):
+            continue
+        cands = CandidateSet([bandit.catalog.banners[j] for j in bandit.cand_banner[rows]])
+        greedy = greedy_order(scores[rows], cands.pinned, cands.priority).tolist()
+        P = boltzmann_marginals(greedy, cands.n_pinned, scores[rows], eps, temp, depth, weight[rows])
+        k = min(K, len(rows))
+        assert np.allclose(pol.pi[rows, :k], P[:, :k], atol=1e-12)
+        assert (pol.pi[rows, k:] == 0).all()
+
+
+def test_resolve_policy_names_the_exploration():
+    from recommender.exploration import BOLTZMANN, Exploration
+    from training.ope.evaluate import _exploration_suffix
+
+    assert _exploration_suffix(0.1, None) == "+eps0.1" and _exploration_suffix(0.0, None) == ""
+    assert _exploration_suffix(0.0, Exploration(BOLTZMANN, 0.2, 0.5, 2)) == "+boltzmann-eps0.2-t0.5-d2"
