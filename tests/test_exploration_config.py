@@ -66,3 +66,19 @@ def test_models_serve_each_arm_with_its_exploration(tmp_path):
     assert models["B"].arm.explorer.describe() == {"exploration": "boltzmann", "epsilon": 0.1, "temperature": 1.0,
                                                     "depth": 2}
     assert models["A"].arm.explorer.describe() == {"exploration": "epsilon-greedy", "epsilon": 0.1}
+
+
+def test_retrain_judges_the_policies_with_the_arms_exploration(tmp_path):
+    import argparse
+
+    from cli.commands.retrain import where
+
+    cfg = tmp_path / "service.toml"
+    cfg.write_text('[arms.A]\nshare = 0.5\n[arms.B]\nshare = 0.5\nexploration = "boltzmann"\ntemperature = 0.5\n',
+                   encoding="utf-8")
+    args = lambda arm, eps=None: argparse.Namespace(config=str(cfg), arm=arm, epsilon=eps, db=None, registry=None)  # noqa: E731
+    assert where(args("A"))[2] == Exploration(EPSILON_GREEDY, 0.1)
+    assert where(args("B"))[2] == Exploration(BOLTZMANN, 0.1, 0.5, 3)
+    assert where(args("B", 0.3))[2] == Exploration(BOLTZMANN, 0.3, 0.5, 3)
+    with pytest.raises(ValueError, match="epsilon"):
+        where(args("B", 1.3))
