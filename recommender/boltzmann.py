@@ -71,7 +71,11 @@ def choice_probabilities(scores: np.ndarray, temperature: float, weight: np.ndar
     return w / np.where(total > 0, total, 1.0)
 
 
-def move_marginal(i, k, q_i, q_before, q_after, n_free, depth):
+ArrayLike = np.ndarray | int | float
+
+
+def move_marginal(i: ArrayLike, k: ArrayLike, q_i: ArrayLike, q_before: ArrayLike, q_after: ArrayLike,
+                  n_free: ArrayLike, depth: int) -> np.ndarray:
     """P_explored(f_i at unpinned position k) of the module docstring (arrays broadcast):
     ``q_i`` the candidate's draw probability, ``q_before``/``q_after`` the q mass of the
     unpinned candidates before/after it in the greedy order, ``n_free`` the number of
