@@ -144,6 +144,15 @@ def _request_times(n_req: np.ndarray, day_start: float, rng: np.random.Generator
     return times
 
 
+def day_schedule(activity: np.ndarray, day_start: float, rng: np.random.Generator
+                 ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Who is active on a day (each person with their ``activity`` probability), how many
+    times each loads the banner space (1 to 3) and when (``_request_times``)."""
+    active = np.flatnonzero(rng.random(len(activity)) < activity)
+    n_req = rng.choice(3, size=len(active), p=REQUESTS_PER_DAY_P) + 1
+    return active, n_req, _request_times(n_req, day_start, rng)
+
+
 def static_parts(truth: GroundTruth, banners: list[Banner]) -> tuple[np.ndarray, np.ndarray]:
     """What no traffic changes: whether each person matches each banner's target (n, nb),
     and each person's logit of each banner before views and clicks (n, nb)."""
@@ -236,9 +245,7 @@ def simulate(out_dir: str | Path, cfg: SimulationConfig) -> SimulationSummary:
             day_start = t0 + d * DAY
             # Greedy order of the day: popularity so far, shrunk towards a 5% click rate, then priority.
             gkey = greedy_keys(popularity(pop_click, pop_impr, 0.05, 10.0), pinned, priority)
-            active = np.flatnonzero(rng.random(n) < activity)
-            n_req = rng.choice(3, size=len(active), p=REQUESTS_PER_DAY_P) + 1
-            times = _request_times(n_req, day_start, rng)
+            active, n_req, times = day_schedule(activity, day_start, rng)
             day_lines: list[tuple[float, str]] = []
             for k in range(3):
                 sel = n_req > k
