@@ -115,3 +115,26 @@ def test_pair_agreement_counts_pairs_ordered_as_the_truth():
     scores[0, 2] = 2.0
     a, n = pair_agreement(scores, truth_value, eligible, np.array([1]), np.arange(4))
     assert (a, n) == (1.5, 2)  # a tie in the scores counts half
+
+
+def test_candidate_scores_are_the_models(loop):
+    """The loop scores a batch at once; the scores are ModelArtifact.score's."""
+    from features.pipeline import history_from_logs
+    from recommender.ranker import CandidateRows
+    from simulator.closedloop import World, score_candidates
+    from training.train import TrainConfig, train
+
+    _, result = loop
+    world = World(_cfg().world)
+    log = result.runs["greedy"].log
+    u, ts, elig = world.rounds(2)[1]
+    u, ts, elig = u[:50], ts[:50], elig[:50]
+    for kind in ("logistic", "gbm"):
+        model = train(world.staff, world.catalog, log, None, TrainConfig(models=(kind,))).artifact
+        history = history_from_logs([log], world.catalog, model.encoder.config.half_life_days)
+        got = score_candidates(model, world, u, ts, elig, history)
+        r, b = np.nonzero(elig)
+        rows = CandidateRows(r, [world.truth.staff_ids[i] for i in u[r]], [world.profiles[i] for i in u[r]],
+                             [world.banners[j] for j in b], ts[r].astype(float))
+        assert np.allclose(got[r, b], model.score(rows, history), rtol=1e-9, atol=1e-9)
+        assert np.all(got[~elig] == 0)
