@@ -19,6 +19,7 @@ from typing import Callable, Mapping, Protocol, Sequence
 from features.history import History
 
 from .domain import Banner
+from .exploration import BOLTZMANN, EPSILON_GREEDY
 from .ranker import FALLBACK_VERSION, CandidateRows, CandidateSet, Ranker, RankResult
 
 # parts smaller than this (in logit units) are not worth a word in the sentence
@@ -56,11 +57,21 @@ class Placement:
     position: int
     score: float
     propensity: float
-    explored: bool  # the request's unpinned banners are in a random order
+    explored: bool  # the request was explored (epsilon-greedy: its unpinned banners are in a random order)
     epsilon: float  # the share of requests the ranker explores
     model_answered: bool  # False: no model, or it failed (the operators' order)
     attributes: Mapping[str, str]
     boost: float = 0.0  # the pacing boost of a banner behind its delivery goal (recommender.goals)
+    policy: str = EPSILON_GREEDY  # the ranker's exploration policy
+    # Boltzmann's explored request: "moved" (the banner drawn and tried here), "down"/"up"
+    # (shifted one place by that move), "" (at the place its score gives)
+    moved: str = ""
+    greedy_position: int = 0  # 1-based: where its score put it
+
+    @property
+    def by_exploration(self) -> bool:
+        """Exploration, not the score, decided this place."""
+        return self.explored and (self.policy != BOLTZMANN or self.moved != "")
 
 
 @dataclass(frozen=True)
@@ -75,7 +86,7 @@ class PlaceReason:
 def _operators_order(p: Placement) -> PlaceReason | None:
     if p.model_answered or p.banner.pinned:
         return None
-    if p.explored:  # exploration placed it (a model that fails on a request never explores it)
+    if p.by_exploration:  # exploration placed it (a model that fails on a request never explores it)
         return PlaceReason("operators_order", "no model is loaded, so its score has no parts", decisive=False)
     return PlaceReason("operators_order", "no model answered (none is loaded, or it failed on this request), so the "
                                           f"operators' order placed it (priority {p.banner.priority})")
@@ -89,15 +100,26 @@ def _pinned(p: Placement) -> PlaceReason | None:
 
 
 def _explored(p: Placement) -> PlaceReason | None:
-    if not p.explored or p.banner.pinned:
+    if not p.by_exploration or p.banner.pinned:
         return None
+    chance = f"chance of this place {p.propensity:.3g}"
+    if p.policy == BOLTZMANN:
+        if p.moved == "moved":
+            return PlaceReason("exploration", f"this request was explored (the arm explores {p.epsilon:.0%} of "
+                                              "requests): this banner was drawn to be tried higher up, the more likely "
+                                              f"the higher its score, and placed here instead of place "
+                                              f"{p.greedy_position} ({chance})")
+        side = "lower" if p.moved == "down" else "higher"
+        return PlaceReason("exploration", f"one place {side} than its score gives: this request was explored and "
+                                          f"another banner was tried {'above' if p.moved == 'down' else 'below'} "
+                                          f"it ({chance})")
     return PlaceReason("exploration", f"this request was explored (the arm explores {p.epsilon:.0%} of requests): the "
                                       "unpinned banners are in a random order whatever their scores (chance of this "
                                       f"place {p.propensity:.3g})")
 
 
 def _goal(p: Placement) -> PlaceReason | None:
-    if p.boost <= 0 or p.banner.pinned or p.explored or p.banner.goal is None:
+    if p.boost <= 0 or p.banner.pinned or p.by_exploration or p.banner.goal is None:
         return None
     g = p.banner.goal
     what = "people reached" if g.metric == "reach" else "clicks"
@@ -188,21 +210,43 @@ def shared_parts(parts: Sequence[Sequence[ScorePart]]) -> frozenset[str]:
     return frozenset(name for name, v in values.items() if len(v) == 1)
 
 
+def _moves(result: RankResult) -> list[tuple[str, int]]:
+    """Per shown position: how Boltzmann's move placed it ("moved", "down", "up", "") and
+    its 1-based place in the greedy order."""
+    n = len(result.banner_ids)
+    if result.moved is None:
+        return [("", t + 1) for t in range(n)]
+    g, p = result.moved
+    out = []
+    for t in range(n):
+        if t == p and g != p:
+            out.append(("moved", g + 1))
+        elif p < t <= g:
+            out.append(("down", t))
+        elif g <= t < p:
+            out.append(("up", t + 2))
+        else:
+            out.append(("", t + 1))
+    return out
+
+
 def explain_ranking(result: RankResult, candidates: Sequence[Banner], attributes: Mapping[str, str],
                     parts: Sequence[Sequence[ScorePart]] | None, epsilon: float = 0.0,
-                    boost: Sequence[float] | None = None) -> list[BannerExplanation]:
+                    boost: Sequence[float] | None = None, policy: str = EPSILON_GREEDY) -> list[BannerExplanation]:
     """Explanations of ``result`` in shown order. ``parts`` are the score parts of each
     candidate (in ``candidates``' order), or None when no model answered; ``epsilon``
-    is the share of requests the ranker explores."""
+    is the share of requests the ranker explores, ``policy`` how it explores."""
     index = {b.banner_id: i for i, b in enumerate(candidates)}
     answered = result.model_version != FALLBACK_VERSION and parts is not None
     shared = shared_parts(parts) if answered else frozenset()
+    moves = _moves(result)
     out = []
     for position, (bid, score, prop) in enumerate(zip(result.banner_ids, result.scores, result.propensities), 1):
         i = index[bid]
         banner = candidates[i]
+        moved, greedy_position = moves[position - 1]
         reasons = place_reasons(Placement(banner, position, score, prop, result.explored, epsilon, answered, attributes,
-                                          0.0 if boost is None else float(boost[i])))
+                                          0.0 if boost is None else float(boost[i]), policy, moved, greedy_position))
         decided = next((r.kind for r in reasons if r.decisive), "score")
         e = BannerExplanation(bid, banner.title, position, score, list(parts[i]) if answered else [], reasons, decided)
         e.sentence = sentence(e, shared)
@@ -240,4 +284,4 @@ def explain_ranked(ranker: Ranker, result: RankResult, staff_id: str, attributes
     if scorer is not None and result.model_version != FALLBACK_VERSION and len(cands):
         rows = CandidateRows.for_request(staff_id, attributes, ts, cands.banners)
         parts = scorer.score_parts(rows, history)
-    return explain_ranking(result, cands.banners, attributes, parts, ranker.epsilon, boost)
+    return explain_ranking(result, cands.banners, attributes, parts, ranker.epsilon, boost, ranker.exploration.policy)

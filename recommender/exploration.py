@@ -1,6 +1,7 @@
-"""Epsilon-greedy exploration around the greedy order (recommender.ordering), shared by
-the simulator's logging policy, the ranking service and offline evaluation, so that all
-log and evaluate propensities computed the same way.
+"""Exploration around the greedy order (recommender.ordering), shared by the simulator's
+logging policy, the ranking service and offline evaluation, so that all log and evaluate
+propensities computed the same way. ``Exploration`` names a policy and its parameters:
+epsilon-greedy (here, the default) or Boltzmann (recommender.boltzmann).
 
 Epsilon-greedy shows the greedy order with probability 1 - epsilon and a uniformly
 random order of the unpinned candidates otherwise. So the marginal probability that an
@@ -9,7 +10,48 @@ pinned banner sits at its place with probability 1.
 """
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import numpy as np
+
+EPSILON_GREEDY = "epsilon-greedy"
+BOLTZMANN = "boltzmann"
+POLICIES = (EPSILON_GREEDY, BOLTZMANN)
+
+
+@dataclass(frozen=True)
+class Exploration:
+    """An exploration policy and its parameters.
+
+    ``epsilon``: the share of requests explored (both policies). Epsilon-greedy shows the
+    unpinned candidates of an explored request in a uniformly random order. Boltzmann
+    moves one unpinned candidate, drawn by a softmax of the request's standardised scores
+    over ``temperature`` (in units of the request's score spread: low = the best-scored
+    ones, high = any), to one of the first ``depth`` unpinned positions.
+    """
+
+    policy: str = EPSILON_GREEDY
+    epsilon: float = 0.0
+    temperature: float = 1.0
+    depth: int = 3
+
+    def __post_init__(self) -> None:
+        if self.policy not in POLICIES:
+            raise ValueError(f"exploration must be one of {', '.join(POLICIES)}, got {self.policy!r}")
+        if not 0.0 <= self.epsilon <= 1.0:
+            raise ValueError("epsilon must be in [0, 1]")
+        if not (isinstance(self.temperature, (int, float)) and 0 < self.temperature < math.inf):
+            raise ValueError(f"temperature must be a number above 0, got {self.temperature!r}")
+        if isinstance(self.depth, bool) or not isinstance(self.depth, int) or self.depth < 1:
+            raise ValueError(f"depth must be a whole number of at least 1, got {self.depth!r}")
+
+    def describe(self) -> dict:
+        """The policy and the parameters it uses (for /readyz and reports)."""
+        if self.policy == BOLTZMANN:
+            return {"exploration": self.policy, "epsilon": self.epsilon, "temperature": self.temperature,
+                    "depth": self.depth}
+        return {"exploration": self.policy, "epsilon": self.epsilon}
 
 
 def epsilon_greedy(

@@ -2,9 +2,11 @@
 
 It answers one request at a time for the service and many at a time for batch ranking.
 Rules: pinned candidates come first (higher priority first); the rest follow the
-scorer's order, ties broken by priority then catalog order. With epsilon > 0 the unpinned
-part is a uniformly random order with probability epsilon, and every position's exact
-marginal propensity is given. With no scorer (a service before its first model) the
+scorer's order, ties broken by priority then catalog order. With epsilon > 0 a share
+epsilon of the requests is explored (recommender.exploration's ``Exploration``): under
+epsilon-greedy (the default) the unpinned part is a uniformly random order, under
+Boltzmann one unpinned candidate, drawn by its score, moves to one of the first places;
+every position's exact marginal propensity is given. With no scorer (a service before its first model) the
 greedy order is the operators' (pinned, priority, catalog order), explored the same way,
 so that the first days' logs can train and evaluate the first model; when the scorer
 fails on a request, that answer is the operators' order as it is (propensity 1). Both
@@ -21,7 +23,8 @@ import numpy as np
 from features.history import History
 
 from .domain import Banner
-from .exploration import explore_order, shown_propensities
+from .boltzmann import boltzmann_order
+from .exploration import BOLTZMANN, EPSILON_GREEDY, Exploration, explore_order, shown_propensities
 from .ordering import greedy_order
 
 FALLBACK_VERSION = "fallback"
@@ -77,6 +80,9 @@ class RankResult:
     banner_ids: list[str]
     scores: list[float]
     propensities: list[float]
+    # Boltzmann exploration's move: (greedy position, shown position), 0-based; None when
+    # nothing was moved (not explored, or epsilon-greedy's shuffle)
+    moved: tuple[int, int] | None = None
 
     def __len__(self) -> int:
         return len(self.banner_ids)
@@ -138,11 +144,16 @@ def _as_set(candidates: "Sequence[Banner] | CandidateSet") -> CandidateSet:
 class Ranker:
     """Ranks candidates for one person. ``scorer`` may be None (operators' order)."""
 
-    def __init__(self, scorer: Scorer | None = None, epsilon: float = 0.0, rng: np.random.Generator | None = None):
-        if not 0.0 <= epsilon <= 1.0:
-            raise ValueError("epsilon must be in [0, 1]")
+    def __init__(self, scorer: Scorer | None = None, epsilon: float = 0.0, rng: np.random.Generator | None = None,
+                 exploration: Exploration | None = None):
+        """``exploration`` chooses the policy; without it, epsilon-greedy with ``epsilon``."""
+        if exploration is None:
+            exploration = Exploration(EPSILON_GREEDY, float(epsilon))
+        elif epsilon and epsilon != exploration.epsilon:
+            raise ValueError("give epsilon or exploration, not two different epsilons")
         self.scorer = scorer
-        self.epsilon = float(epsilon)
+        self.exploration = exploration
+        self.epsilon = exploration.epsilon
         self.rng = rng if rng is not None else np.random.default_rng()
 
     def scores(self, staff_id: str, attributes: Mapping[str, str], ts: float, candidates: Sequence[Banner],
@@ -165,9 +176,12 @@ class Ranker:
 
     def rank(self, staff_id: str, attributes: Mapping[str, str], ts: float,
              candidates: "Sequence[Banner] | CandidateSet", history: History,
-             boost: np.ndarray | None = None) -> RankResult:
+             boost: np.ndarray | None = None, explore_weight: np.ndarray | None = None) -> RankResult:
         """``boost``: added to each candidate's score for the greedy order (delivery goals'
-        pacing, recommender.goals); the scores answered are the model's own."""
+        pacing, recommender.goals); the scores answered are the model's own.
+        ``explore_weight``: Boltzmann exploration's positive weight per candidate on its
+        chance to be drawn (say, more for banners with little evidence); the draw itself
+        weighs the model's scores, not the boosted ones."""
         c = _as_set(candidates)
         scores, version = self.scores(staff_id, attributes, ts, c.banners, history)
         if scores is None:  # the model failed on this request: the operators' order, as it is
@@ -180,6 +194,11 @@ class Ranker:
             keyed = scores + boost
             greedy = c.greedy(keyed.tolist()) if np.isfinite(keyed).all() else \
                 greedy_order(keyed, c.pinned, c.priority).tolist()
+        x = self.exploration
+        if x.policy == BOLTZMANN:
+            shown, props, explored, move = boltzmann_order(greedy, c.n_pinned, sc, x.epsilon, x.temperature,
+                                                           x.depth, self.rng, explore_weight)
+            return RankResult(version, explored, [c.ids[i] for i in shown], [sc[i] for i in shown], props, move)
         explored = self.epsilon > 0 and self.rng.random() < self.epsilon
         if explored:
             shown = explore_order(greedy, c.n_pinned, self.rng)

@@ -16,6 +16,8 @@ import hashlib
 from bisect import bisect_right
 from dataclasses import dataclass
 
+from recommender.exploration import EPSILON_GREEDY, Exploration
+
 
 @dataclass(frozen=True)
 class Arm:
@@ -23,6 +25,14 @@ class Arm:
     share: float
     epsilon: float = 0.1
     model: str | None = None  # a version pinned by the config; None = what the registry promotes
+    exploration: str = EPSILON_GREEDY  # or "boltzmann" (recommender.exploration.Exploration)
+    temperature: float = 1.0  # Boltzmann's, in units of the request's score spread
+    depth: int = 3  # Boltzmann tries the drawn banner at one of the first `depth` unpinned places
+
+    @property
+    def explorer(self) -> Exploration:
+        """The arm's exploration policy, as its Ranker serves it."""
+        return Exploration(self.exploration, self.epsilon, self.temperature, self.depth)
 
 
 def unit_hash(salt: str, staff_id: str) -> float:

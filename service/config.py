@@ -5,6 +5,7 @@ Relative paths are relative to the config file's folder.
 """
 from __future__ import annotations
 
+import math
 import os
 import secrets
 import tomllib
@@ -14,6 +15,7 @@ from pathlib import Path
 from recommender.contracts.banners import cap_from_dict
 from recommender.domain import FrequencyCap
 from recommender.errors import FieldError
+from recommender.exploration import BOLTZMANN, EPSILON_GREEDY, POLICIES, Exploration
 
 from .arms import Arm
 from .online import CLICK_WINDOW_DAYS
@@ -23,6 +25,7 @@ CLIENT_KEYS_ENV = "RECOMMENDER_CLIENT_KEYS"
 ADMIN_KEYS_ENV = "RECOMMENDER_ADMIN_KEYS"
 # retention keeps at least the click window and a day: a ranking still open to clicks is never pruned
 MIN_RETENTION_DAYS = CLICK_WINDOW_DAYS + 1.0
+EXPLORATION_KEYS = ("epsilon", "exploration", "temperature", "depth")  # of [arms] (the default) and [arms.NAME]
 
 
 class ConfigError(ValueError):
@@ -152,26 +155,56 @@ def parse_config(data: dict, base: Path = Path("."), source: Path | None = None)
         setattr(cfg, f"{kind}_keys", frozenset(v))
     arms_sec = dict(data.get("arms", {}))
     cfg.arm_salt = str(arms_sec.pop("salt", "arms"))
-    default_eps = float(arms_sec.pop("epsilon", 0.1))
+    default = _exploration({k: arms_sec.pop(k) for k in EXPLORATION_KEYS if k in arms_sec}, "[arms]",
+                           Exploration(EPSILON_GREEDY, 0.1))
     arms = []
     for name, a in arms_sec.items():
         if not isinstance(a, dict):
-            raise ConfigError(f"[arms.{name}] must be a table with share (and optionally epsilon, model)")
-        extra = set(a) - {"share", "epsilon", "model"}
+            raise ConfigError(f"[arms.{name}] must be a table with share (and optionally {', '.join(EXPLORATION_KEYS)}, "
+                              "model)")
+        extra = set(a) - {"share", "model", *EXPLORATION_KEYS}
         if extra:
             raise ConfigError(f"[arms.{name}]: unknown key(s) {', '.join(sorted(extra))}")
-        eps = float(a.get("epsilon", default_eps))
-        if not 0 <= eps <= 1:
-            raise ConfigError(f"[arms.{name}]: epsilon must be in [0, 1]")
-        arms.append(Arm(name, float(a.get("share", 0.0)), eps, a.get("model")))
+        x = _exploration(a, f"[arms.{name}]", default)
+        for key in ("temperature", "depth"):
+            if key in a and x.policy != BOLTZMANN:
+                raise ConfigError(f"[arms.{name}] {key}: only Boltzmann exploration has one; set exploration = "
+                                  f'"{BOLTZMANN}" or remove it')
+        if x.policy != BOLTZMANN:  # the [arms] temperature and depth are for the arms that use Boltzmann
+            x = Exploration(x.policy, x.epsilon)
+        arms.append(Arm(name, float(a.get("share", 0.0)), x.epsilon, a.get("model"), x.policy, x.temperature, x.depth))
     if arms:
         total = sum(a.share for a in arms)
         if abs(total - 1.0) > 1e-6:
             raise ConfigError(f"[arms]: shares add up to {total:g}, they must add up to 1")
         cfg.arms = arms
     else:
-        cfg.arms = [Arm("A", 1.0, default_eps)]
+        x = default if default.policy == BOLTZMANN else Exploration(default.policy, default.epsilon)
+        cfg.arms = [Arm("A", 1.0, x.epsilon, None, x.policy, x.temperature, x.depth)]
     return cfg
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _exploration(section: dict, where: str, default: Exploration) -> Exploration:
+    """The exploration keys of an ``[arms]`` or ``[arms.NAME]`` table over ``default``,
+    each checked with an error that names it."""
+    policy = section.get("exploration", default.policy)
+    if policy not in POLICIES:
+        raise ConfigError(f"{where} exploration: must be " + " or ".join(f'"{p}"' for p in POLICIES) + f", got {policy!r}")
+    eps = section.get("epsilon", default.epsilon)
+    if not (_number(eps) and 0 <= eps <= 1):
+        raise ConfigError(f"{where} epsilon: must be a number in [0, 1], got {eps!r}")
+    temperature = section.get("temperature", default.temperature)
+    if not (_number(temperature) and 0 < temperature < math.inf):
+        raise ConfigError(f"{where} temperature: must be a number above 0 (in units of the request's score spread), "
+                          f"got {temperature!r}")
+    depth = section.get("depth", default.depth)
+    if not (isinstance(depth, int) and not isinstance(depth, bool) and depth >= 1):
+        raise ConfigError(f"{where} depth: must be a whole number of at least 1, got {depth!r}")
+    return Exploration(policy, float(eps), float(temperature), depth)
 
 
 def load_config(path: str | Path) -> ServiceConfig:

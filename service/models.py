@@ -140,10 +140,10 @@ class ArmModels:
                         {"version": old.version, "status": "kept", "error": err})
             return self._fallback(arm, rng, err)
         log.info("arm %s: serving model %s", arm.name, want)
-        return (ArmState(arm, Ranker(scorer, arm.epsilon, rng), want, scorer, None),
+        return (ArmState(arm, Ranker(scorer, rng=rng, exploration=arm.explorer), want, scorer, None),
                 {"version": want, "status": "loaded", "error": None})
 
     @staticmethod
     def _fallback(arm: Arm, rng: np.random.Generator, err: str) -> tuple[ArmState, dict]:
-        return (ArmState(arm, Ranker(None, arm.epsilon, rng), FALLBACK_VERSION, None, err),
+        return (ArmState(arm, Ranker(None, rng=rng, exploration=arm.explorer), FALLBACK_VERSION, None, err),
                 {"version": FALLBACK_VERSION, "status": "fallback", "error": err})

@@ -52,7 +52,7 @@ class Readiness:
             problems.append(self.ranking_log.error)
         arms = {}
         for name, st in self.models.arms.items():
-            arms[name] = {"model_version": st.version, "epsilon": st.arm.epsilon,
+            arms[name] = {"model_version": st.version, **st.arm.explorer.describe(),
                           "share": self.models.shares.get(name, st.arm.share), "error": st.error}
             if st.scorer is None:
                 problems.append(f"arm {name}: no model ({st.error}); answering with the operators' order")

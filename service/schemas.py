@@ -295,7 +295,8 @@ class ForgetResponse(BaseModel):
 class ReadyResponse(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "ready": True, "status": "ok", "problems": [],
-        "arms": {"A": {"model_version": "20260309T010203-logistic", "epsilon": 0.1, "share": 1.0, "error": None}},
+        "arms": {"A": {"model_version": "20260309T010203-logistic", "exploration": "epsilon-greedy", "epsilon": 0.1,
+                       "share": 1.0, "error": None}},
         "catalog_banners": 30, "staff": 180000,
         "history": {"impressions": 4100000, "people": 120000, "open_rankings": 52000}, "worker": 4242}]})
 

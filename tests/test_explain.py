@@ -294,3 +294,46 @@ def test_cli_leaves_out_capped_banners_and_says_when_a_goal_placed_one(small_pro
     paced = json.loads(capsys.readouterr().out)["ranking"]
     first_free = next(x for x in paced if x["explanation"]["decided_by"] != "pinned")
     assert first_free["banner_id"] == last_id and first_free["explanation"]["decided_by"] == "goal"
+
+
+def test_boltzmann_exploration_names_the_moved_banner_and_the_ones_it_shifted(small_click_model, history):
+    from recommender.exploration import Exploration
+
+    banners = [b for b in catalog() if b.banner_id != "b-old"]
+    profile = {"role": "principal", "school_level": "high", "region": "Goyang"}
+    greedy, _ = explain_request(Ranker(small_click_model), "s-p", profile, 1.78e9, banners, history)
+    seen = set()
+    for seed in range(30):
+        ranker = Ranker(small_click_model, rng=np.random.default_rng(seed), exploration=Exploration("boltzmann", 1.0,
+                                                                                                     1.0, 3))
+        result, ex = explain_request(ranker, "s-p", profile, 1.78e9, banners, history)
+        assert result.explored and result.moved is not None
+        g, p = result.moved
+        assert ex[0].decided_by == "pinned"
+        for t, e in enumerate(ex[1:], 1):
+            at_greedy = e.banner_id == greedy.banner_ids[t]
+            kinds = [r.kind for r in e.reasons if r.decisive]
+            if t == p and g != p:
+                seen.add("moved")
+                assert e.decided_by == "exploration" and f"instead of place {g + 1}" in e.sentence
+                assert "drawn to be tried higher up" in e.sentence
+            elif at_greedy:
+                assert "exploration" not in kinds and e.decided_by in ("score", "goal")
+            else:
+                seen.add("shifted")
+                assert e.decided_by == "exploration" and "one place" in e.sentence and "its score gives" in e.sentence
+    assert seen == {"moved", "shifted"}
+
+
+def test_boltzmann_without_a_model_keeps_the_operators_reason_off_the_move(history):
+    from recommender.exploration import Exploration
+
+    banners = [b for b in catalog() if b.banner_id != "b-old"]
+    ranker = Ranker(None, rng=np.random.default_rng(0), exploration=Exploration("boltzmann", 1.0, 1.0, 1))
+    result, ex = explain_request(ranker, "s-1", {"role": "teacher"}, 1.78e9, banners, history)
+    g, p = result.moved
+    for t, e in enumerate(ex[1:], 1):
+        if min(g, p) <= t <= max(g, p) and g != p:
+            assert e.decided_by == "exploration"
+        else:
+            assert e.decided_by == "operators_order"

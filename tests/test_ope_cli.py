@@ -186,3 +186,15 @@ def test_a_model_folder_failing_its_checksum_is_refused(small_province, logs, mo
     assert _run(small_province, imp, "--policy", "popularity", "--policy", str(bad)) == 2
     err = capsys.readouterr().err
     assert "checksum" in err and "bad-model" in err
+
+
+def test_a_model_is_evaluated_with_boltzmann_exploration(small_province, logs, model_folder, tmp_path, capsys):
+    _, rows = logs
+    imp = _write(tmp_path / "imp.jsonl", rows)
+    out = tmp_path / "out.json"
+    assert _run(small_province, imp, "--policy", str(model_folder), "--epsilon", "0.2", "--exploration", "boltzmann",
+                "--temperature", "0.5", "--depth", "2", "--json", str(out)) == 0
+    res = json.loads(out.read_text(encoding="utf-8"))
+    assert list(res["policies"]) == ["m-test+boltzmann-eps0.2-t0.5-d2"]
+    assert _run(small_province, imp, "--policy", "popularity", "--exploration", "boltzmann", "--temperature", "0") == 2
+    assert "--temperature must be a number above 0" in capsys.readouterr().err

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from recommender.contracts import ImpressionLog, load_banners, load_impressions, load_staff
 from recommender.domain import FrequencyCap
+from recommender.exploration import Exploration
 from recommender.store import EventStore
 from recommender.store.export import export_training_set, without_erased
 
@@ -51,6 +52,7 @@ class RetrainConfig:
     min_gain: float = 0.0
     arm: str = "A"  # the arm whose production model the candidate must beat, and which it would serve
     epsilon: float = 0.1  # that arm's exploration, so that both policies are judged as they would be served
+    exploration: Exploration | None = None  # that arm's policy when not epsilon-greedy with epsilon (Boltzmann)
     slots: int = 3
     bootstrap: int = 200
     seed: int = 0
@@ -125,8 +127,9 @@ def retrain_from_logs(staff, catalog, log, history: list, registry: ModelRegistr
         bandit = build_bandit(recent, catalog, staff, cfg.slots, history_logs=[*history, past],
                               default_cap=cfg.default_cap)
         production_spec = str(registry.folder(production)) if production else "operators"
-        policies = [resolve_policy(production_spec, bandit, cfg.epsilon),
-                    resolve_policy(str(trained.path), bandit, cfg.epsilon), resolve_policy("popularity", bandit)]
+        policies = [resolve_policy(production_spec, bandit, cfg.epsilon, cfg.exploration),
+                    resolve_policy(str(trained.path), bandit, cfg.epsilon, cfg.exploration),
+                    resolve_policy("popularity", bandit)]
         model, model_name = fit_reward_model(staff, catalog, recent, [*history, past])
         result = evaluate(bandit, policies, click_matrix(bandit, model), cfg.bootstrap, cfg.seed,
                           click_model=model_name)

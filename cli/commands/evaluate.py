@@ -21,7 +21,13 @@ def register(sub) -> None:
     p.add_argument("--since", help="evaluate only the requests at or after this time (ISO 8601 with offset); "
                                    "earlier rows of --impressions become history")
     p.add_argument("--epsilon", type=float, default=0.0,
-                   help="evaluate model policies epsilon-greedy with this epsilon, as served (default 0: greedy)")
+                   help="evaluate model policies explored with this epsilon, as served (default 0: greedy)")
+    p.add_argument("--exploration", choices=("epsilon-greedy", "boltzmann"), default="epsilon-greedy",
+                   help="how model policies (and operators) are explored: epsilon-greedy (default) or boltzmann")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="boltzmann's temperature, in units of each request's score spread (default 1)")
+    p.add_argument("--depth", type=int, default=3,
+                   help="boltzmann tries the drawn banner at one of the first DEPTH unpinned places (default 3)")
     p.add_argument("--slots", type=int, default=3, help="positions that count (default 3)")
     p.add_argument("--default-cap", metavar="JSON",
                    help='the service\'s default frequency cap, e.g. \'{"per_day": 3}\': target policies leave out '
@@ -49,6 +55,13 @@ def run(args: argparse.Namespace) -> int:
         return _error("--epsilon must be in [0, 1]")
     if args.bootstrap < 10:
         return _error("--bootstrap must be at least 10 resamples")
+    from recommender.exploration import BOLTZMANN, Exploration
+
+    try:
+        explorer = Exploration(args.exploration, args.epsilon, args.temperature, args.depth)
+    except ValueError as e:
+        return _error(f"--{e}")
+    exploration = explorer if explorer.policy == BOLTZMANN else None
     from training.artifact import ArtifactError
     from training.dataset import TrainingDataError
     from training.ope.data import EvaluationInputError, build_bandit
@@ -74,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
             return _error(f"{args.impressions}: no impression at or after {args.since}: give an earlier --since")
     try:
         bandit = build_bandit(log, catalog, staff, args.slots, history_logs=history, default_cap=cap)
-        policies = [resolve_policy(spec, bandit, args.epsilon) for spec in args.policy]
+        policies = [resolve_policy(spec, bandit, args.epsilon, exploration) for spec in args.policy]
         model, model_name = fit_reward_model(staff, catalog, log, history)
         q = click_matrix(bandit, model)
         result = evaluate(bandit, policies, q, args.bootstrap, args.seed, click_model=model_name, resample=args.resample)

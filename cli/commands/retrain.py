@@ -11,8 +11,12 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .arms import duration
+
+if TYPE_CHECKING:
+    from recommender.exploration import Exploration
 
 PROMOTED, FAILED, KEPT, LOCKED = 0, 1, 3, 4
 LOCK_FILE = "retrain.lock"
@@ -63,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     from training.train import TrainConfig
 
     try:
-        db, models, epsilon, default_cap = where(args)
+        db, models, explorer, default_cap = where(args)
         window = duration(args.window) / 86400.0
     except ValueError as e:
         return fail(str(e))
@@ -77,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
             return LOCKED
         work = Path(args.work) if args.work else models / "runs" / time.strftime("%Y%m%dT%H%M%S")
         cfg = RetrainConfig(window_days=window, eval_days=args.eval_days, min_gain=args.min_gain, arm=args.arm,
-                            epsilon=epsilon, slots=args.slots, bootstrap=args.bootstrap, seed=args.seed,
+                            epsilon=explorer.epsilon, exploration=explorer if explorer.policy != "epsilon-greedy" else None,
+                            slots=args.slots, bootstrap=args.bootstrap, seed=args.seed,
                             history=tuple(args.history), default_cap=default_cap,
                             train=TrainConfig(holdout_days=args.holdout_days, refit=True, slots=args.slots,
                                               models=tuple(m.strip() for m in args.models.split(",")), seed=args.seed))
@@ -110,9 +115,11 @@ def run(args: argparse.Namespace) -> int:
         return PROMOTED
 
 
-def where(args: argparse.Namespace) -> tuple[str, Path, float, object]:
+def where(args: argparse.Namespace) -> tuple[str, Path, Exploration, object]:
     """The event store, the model registry, the arm's exploration and the default frequency
     cap, from --config or the flags."""
+    from recommender.exploration import Exploration
+
     if args.config:
         from service.config import load_config
 
@@ -120,10 +127,13 @@ def where(args: argparse.Namespace) -> tuple[str, Path, float, object]:
         arm = next((a for a in cfg.arms if a.name == args.arm), None)
         if arm is None:
             raise ValueError(f"--arm {args.arm}: not an arm of {args.config}")
-        return cfg.db, Path(cfg.models), args.epsilon if args.epsilon is not None else arm.epsilon, cfg.default_cap
+        x = arm.explorer
+        if args.epsilon is not None:
+            x = Exploration(x.policy, args.epsilon, x.temperature, x.depth)
+        return cfg.db, Path(cfg.models), x, cfg.default_cap
     if not (args.db and args.registry):
         raise ValueError("give --config, or both --db and --registry")
-    return args.db, Path(args.registry), args.epsilon if args.epsilon is not None else 0.1, None
+    return args.db, Path(args.registry), Exploration(epsilon=args.epsilon if args.epsilon is not None else 0.1), None
 
 
 def promote(registry, version: str, args: argparse.Namespace) -> str:

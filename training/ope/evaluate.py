@@ -10,6 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from recommender.candidates import COLD_START
+from recommender.exploration import BOLTZMANN, Exploration
 from training.artifact import load_model
 
 from .data import EvaluationInputError, LoggedBandit
@@ -63,14 +64,16 @@ class EvaluationResult:
                    resample=det.get("bootstrap_resamples", "request"))
 
 
-def resolve_policy(spec: str, bandit: LoggedBandit, epsilon: float = 0.0) -> TargetPolicy:
+def resolve_policy(spec: str, bandit: LoggedBandit, epsilon: float = 0.0,
+                   exploration: Exploration | None = None) -> TargetPolicy:
     """A policy named on the command line: popularity, random, logged, operators (the
-    operators' order, epsilon-greedy with ``epsilon`` as a service without a model serves
-    it), or a model folder."""
+    operators' order, explored with ``epsilon`` as a service without a model serves it),
+    or a model folder. ``exploration`` (recommender.exploration), when given, is how the
+    operators' order and the models are explored instead of epsilon-greedy with ``epsilon``."""
     if spec == "popularity":
         return popularity_policy(bandit)
     if spec == "operators":
-        return operators_policy(bandit, epsilon)
+        return operators_policy(bandit, epsilon, exploration=exploration)
     if spec == "random":
         return uniform_policy(bandit)
     if spec == "logged":
@@ -79,11 +82,21 @@ def resolve_policy(spec: str, bandit: LoggedBandit, epsilon: float = 0.0) -> Tar
     if not path.exists():
         raise EvaluationInputError(f"--policy {spec!r}: no such model folder (or give one of {', '.join(NAMED_POLICIES)})")
     model = load_model(path)  # raises ArtifactError on a checksum mismatch
-    name = str(model.version) + (f"+eps{epsilon:g}" if epsilon > 0 else "")
+    name = str(model.version) + _exploration_suffix(epsilon, exploration)
     try:
-        return model_policy(bandit, model, epsilon, name)
+        return model_policy(bandit, model, epsilon, name, exploration)
     except Exception as e:  # a model that cannot score these requests at all: say which and why
         raise EvaluationInputError(f"--policy {spec!r}: model {name} failed to score the candidates: {e}") from e
+
+
+def _exploration_suffix(epsilon: float, exploration: Exploration | None) -> str:
+    """How a model policy's name says it is explored: "+eps0.1" (epsilon-greedy, as before),
+    "+boltzmann-eps0.1-t1-d3"."""
+    if exploration is None or exploration.policy != BOLTZMANN:
+        eps = epsilon if exploration is None else exploration.epsilon
+        return f"+eps{eps:g}" if eps > 0 else ""
+    x = exploration
+    return f"+boltzmann-eps{x.epsilon:g}-t{x.temperature:g}-d{x.depth}" if x.epsilon > 0 else ""
 
 
 def check_policy(bandit: LoggedBandit, policy: TargetPolicy) -> None:
