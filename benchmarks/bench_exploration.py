@@ -65,6 +65,12 @@ def report(result: ClosedLoopResult) -> str:
         lines.append(f"  {b:<14} {'day ' + str(start):>6} " + " ".join(f"{'never' if c is None else f'{c:,}':>{w}}" for c in cells))
     meds = [runs[n].parity.median_impressions_to_parity() for n in names]
     lines.append(f"  {'median':<14} {'':>6} " + " ".join(f"{'never' if m is None else f'{m:,.0f}':>{w}}" for m in meds))
+    lines.append("")
+    lines.append("time per policy (minutes): training, serving")
+    for n in names:
+        r = runs[n]
+        lines.append(f"  {n:<{w}} {sum(r.train_seconds) / 60:5.1f} {sum(r.serve_seconds) / 60:5.1f}   "
+                     f"models: {' '.join(r.models)}")
     return "\n".join(lines)
 
 

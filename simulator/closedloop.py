@@ -31,6 +31,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from features.pipeline import history_features, history_from_logs
+from recommender.boltzmann import boltzmann_greedy
 from recommender.contracts import ImpressionLog, write_banners
 from recommender.domain import Banner, Catalog, Staff, StaffDirectory
 from recommender.exploration import epsilon_greedy
@@ -85,6 +86,8 @@ POLICIES: dict[str, Callable[[], Policy]] = {
     "greedy": lambda: epsilon_greedy_policy(0.0),
     "epsilon-greedy-0.1": lambda: epsilon_greedy_policy(0.1),
     "epsilon-greedy-0.2": lambda: epsilon_greedy_policy(0.2),
+    "boltzmann-0.1": lambda: Policy("boltzmann-0.1", lambda b, rng: boltzmann_greedy(
+        b.eligible, b.keys, b.scores, b.pinned, 0.1, b.slots, rng, temperature=1.0, depth=3)),
 }
 
 

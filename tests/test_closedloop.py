@@ -8,7 +8,8 @@ import pytest
 from recommender.contracts import load_banners, load_impressions, load_staff
 from recommender.eligibility import eligible_banners
 from simulator import GroundTruth, SimulationConfig
-from simulator.closedloop import ClosedLoopConfig, Policy, epsilon_greedy_policy, pair_agreement, run_closed_loop
+from simulator.closedloop import (POLICIES, ClosedLoopConfig, Policy, epsilon_greedy_policy, pair_agreement,
+                                  policy_by_name, run_closed_loop)
 from simulator.groundtruth import HistoryState
 
 EPS = 0.2
@@ -84,9 +85,13 @@ def test_a_plugged_in_sampler_logs_its_own_propensities(tmp_path):
         return np.where(valid, order, -1), np.where(valid, 0.5, 0.0), np.zeros(m, dtype=bool)
 
     cfg = ClosedLoopConfig(world=SimulationConfig(staff=150, days=1, seed=1))
-    run_closed_loop([Policy("catalog-order", first_eligible)], cfg, tmp_path, progress=False)
+    named = [policy_by_name(name) for name in POLICIES]
+    run_closed_loop([Policy("catalog-order", first_eligible), *named], cfg, tmp_path, progress=False)
     log = load_impressions(tmp_path / "catalog-order" / "impressions.jsonl")
     assert len(log) > 0 and np.all(log.propensity == 0.5) and _policies(log) == {"catalog-order"}
+    for p in named:
+        log = load_impressions(tmp_path / p.name / "impressions.jsonl")
+        assert len(log) > 0 and np.all((log.propensity > 0) & (log.propensity <= 1)) and _policies(log) == {p.name}
 
 
 def test_true_expected_clicks_recompute_from_the_logs_and_the_truth(loop):
