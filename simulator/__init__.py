@@ -4,6 +4,6 @@ Used to develop and judge ranking where no real logs exist. Only evaluation code
 read the ground truth; nothing that learns or ranks may depend on it.
 """
 from .groundtruth import GroundTruth
-from .run import SimulationConfig, SimulationSummary, simulate
+from .run import SETTINGS, SimulationConfig, SimulationSummary, setting_config, simulate
 
-__all__ = ["GroundTruth", "SimulationConfig", "SimulationSummary", "simulate"]
+__all__ = ["GroundTruth", "SETTINGS", "SimulationConfig", "SimulationSummary", "setting_config", "simulate"]

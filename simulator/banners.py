@@ -1,8 +1,13 @@
-"""The synthetic banner catalog: 30 banners titled in Korean across the five categories,
-with schedules (some start or end mid-period), targeting and a few pinned."""
+"""The synthetic banner catalog: 30 hand-written banners titled in Korean across the five
+categories, with schedules (some start or end mid-period), targeting and a few pinned; and,
+for catalogs of another size, a subset of them or more banners generated from the seed."""
 from __future__ import annotations
 
-from recommender.domain import Banner
+import numpy as np
+
+from recommender.domain import CATEGORIES, Banner
+
+from .population import LEVELS, REGIONS, ROLES
 
 # (id, category, title, tags, start as a fraction of the period or None, end fraction or None,
 #  target, pinned, priority)
@@ -40,11 +45,20 @@ TEMPLATES = [
 ]
 
 
-def make_banners(period_start: float, period_end: float) -> list[Banner]:
-    """Banners whose windows are placed inside [period_start, period_end) by fraction.
+def make_banners(period_start: float, period_end: float, n_banners: int = len(TEMPLATES), seed: int = 0) -> list[Banner]:
+    """``n_banners`` banners whose windows are placed inside [period_start, period_end) by fraction.
 
     Windows snap to midnight KST so a banner 'starts on a day', as operators schedule them.
+    With the 30 templates' count the catalog is the templates; with fewer, the first
+    templates of each category in turn (in catalog order); with more, the templates and
+    banners generated from ``seed`` (``synthetic_templates``).
     """
+    if n_banners < 1:
+        raise ValueError("n_banners must be at least 1")
+    if n_banners <= len(TEMPLATES):
+        templates = _subset(n_banners)
+    else:
+        templates = TEMPLATES + synthetic_templates(n_banners - len(TEMPLATES), seed)
     span = period_end - period_start
     day = 86400.0
 
@@ -54,10 +68,59 @@ def make_banners(period_start: float, period_end: float) -> list[Banner]:
         return period_start + round(frac * span / day) * day
 
     out = []
-    for bid, cat, title, tags, s, e, target, pinned, prio in TEMPLATES:
+    for bid, cat, title, tags, s, e, target, pinned, prio in templates:
         start = at(s)
         end = at(e)
         if start is not None and end is not None and end <= start:
             end = start + day
         out.append(Banner(bid, cat, title, start, end, {k: tuple(v) for k, v in target.items()}, pinned, prio, tuple(tags)))
+    return out
+
+
+def _subset(n: int) -> list[tuple]:
+    """The first ``n`` templates taken one category at a time (so that every category keeps
+    its share), in catalog order."""
+    if n == len(TEMPLATES):
+        return list(TEMPLATES)
+    by_cat = [[i for i, t in enumerate(TEMPLATES) if t[1] == c] for c in CATEGORIES]
+    picked: list[int] = []
+    for k in range(max(len(v) for v in by_cat)):
+        picked.extend(v[k] for v in by_cat if k < len(v))
+    return [TEMPLATES[i] for i in sorted(picked[:n])]
+
+
+# Title parts of generated banners, per category: a topic and a kind of notice.
+_TOPICS = ("디지털 전환", "학생 안전", "교원 연수", "기초학력", "독서 교육", "생태 환경", "진로 진학", "학부모 소통",
+           "마음 건강", "다문화 교육", "예술 교육", "체육 활동", "민주 시민", "인공지능", "업무 혁신", "지역 연계")
+_KINDS = {"policy": "추진 계획 안내", "info": "참고 자료", "custom": "참여자 모집", "survey": "의견 조사",
+          "event": "행사 안내"}
+# tags of generated banners: most are the templates' own, a few are new
+_NEW_TAGS = ("environment", "arts", "sports", "library", "wellbeing", "multicultural")
+
+
+def synthetic_templates(n: int, seed: int) -> list[tuple]:
+    """``n`` generated banner templates (as TEMPLATES), the same for the same ``seed``:
+    categories in turn, tags drawn from the templates' tags and a few new ones, about a
+    third targeted at a role, a school level or a region, about 40% starting mid-period
+    and about 15% ending before the period does; none pinned."""
+    rng = np.random.default_rng([seed, 0xBA])
+    vocab = sorted({tag for t in TEMPLATES for tag in t[3]}) + list(_NEW_TAGS)
+    out = []
+    for i in range(n):
+        cat = CATEGORIES[i % len(CATEGORIES)]
+        topic = _TOPICS[int(rng.integers(len(_TOPICS)))]
+        tags = sorted({str(x) for x in rng.choice(vocab, size=int(rng.integers(1, 3)), replace=False)})
+        start = round(float(rng.uniform(0.05, 0.85)), 2) if rng.random() < 0.4 else None
+        end = round(float(rng.uniform((start or 0.0) + 0.1, 1.0)), 2) if rng.random() < 0.15 else None
+        target: dict[str, list[str]] = {}
+        kind = rng.random()
+        if kind < 0.15:
+            target["role"] = sorted(str(x) for x in rng.choice(ROLES, size=int(rng.integers(1, 3)), replace=False))
+        elif kind < 0.27:
+            target["school_level"] = [str(rng.choice(LEVELS))]
+        elif kind < 0.33:
+            target["region"] = [str(rng.choice(REGIONS))]
+        prio = int(rng.integers(1, 4))
+        out.append((f"b-{cat}-{len(TEMPLATES) + i + 1:02d}", cat, f"{topic} {_KINDS[cat]}", tags, start, end, target,
+                    False, prio))
     return out

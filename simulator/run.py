@@ -37,6 +37,26 @@ class SimulationConfig:
     start: str = "2026-03-02"  # a Monday, KST
     seed: int = 0
     default_cap: FrequencyCap | None = None  # the logging policy leaves capped banners out, as the service does
+    # the world (SETTINGS names useful combinations):
+    personal_scale: float = 1.0  # multiplies the spread of the hidden per-person interests and tendency
+    banners: int = 30  # 30: the hand-written catalog; fewer: a subset; more: generated ones added
+    base_logit: float = -3.0  # the click model's base (sets the click rate)
+
+
+# Named worlds to check a design on more than one: each fixes the three world knobs.
+SETTINGS: dict[str, dict[str, float | int]] = {
+    "default": {"personal_scale": 1.0, "banners": 30, "base_logit": -3.0},
+    "structured": {"personal_scale": 0.5, "banners": 20, "base_logit": -2.5},
+    "personal": {"personal_scale": 1.8, "banners": 50, "base_logit": -3.0},
+    "many-banners": {"personal_scale": 1.0, "banners": 100, "base_logit": -4.0},
+}
+
+
+def setting_config(name: str, **overrides) -> SimulationConfig:
+    """A SimulationConfig of the named setting (SETTINGS), with any field overridden."""
+    if name not in SETTINGS:
+        raise ValueError(f"unknown setting {name!r} (one of {', '.join(SETTINGS)})")
+    return SimulationConfig(**{**SETTINGS[name], **overrides})
 
 
 @dataclass
@@ -94,15 +114,15 @@ def _make_truth(cfg: SimulationConfig, rng: np.random.Generator, banners: list[B
         staff_ids=[f"s-{i:06d}" for i in range(n)],
         banner_ids=[b.banner_id for b in banners],
         role=role, level=level, region=region, banner_cat=cat,
-        base=-3.0,
+        base=float(cfg.base_logit),
         quality=rng.normal(0, 0.5, nb),
         role_cat=role_cat, level_cat=level_cat,
         region_cat=rng.normal(0, 0.2, (len(REGIONS), nc)),
         role_banner=rng.normal(0, 0.3, (len(ROLES), nb)),
         level_banner=rng.normal(0, 0.3, (len(LEVELS), nb)),
         region_banner=rng.normal(0, 0.2, (len(REGIONS), nb)),
-        interest=rng.normal(0, 0.8, (n, nc)),
-        tendency=rng.normal(0, 0.5, n),
+        interest=rng.normal(0, 0.8 * cfg.personal_scale, (n, nc)),
+        tendency=rng.normal(0, 0.5 * cfg.personal_scale, n),
         fatigue=0.3,
         completion=completion,
         exam_head=np.array([1.0, 0.6, 0.35]),
@@ -122,6 +142,15 @@ def _request_times(n_req: np.ndarray, day_start: float, rng: np.random.Generator
         gap = np.floor(rng.exponential(2.5 * 3600, n)) + 60
         times.append(np.minimum(times[-1] + gap, day_start + DAY - 10 + len(times)))
     return times
+
+
+def day_schedule(activity: np.ndarray, day_start: float, rng: np.random.Generator
+                 ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Who is active on a day (each person with their ``activity`` probability), how many
+    times each loads the banner space (1 to 3) and when (``_request_times``)."""
+    active = np.flatnonzero(rng.random(len(activity)) < activity)
+    n_req = rng.choice(3, size=len(active), p=REQUESTS_PER_DAY_P) + 1
+    return active, n_req, _request_times(n_req, day_start, rng)
 
 
 def static_parts(truth: GroundTruth, banners: list[Banner]) -> tuple[np.ndarray, np.ndarray]:
@@ -173,10 +202,12 @@ def simulate(out_dir: str | Path, cfg: SimulationConfig) -> SimulationSummary:
     eps = 1.0 if cfg.logging == "uniform" else float(cfg.epsilon)
     if not 0.0 <= eps <= 1.0:
         raise ValueError("epsilon must be in [0, 1]")
+    if cfg.banners < 1 or cfg.personal_scale < 0:
+        raise ValueError("banners must be at least 1 and personal_scale at least 0")
     rng = np.random.default_rng(cfg.seed)
     start_dt = datetime.fromisoformat(cfg.start).replace(tzinfo=KST)
     t0 = start_dt.timestamp()
-    banners = make_banners(t0, t0 + cfg.days * DAY)
+    banners = make_banners(t0, t0 + cfg.days * DAY, cfg.banners, cfg.seed)
     truth = _make_truth(cfg, rng, banners)
     n, nb, K = cfg.staff, len(banners), cfg.slots
 
@@ -214,9 +245,7 @@ def simulate(out_dir: str | Path, cfg: SimulationConfig) -> SimulationSummary:
             day_start = t0 + d * DAY
             # Greedy order of the day: popularity so far, shrunk towards a 5% click rate, then priority.
             gkey = greedy_keys(popularity(pop_click, pop_impr, 0.05, 10.0), pinned, priority)
-            active = np.flatnonzero(rng.random(n) < activity)
-            n_req = rng.choice(3, size=len(active), p=REQUESTS_PER_DAY_P) + 1
-            times = _request_times(n_req, day_start, rng)
+            active, n_req, times = day_schedule(activity, day_start, rng)
             day_lines: list[tuple[float, str]] = []
             for k in range(3):
                 sel = n_req > k

@@ -57,3 +57,14 @@ def test_simulate_prints_a_summary(tmp_path):
     assert r.returncode == 0, r.stderr
     for words in ("staff", "impressions", "position 1", "survey", "click rate"):
         assert words in r.stdout
+
+
+def test_simulate_takes_a_setting_and_its_knobs(tmp_path):
+    r = run("simulate", "--out", str(tmp_path / "p"), "--staff", "300", "--days", "1", "--setting", "many-banners",
+            "--banners", "40", "--base-logit", "-3.5", "--json")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["banners"] == 40
+    assert summary["config"]["base_logit"] == -3.5 and summary["config"]["personal_scale"] == 1.0
+    r = run("simulate", "--out", str(tmp_path / "q"), "--staff", "300", "--days", "1", "--setting", "nowhere")
+    assert r.returncode != 0 and "invalid choice" in r.stderr

@@ -9,7 +9,7 @@ from recommender.contracts import load_banners, load_impressions, load_staff
 from recommender.eligibility import eligible_banners
 from recommender.exploration import epsilon_greedy, position_propensities
 from recommender.ordering import greedy_keys
-from simulator import GroundTruth, SimulationConfig, simulate
+from simulator import SETTINGS, GroundTruth, SimulationConfig, setting_config, simulate
 
 
 def test_same_seed_same_files(tmp_path):
@@ -109,3 +109,67 @@ def test_ground_truth_scores_rankings_and_hidden_share(small_province):
     # completion: having clicked a survey makes it much less attractive
     survey = truth.banner_index["b-survey-01"]
     assert truth.attractiveness(0, survey, 1, 1) < truth.attractiveness(0, survey, 1, 0) / 5
+
+
+# recorded from the simulator before the world settings existed: the default world must not move
+GOLDEN_TINY = "16124666981b2073fc34573e92bcbf19dc7684bf65512c3f7807cf6ed54b1c49"
+
+
+def _digest(folder) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in ("staff.csv", "banners.json", "impressions.jsonl", "truth.json"):
+        h.update((folder / name).read_bytes())
+    with np.load(folder / "truth.npz") as z:
+        for k in sorted(z.files):
+            h.update(np.ascontiguousarray(z[k]).tobytes())
+    return h.hexdigest()
+
+
+def test_default_world_is_unchanged(tmp_path):
+    simulate(tmp_path / "a", SimulationConfig(staff=300, days=2, seed=1))
+    simulate(tmp_path / "b", setting_config("default", staff=300, days=2, seed=1))
+    assert _digest(tmp_path / "a") == GOLDEN_TINY
+    assert _digest(tmp_path / "b") == GOLDEN_TINY
+
+
+def test_every_setting_runs_with_its_banner_count(tmp_path):
+    shares = {}
+    for name, knobs in SETTINGS.items():
+        summary = simulate(tmp_path / name, setting_config(name, staff=2000, days=3, seed=2))
+        catalog = load_banners(tmp_path / name / "banners.json")
+        assert summary.banners == len(catalog) == knobs["banners"]
+        assert len({b.category for b in catalog}) == 5
+        assert summary.clicks > 0
+        shares[name] = summary.hidden_variance_share
+    assert shares["structured"] < 0.45 < shares["default"] < shares["personal"]
+
+
+def test_banner_count_is_honoured_and_generated_banners_are_deterministic():
+    from simulator.banners import TEMPLATES, make_banners
+
+    t0, t1 = 0.0, 14 * 86400.0
+    assert [b.banner_id for b in make_banners(t0, t1)] == [t[0] for t in TEMPLATES]
+    for n in (1, 20, 29, 31, 100):
+        banners = make_banners(t0, t1, n, seed=5)
+        assert len(banners) == n == len({b.banner_id for b in banners})
+    many = make_banners(t0, t1, 100, seed=5)
+    assert many == make_banners(t0, t1, 100, seed=5)
+    assert many[:30] == make_banners(t0, t1)
+    generated = many[30:]
+    assert sum(b.start is not None and b.start > t0 for b in generated) >= 10  # new banners appear over time
+    assert any(b.end is not None for b in generated)
+    assert any(b.is_targeted() for b in generated)
+    assert [b.banner_id for b in make_banners(t0, t1, 100, seed=6)[30:]] == [b.banner_id for b in generated]
+    assert make_banners(t0, t1, 100, seed=6)[30:] != generated
+
+
+def test_hidden_share_and_click_rate_follow_their_knobs(tmp_path):
+    def run(name, **kw):
+        return simulate(tmp_path / name, SimulationConfig(staff=2000, days=2, seed=4, **kw))
+
+    weak, strong = run("weak", personal_scale=0.5), run("strong", personal_scale=1.5)
+    assert weak.hidden_variance_share < 0.45 < 0.75 < strong.hidden_variance_share
+    rare, common = run("rare", base_logit=-4.0), run("common", base_logit=-2.0)
+    assert rare.clicks / rare.impressions < common.clicks / common.impressions

@@ -5,7 +5,7 @@ import argparse
 import json
 import time
 
-from simulator import SimulationConfig, simulate
+from simulator import SETTINGS, SimulationConfig, setting_config, simulate
 
 from ._options import default_cap
 
@@ -26,6 +26,13 @@ def register(sub) -> None:
     p.add_argument("--default-cap", metavar="JSON",
                    help='a frequency cap on every banner, e.g. \'{"per_day": 1}\': the logging policy leaves capped '
                         'banners out, as the service does with its default_cap')
+    p.add_argument("--setting", choices=tuple(SETTINGS), default="default",
+                   help="a named world: the strength of hidden personal taste, the number of banners and the click "
+                        "rate (the three options below override it)")
+    p.add_argument("--personal-scale", type=float,
+                   help=f"spread of the hidden per-person taste, x the default's (default {d.personal_scale:g})")
+    p.add_argument("--banners", type=int, help=f"number of banners (default {d.banners}: the hand-written catalog)")
+    p.add_argument("--base-logit", type=float, help=f"base of the click model's logit: the click rate (default {d.base_logit:g})")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
 
@@ -39,9 +46,15 @@ def run(args: argparse.Namespace) -> int:
         cap = default_cap(args.default_cap)
     except ValueError as e:
         raise SystemExit(f"error: {e}")
-    cfg = SimulationConfig(staff=args.staff, days=args.days, active_share=args.active_share, slots=args.slots,
-                           logging=args.logging, epsilon=args.epsilon, start=args.start, seed=args.seed,
-                           default_cap=cap)
+    if args.banners is not None and args.banners < 1:
+        raise SystemExit("error: --banners must be at least 1")
+    if args.personal_scale is not None and args.personal_scale < 0:
+        raise SystemExit("error: --personal-scale must be at least 0")
+    world = {k: v for k, v in (("personal_scale", args.personal_scale), ("banners", args.banners),
+                               ("base_logit", args.base_logit)) if v is not None}
+    cfg = setting_config(args.setting, staff=args.staff, days=args.days, active_share=args.active_share,
+                         slots=args.slots, logging=args.logging, epsilon=args.epsilon, start=args.start,
+                         seed=args.seed, default_cap=cap, **world)
     t = time.perf_counter()
     summary = simulate(args.out, cfg)
     took = time.perf_counter() - t
