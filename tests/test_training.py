@@ -160,3 +160,30 @@ def test_debiasing_a_banner_always_shown_first_is_not_ranked_first_for_everyone(
     naive_share, debiased_share = share_first(naive), share_first(debiased)
     assert naive_share > 0.3, naive_share  # the control: without position, the bias wins
     assert debiased_share < min(0.3, naive_share / 2), (debiased_share, naive_share)
+
+
+def test_a_model_kind_replaces_the_first_only_when_clearly_better():
+    """The first kind is kept on a tie within the validation day's noise; a challenger that
+    wins by many standard errors is chosen; the estimate itself is the terms' mean."""
+    from training.train import choose_kind
+
+    rng = np.random.default_rng(0)
+    base = rng.exponential(0.2, 20_000)
+    noise = rng.normal(0, 0.05, 20_000)
+    assert choose_kind({"logistic": base, "gbm": base + noise}) == "logistic"
+    assert choose_kind({"logistic": base, "gbm": base + 0.0001 + noise}) == "logistic"
+    assert choose_kind({"logistic": base, "gbm": base + 0.01 + noise}) == "gbm"
+    assert choose_kind({"gbm": base, "logistic": base + noise}) == "gbm"
+
+
+def test_ips_click_terms_average_to_the_estimate():
+    from training.metrics import ips_click_terms, ips_clicks_at_k
+
+    rng = np.random.default_rng(1)
+    n, k = 50, 3
+    request = np.repeat(np.arange(n), k)
+    position = np.tile(np.arange(1, k + 1), n)
+    keep = rng.random(len(request)) < 0.8
+    args = (rng.random(keep.sum()) < 0.5, rng.uniform(0.1, 1, keep.sum()), rng.integers(0, 2, keep.sum()),
+            request[keep], position[keep], np.full(n, 5), k)
+    assert np.isclose(ips_click_terms(*args).mean(), ips_clicks_at_k(*args))

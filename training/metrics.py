@@ -59,10 +59,27 @@ def ips_clicks_at_k(match: np.ndarray, propensity: np.ndarray, clicked: np.ndarr
     complete logs, the sum over impressions divided by the number of requests.
     ``request`` (0..n-1) and ``position`` (1..k) place each impression; ``n_candidates``
     (n,) counts each request's candidates."""
+    terms = ips_click_terms(match, propensity, clicked, request, position, n_candidates, k)
+    return float(terms.mean()) if len(terms) else 0.0
+
+
+def ips_click_terms(match: np.ndarray, propensity: np.ndarray, clicked: np.ndarray, request: np.ndarray,
+                    position: np.ndarray, n_candidates: np.ndarray, k: int = 3) -> np.ndarray:
+    """Each request's term of ``ips_clicks_at_k`` (their mean is the estimate): what a
+    paired comparison of two rankings on the same requests needs."""
     n = len(n_candidates)
     logged = np.zeros((n, k), dtype=bool)
     terms = np.zeros((n, k))
     logged[request, position - 1] = True
     terms[request, position - 1] = np.where(match, clicked / propensity, 0.0)
     seen = observed_positions(logged, n_candidates).sum(axis=0)
-    return float(np.where(seen > 0, terms.sum(axis=0) / np.maximum(seen, 1), 0.0).sum())
+    return (terms * np.where(seen > 0, n / np.maximum(seen, 1), 0.0)[None, :]).sum(axis=1)
+
+
+def clearly_better(challenger: np.ndarray, incumbent: np.ndarray, z: float = 2.0) -> bool:
+    """Whether the challenger's per-request terms beat the incumbent's on the same requests
+    by more than ``z`` standard errors of their mean difference."""
+    d = np.asarray(challenger, dtype=np.float64) - np.asarray(incumbent, dtype=np.float64)
+    if len(d) < 2:
+        return False
+    return bool(d.mean() > z * d.std(ddof=1) / np.sqrt(len(d)))
