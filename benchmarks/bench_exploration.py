@@ -76,7 +76,9 @@ def report(result: ClosedLoopResult) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--staff", type=int, default=20_000)
+    ap.add_argument("--staff", type=int, default=10_000,
+                    help="staff of the province (default 10,000: 20,000 staff x 14 days took 6 to 10 minutes per "
+                         "policy on a shared 2-core machine)")
     ap.add_argument("--days", type=int, default=14)
     ap.add_argument("--setting", choices=tuple(SETTINGS), default="default")
     ap.add_argument("--seed", type=int, default=0)

@@ -38,6 +38,7 @@ from recommender.exploration import epsilon_greedy
 from recommender.ordering import greedy_keys
 from recommender.progress import progress_bar
 from recommender.timeutil import KST
+from training.artifact import ModelArtifact
 from training.dataset import TrainingDataError
 from training.linear import linear_rows
 from training.train import TrainConfig, train
@@ -165,7 +166,7 @@ class World:
         self.truth.save(out)
 
 
-def score_candidates(model, world: World, u: np.ndarray, ts: np.ndarray, elig: np.ndarray, history) -> np.ndarray:
+def score_candidates(model: ModelArtifact, world: World, u: np.ndarray, ts: np.ndarray, elig: np.ndarray, history) -> np.ndarray:
     """The model's logit of every eligible (request, banner), 0 elsewhere (m, n_banners):
     ``ModelArtifact.score``'s features and model, with the catalog's banners encoded once
     rather than once per row (a test checks that both give the same scores)."""
