@@ -193,7 +193,9 @@ def _validation_section(d: TrainingReportData) -> list[str]:
             f"<p>On the validation rows (from {esc(d.training_data['validation_from'])}). Log loss and AUC of the click "
             f"probability at the logged position; NDCG@{k} re-ranks each request's shown banners against its clicks "
             f"(it favours orders close to the logging policy); clicks@{k} is the IPS estimate of clicks per request of "
-            f"the model's ranking. The model with the highest clicks@{k} is chosen (the lower log loss breaks a tie).</p>",
+            f"the model's ranking. The first model kind is kept unless another's clicks@{k} is higher by more than two "
+            f"standard errors of their difference over the same requests (one day cannot tell closer models "
+            f"apart).</p>",
             f"<table>{head}{''.join(body)}</table>"]
 
 
