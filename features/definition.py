@@ -62,10 +62,10 @@ NUMERIC_FEATURES = (
     "affinity_category", "affinity_person", "affinity_relative", "log_hours_since_click", "never_clicked",
     "log_ever_views_banner", "log_ever_clicks_category", "log_ever_views_category", "affinity_category_all_time",
     "global_ctr", "log_global_views",
-    "interest_category", "interest_person", "interest_relative", "interest_category_all_time", "log_priority",
+    "interest_category", "interest_person", "interest_relative", "interest_category_all_time",
 )
 assert len(NUMERIC_FEATURES) == N_NUMERIC  # the kernel writes them in this order
-assert len(BANNER_INPUTS) == 4 and len(PARAMS) == 3
+assert len(BANNER_INPUTS) == 3 and len(PARAMS) == 3
 
 
 def _vocab(values) -> dict[str, int]:
@@ -274,7 +274,7 @@ class FeatureEncoder:
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         if "base_rate_" in state and "numeric_features_" not in state:
-            # fitted before the interest and priority features: it reads the first ones
+            # fitted before the interest features: it reads the first ones
             self.numeric_features_ = NUMERIC_FEATURES[:N_NUMERIC_V1]
             self.category_rate_ = np.full(len(self.category_vocab_) + 1, self.base_rate_)
             self.interest_prior_ = 1.0
@@ -306,8 +306,7 @@ class FeatureEncoder:
         category_code = np.fromiter((self.category_vocab_.get(b.category, 0) for b in banners), dtype=np.int64, count=len(banners))
         targeted = np.array([any(len(v) > 0 for v in b.target.values()) for b in banners], dtype=np.float64)
         start = np.array([np.nan if b.start is None else b.start for b in banners], dtype=np.float64)
-        priority = np.array([max(float(getattr(b, "priority", 0) or 0), 0.0) for b in banners], dtype=np.float64)
-        inputs = np.column_stack([start, targeted, self.category_rate_[category_code], np.log1p(priority)]) \
+        inputs = np.column_stack([start, targeted, self.category_rate_[category_code]]) \
             if len(banners) else np.zeros((0, len(BANNER_INPUTS)))
         return BannerArrays(
             ids=[b.banner_id for b in banners],

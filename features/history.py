@@ -433,7 +433,7 @@ def compile_kernels() -> None:
 
     from .kernel import BANNER_INPUTS, N_NUMERIC, PARAMS, numeric_rows
 
-    inputs = np.array([[np.nan, 0.0, 0.05, 0.0], [0.0, 1.0, 0.05, 1.0]])
+    inputs = np.array([[np.nan, 0.0, 0.05], [0.0, 1.0, 0.05]])
     params = np.array([0.05, 10.0, 1.0])
     assert inputs.shape[1] == len(BANNER_INPUTS) and len(params) == len(PARAMS)
     events = Events(["a", "b"], ["x", "y"], ["c", "c"], np.array([1.0, 2.0]), np.array([1, 0]))

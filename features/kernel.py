@@ -7,7 +7,7 @@ same numeric features per candidate and takes the linear model's dot product, in
 (the service's request). Both call ``_numeric_row``: one definition of the features.
 
 Per-banner inputs come as rows of ``BANNER_INPUTS`` (start, targeted, the category's click
-rate, log priority) and the scalar parameters as ``PARAMS`` (base rate, prior strength of
+rate) and the scalar parameters as ``PARAMS`` (base rate, prior strength of
 the smoothed rates, the interest prior k of features.interest), so that a new input is a
 column, not a new argument of every caller.
 
@@ -25,13 +25,13 @@ from numba import njit
 from .counters import N_HIST, gather_person
 
 DAY = 86400.0
-N_NUMERIC = 23
-# the numeric features of encoders fitted before the interest and priority features: an
-# old model reads the first N_NUMERIC_V1 columns
+N_NUMERIC = 22
+# the numeric features of encoders fitted before the interest features: an old model
+# reads the first N_NUMERIC_V1 columns
 N_NUMERIC_V1 = 18
 # columns of a banner-input row, and positions in the parameter vector
-BANNER_INPUTS = ("start", "targeted", "category_rate", "log_priority")
-_START, _TARGETED, _CAT_RATE, _LOG_PRIORITY = range(len(BANNER_INPUTS))
+BANNER_INPUTS = ("start", "targeted", "category_rate")
+_START, _TARGETED, _CAT_RATE = range(len(BANNER_INPUTS))
 PARAMS = ("base_rate", "prior_strength", "interest_prior")
 _BASE_RATE, _STRENGTH, _PRIOR = range(len(PARAMS))
 # columns of a history row (features.counters.HIST_FIELDS)
@@ -100,7 +100,6 @@ def _banner_features(h, ts, b, params, out):
     out[12] = _log1p(h[_EVER_VB])
     out[16] = _rate(h[_GC], h[_GV], base_rate, strength)
     out[17] = _log1p(h[_GV])
-    out[22] = b[_LOG_PRIORITY]
 
 
 @njit(cache=True, inline="always")

@@ -139,21 +139,20 @@ class _Numeric:
         out[11] = never
         np.subtract(rates[3], _scalar_logit(m), out=out[15])
         if len(NUMERIC_FEATURES) > 18:
-            _interest_and_priority(encoder, banner_rows, banner_idx, hist, out)
+            _interest(encoder, banner_rows, banner_idx, hist, out)
         return out[:encoder.n_numeric].T
 
 
-def _interest_and_priority(encoder, banner_rows, banner_idx, hist, out) -> None:
-    """The features added after the kernel (rows 18-22), from their formulas: the log of
+def _interest(encoder, banner_rows, banner_idx, hist, out) -> None:
+    """The features added after the kernel (rows 18-21), from their formulas: the log of
     the posterior mean (clicks + k) / (expected + k) of the category, the person and the
-    all-time category, and log(1 + priority)."""
+    all-time category."""
     k = encoder.interest_prior_
     rate = encoder.category_rate_[banner_rows.category_code[banner_idx]]
     out[18] = np.log((hist["clicks_category"] + k) / (rate * hist["views_category"] + k))
     out[19] = np.log((hist["clicks_person"] + k) / (encoder.base_rate_ * hist["views_person"] + k))
     out[20] = out[18] - out[19]
     out[21] = np.log((hist["ever_clicks_category"] + k) / (rate * hist["ever_views_category"] + k))
-    out[22] = banner_rows.inputs[banner_idx, 3]
 
 
 

@@ -75,7 +75,6 @@ def test_interest_features_follow_their_formulas(events):
         assert np.isclose(got[i, names.index("interest_category")], want, atol=1e-6)
         person = np.log((sum(c for _, c in events) + 0.7) / (0.05 * len(events) + 0.7))
         assert np.isclose(got[i, names.index("interest_person")], person, atol=1e-6)
-        assert np.isclose(got[i, names.index("log_priority")], np.log1p(b.priority))
 
 
 def _as_fitted_before(enc: FeatureEncoder) -> FeatureEncoder:

@@ -44,7 +44,6 @@ _NUMERIC_GROUP = {
     "global_ctr": "popularity", "log_global_views": "popularity",
     "interest_category": "your clicks on the category", "interest_relative": "your clicks on the category",
     "interest_category_all_time": "your clicks on the category", "interest_person": "your clicking overall",
-    "log_priority": "priority",
 }
 assert set(_NUMERIC_GROUP) == set(NUMERIC_FEATURES), "every numeric feature belongs to a part"
 
@@ -104,8 +103,6 @@ class _Row:
             return f"its being {days} day{'' if days == 1 else 's'} old"
         if group == "targeting":
             return "its being aimed at a group" if self.banner.is_targeted() else "its being meant for everyone"
-        if group == "priority":
-            return f"the operators' priority {self.banner.priority}"
         return group
 
 
@@ -120,7 +117,7 @@ def _linear_groups(enc: FeatureEncoder) -> tuple[np.ndarray, list[str]]:
     for a in cfg.cross_attributes:
         order += [f"{a} x category", f"{a} x banner"]
     order += ["your history with this banner", "your clicks on the category", "your clicking overall",
-              "popularity", "freshness", "targeting", "priority"]
+              "popularity", "freshness", "targeting"]
     group_of_block = {f"attr:{a}": a for a in cfg.staff_attributes}
     group_of_block.update({"category": "category", "banner": "banner", "tags": "tags",
                            "completed x category": "your history with this banner", "log position": "baseline"})
@@ -240,7 +237,7 @@ def tree_parts(model, rows, history) -> list[list[ScorePart]]:
     cfg = enc.config
     order = ["baseline", *cfg.staff_attributes, "category", "banner",
              "your history with this banner", "your clicks on the category", "your clicking overall",
-             "popularity", "freshness", "targeting", "priority"]
+             "popularity", "freshness", "targeting"]
     # the dense columns: the attributes, category, banner, position, the numeric features
     feature_group = [order.index(a) for a in (*cfg.staff_attributes, "category", "banner")]
     feature_group.append(0)  # the position: every candidate sits at the reference position
