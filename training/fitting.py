@@ -105,7 +105,6 @@ def fit_click_model(directory, catalog, log, history_logs=(), kind: str = "logis
     require_clicks(log.clicked, "to fit a click model on")
     catalog = cold_start_catalog(catalog, [log, *history_logs])
     encoder = FeatureEncoder(cfg.features).fit(attribute_values(directory, cfg.features), catalog.known, log.click_rate())
-    fit_interest(encoder, catalog, log)
     ctx = log_context(encoder, directory, catalog, log, history_logs)
     rows, w = downsample_negatives(np.arange(len(log)), log.clicked, cfg.max_train_rows, np.random.default_rng(cfg.seed))
     ctx.prepare(rows)
