@@ -27,7 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .counters import history_matrix
-from .interest import category_rates, interest_prior, interest_units
+from .interest import category_counts, interest_prior, interest_units
 from .kernel import BANNER_INPUTS, N_NUMERIC, N_NUMERIC_V1, PARAMS, numeric_rows
 
 DAY = 86400.0
@@ -223,8 +223,9 @@ class FeatureEncoder:
         the impressions of a training log: the person (any integer code), the banner's
         category (``category_code``) and the click of each row."""
         code = np.asarray(category_code, dtype=np.int64)
-        self.category_rate_ = category_rates(code, clicked, len(self.category_vocab_) + 1, self.base_rate_,
-                                             self.config.prior_strength)
+        # shrunk towards the base rate, so that a category with few views reads as average
+        self.category_rate_ = smoothed_rate(*category_counts(code, clicked, len(self.category_vocab_) + 1),
+                                            self.base_rate_, self.config.prior_strength)
         self.interest_prior_ = interest_prior(*interest_units(person, code, clicked, self.category_rate_))
         return self
 

@@ -21,14 +21,12 @@ import numpy as np
 MIN_PRIOR, MAX_PRIOR = 0.05, 100.0
 
 
-def category_rates(category: np.ndarray, clicked: np.ndarray, n_categories: int, base_rate: float,
-                   strength: float) -> np.ndarray:
-    """Each category's click rate (index = category code), shrunk towards ``base_rate``
-    by ``strength`` pseudo-views so that a category with few views reads as average."""
+def category_counts(category: np.ndarray, clicked: np.ndarray, n_categories: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each category's clicks and views (index = category code), from impression rows."""
     category = np.asarray(category, dtype=np.int64)
     views = np.bincount(category, minlength=n_categories)[:n_categories]
     clicks = np.bincount(category, weights=np.asarray(clicked, dtype=np.float64), minlength=n_categories)[:n_categories]
-    return (clicks + strength * base_rate) / (views + strength)
+    return clicks, views
 
 
 def interest_prior(clicks: np.ndarray, expected: np.ndarray) -> float:

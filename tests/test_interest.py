@@ -7,9 +7,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.definition import NUMERIC_FEATURES, FeatureConfig, FeatureEncoder
+from features.definition import NUMERIC_FEATURES, FeatureConfig, FeatureEncoder, smoothed_rate
 from features.history import Events, RunningHistory
-from features.interest import MAX_PRIOR, category_rates, interest_prior, interest_units
+from features.interest import MAX_PRIOR, category_counts, interest_prior, interest_units
 from features.kernel import N_NUMERIC_V1
 from recommender.domain import Banner
 from recommender.ranker import CandidateRows
@@ -44,7 +44,7 @@ def test_units_and_rates_count_each_person_and_category():
     person = np.array([0, 0, 0, 1, 1])
     category = np.array([1, 1, 2, 1, 1])
     clicked = np.array([1, 0, 1, 0, 0])
-    rates = category_rates(category, clicked, 3, 0.1, 0.0)
+    rates = smoothed_rate(*category_counts(category, clicked, 3), 0.1, 0.0)
     assert np.allclose(rates[1:], [1 / 4, 1.0])
     clicks, expected = interest_units(person, category, clicked, rates)
     assert np.allclose(clicks, [1, 1, 0]) and np.allclose(expected, [0.5, 1.0, 0.5])
