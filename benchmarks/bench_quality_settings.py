@@ -55,7 +55,7 @@ def quality_rows(data: Path, day_list: list[int], eval_requests: int, seed: int,
         row = {"days": d, **{k: float(v) for k, v in rep.values.items()}, "chosen": res.chosen,
                "captured": rep.captured_share("model"), "train_s": took}
         if ceiling:
-            value = held.value_of_scores(ceiling_scores(held, [log], eval_start - d * DAY, eval_start), rep.slots)
+            value = held.value_of_scores(ceiling_scores(held, eval_start - d * DAY, eval_start), rep.slots)
             pop, best = rep.values["popularity"], rep.values["oracle"]
             row["ceiling"] = value
             row["ceiling_captured"] = (value - pop) / (best - pop) if best > pop else float("nan")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .groundtruth import GroundTruth, HistoryState, sigmoid
+from .groundtruth import GroundTruth, sigmoid
 
 STEP = 0.1
 
@@ -73,19 +73,14 @@ def posterior_attractiveness(truth: GroundTruth, people: np.ndarray, u: np.ndarr
     return np.einsum("ij,ij->i", post_z[cand_unit], sigmoid(np.asarray(base)[:, None] + z_g[None, :]))
 
 
-def ceiling_scores(held, logs, window_start: float, window_end: float) -> np.ndarray:
+def ceiling_scores(held, window_start: float, window_end: float) -> np.ndarray:
     """``posterior_attractiveness`` of every candidate of ``held``
-    (simulator.quality.HeldOutRequests), the evidence being the impressions of ``logs``
-    in [window_start, window_end)."""
+    (simulator.quality.HeldOutRequests), the evidence being its logs' impressions in
+    [window_start, window_end)."""
     truth = held.truth
-    u_all = np.concatenate([truth.staff_idx(np.asarray(lg.staff_ids)[lg.staff]) for lg in logs])
-    b_all = np.concatenate([truth.banner_idx(np.asarray(lg.banner_ids)[lg.banner]) for lg in logs])
-    ts = np.concatenate([lg.ts for lg in logs])
-    clicked = np.concatenate([lg.clicked for lg in logs])
-    position = np.concatenate([lg.position for lg in logs])
-    state = HistoryState(u_all, b_all, ts, clicked, len(truth.banner_ids))
+    u_all, b_all, position, ts, clicked = held.events
     w = (ts >= window_start) & (ts < window_end)
-    views, clicked_before = state.at(u_all[w], b_all[w], ts[w])
+    views, clicked_before = held.state.at(u_all[w], b_all[w], ts[w])
     known = truth.observable_logit(u_all[w], b_all[w]) + truth.history_logit(b_all[w], views, clicked_before)
     base = truth.observable_logit(held.u, held.b) + truth.history_logit(held.b, held.views, held.clicked_before)
     return posterior_attractiveness(truth, np.unique(held.u), held.u, held.b, base,

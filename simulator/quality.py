@@ -65,8 +65,12 @@ class HeldOutRequests:
         t_idx = truth.banner_idx([b.banner_id for b in catalog.banners])
         u_all = np.concatenate([truth.staff_idx(np.asarray(lg.staff_ids)[lg.staff]) for lg in logs])
         b_all = np.concatenate([truth.banner_idx(np.asarray(lg.banner_ids)[lg.banner]) for lg in logs])
-        state = HistoryState(u_all, b_all, np.concatenate([lg.ts for lg in logs]),
-                             np.concatenate([lg.clicked for lg in logs]), len(truth.banner_ids))
+        ts_all, clicked_all = np.concatenate([lg.ts for lg in logs]), np.concatenate([lg.clicked for lg in logs])
+        state = HistoryState(u_all, b_all, ts_all, clicked_all, len(truth.banner_ids))
+        # every logged impression in truth's indices, and the true state before each: what
+        # simulator.ceiling reads as evidence
+        self.events = (u_all, b_all, np.concatenate([lg.position for lg in logs]), ts_all, clicked_all)
+        self.state = state
         self.u = truth.staff_idx(np.asarray(self.people)[self.cands.person])
         self.b = t_idx[self.cands.banner]
         self.views, self.clicked_before = state.at(self.u, self.b, self.cands.ts)

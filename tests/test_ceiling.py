@@ -19,7 +19,7 @@ def test_the_ceiling_lies_between_the_attribute_oracle_and_the_oracle(small_prov
     rep = held.report({})
     values = []
     for days in (0.0, 2.0):  # no evidence, then every earlier day
-        values.append(held.value_of_scores(ceiling_scores(held, [log], last_day - days * DAY, last_day), 3))
+        values.append(held.value_of_scores(ceiling_scores(held, last_day - days * DAY, last_day), 3))
     # without evidence it ranks by the population part and the prior: the attribute oracle's
     # order (the posterior mean attractiveness is monotone in the known logit)
     assert np.isclose(values[0], rep.values["attribute_oracle"], rtol=1e-6)
