@@ -36,7 +36,13 @@ STANDARD_CATEGORIES = ("policy", "info", "custom", "survey", "event")
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    """What the encoder uses. The staff attributes are configurable per deployment."""
+    """What the encoder uses. The staff attributes are configurable per deployment.
+
+    The crosses are the population's effects at several levels: a banner's weight, then
+    each group's deviation from it (attribute x banner), next to each group's taste for a
+    category, for a pair of attributes, for a kind of targeting and for a tag. Each block
+    is shrunk towards its parents by its own prior when the logistic regression fits it
+    (training.fitting), so a block the logs do not support costs little."""
 
     staff_attributes: tuple[str, ...] = ("role", "school_level", "region")
     cross_attributes: tuple[str, ...] = ("role", "school_level", "region")  # crossed with category and banner
@@ -44,16 +50,32 @@ class FeatureConfig:
     max_position: int = 10
     reference_position: int = 1
     prior_strength: float = 10.0  # pseudo-views of the smoothed click rates
+    # pairs of attributes crossed together with the category (e.g. principals of high schools and surveys)
+    pair_crosses: tuple[tuple[str, str], ...] = (("role", "school_level"),)
+    tag_crosses: tuple[str, ...] = ("role", "school_level", "region")  # attributes crossed with each tag
+    # which attributes a banner's target restricts, crossed with its category and with the crossed attributes
+    targeting_crosses: bool = True
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        # fields added later are written only when set, so older models describe themselves as before
+        return {k: v for k, v in d.items() if k not in LEGACY_FEATURES or v != LEGACY_FEATURES[k]}
 
     @classmethod
     def from_dict(cls, d: dict) -> "FeatureConfig":
-        d = dict(d)
-        for k in ("staff_attributes", "cross_attributes"):
+        d = {**LEGACY_FEATURES, **d}
+        for k in ("staff_attributes", "cross_attributes", "tag_crosses"):
             d[k] = tuple(d[k])
+        d["pair_crosses"] = tuple(tuple(p) for p in d["pair_crosses"])
         return cls(**d)
+
+    def __setstate__(self, state: dict) -> None:
+        # a config pickled before a field existed gets that field's legacy value, not today's default
+        self.__dict__.update({**LEGACY_FEATURES, **state})
+
+
+# What the fields added after the first release meant before they existed (no such block).
+LEGACY_FEATURES: dict = {"pair_crosses": (), "tag_crosses": (), "targeting_crosses": False}
 
 
 NUMERIC_FEATURES = (
@@ -103,6 +125,7 @@ class BannerArrays:
     tag_start: np.ndarray  # where each banner's tags begin in tag_flat
     tag_flat: np.ndarray  # every banner's tag codes, one after the other
     targeted: np.ndarray
+    targeting_code: np.ndarray  # which attributes the target restricts (FeatureEncoder.targeting_code)
     start: np.ndarray  # nan when open
     inputs: np.ndarray  # (n, BANNER_INPUTS): what the feature kernel reads of each banner
 
@@ -120,7 +143,7 @@ class StaticParts:
     banner, so the service computes it once per profile and candidate list."""
 
     one_hot: np.ndarray
-    tag_row: np.ndarray
+    tag_row: np.ndarray  # the multi-hot columns (tags, and attribute x tag), by row in order
     tag_col: np.ndarray
 
     def dot(self, coef: np.ndarray) -> np.ndarray:
@@ -214,6 +237,21 @@ class FeatureEncoder:
         self._layout()
         return self
 
+    @property
+    def n_targeting_codes(self) -> int:
+        return 2 ** (len(self.config.staff_attributes) + 1)
+
+    def targeting_code(self, target: Mapping[str, Sequence[str]]) -> int:
+        """Which attributes a banner's target restricts, as one code: bit i for the i-th
+        staff attribute, the last bit for any other attribute; 0 for a banner meant for
+        everyone."""
+        names = self.config.staff_attributes
+        code = 0
+        for name, allowed in target.items():
+            if len(allowed):
+                code |= 1 << (names.index(name) if name in names else len(names))
+        return code
+
     def category_code(self, category: str) -> int:
         """A category's code (0: one the encoder did not see)."""
         return self.category_vocab_.get(category, 0)
@@ -256,6 +294,15 @@ class FeatureEncoder:
         for a in cfg.cross_attributes:
             na = len(self.attr_vocab_[a]) + 1
             sizes += [(f"{a}x category", na * nc), (f"{a}x banner", na * nb)]
+        size = {a: len(self.attr_vocab_[a]) + 1 for a in cfg.staff_attributes}
+        for a, b in cfg.pair_crosses:
+            sizes.append((f"{a} x {b} x category", size[a] * size[b] * nc))
+        if cfg.targeting_crosses:
+            nt = self.n_targeting_codes
+            sizes.append(("targeting x category", nt * nc))
+            sizes += [(f"{a} x targeting", size[a] * nt) for a in cfg.cross_attributes]
+        ntag = len(self.tag_vocab_) + 1
+        sizes += [(f"{a} x tags", size[a] * ntag) for a in cfg.tag_crosses]
         sizes += [("completed x category", nc), ("log position", 1), ("numeric", self.n_numeric)]
         self.blocks_ = {}
         off = 0
@@ -318,6 +365,8 @@ class FeatureEncoder:
             tag_start=np.cumsum(counts) - counts,
             tag_flat=np.concatenate([*tag_codes, np.zeros(0, dtype=np.int64)]),
             targeted=targeted,
+            targeting_code=np.fromiter((self.targeting_code(b.target) for b in banners), dtype=np.int64,
+                                       count=len(banners)),
             start=start,
             inputs=np.ascontiguousarray(inputs),
         )
@@ -410,20 +459,40 @@ class FeatureEncoder:
             len(cfg.staff_attributes), n)
         off = self.offsets_
         crossed = attrs[off["cross_rows"]]
-        one_hot = np.concatenate([
+        columns = [
             attrs + off["attr"][:, None],
             (ccode + self.blocks_["category"][0])[None, :],
             (bcode + self.blocks_["banner"][0])[None, :],
             crossed * (len(self.category_vocab_) + 1) + ccode + off["cross_category"][:, None],
             crossed * (len(self.banner_vocab_) + 1) + bcode + off["cross_banner"][:, None],
-        ]).T
+        ]
+        code = {a: attrs[i] for i, a in enumerate(cfg.staff_attributes)}
+        nc = len(self.category_vocab_) + 1
+        for a, b in cfg.pair_crosses:
+            nb_ = len(self.attr_vocab_[b]) + 1
+            columns.append((self.blocks_[f"{a} x {b} x category"][0] + (code[a] * nb_ + code[b]) * nc + ccode)[None, :])
+        if cfg.targeting_crosses:
+            tcode = banners.targeting_code[banner_idx]
+            nt = self.n_targeting_codes
+            columns.append((self.blocks_["targeting x category"][0] + tcode * nc + ccode)[None, :])
+            columns += [(self.blocks_[f"{a} x targeting"][0] + code[a] * nt + tcode)[None, :]
+                        for a in cfg.cross_attributes]
+        one_hot = np.concatenate(columns).T
         # tags: multi-hot, a variable number per banner
         tag_counts = banners.tag_counts[banner_idx]
         n_tags = int(tag_counts.sum())
         tag_row = np.repeat(np.arange(n), tag_counts)
         # each row's tags are the slice tag_start[b]:tag_start[b] + count of the flat tag list
         first = np.repeat(banners.tag_start[banner_idx] - (np.cumsum(tag_counts) - tag_counts), tag_counts)
-        tag_col = self.blocks_["tags"][0] + banners.tag_flat[first + np.arange(n_tags)]
+        tag_code = banners.tag_flat[first + np.arange(n_tags)]
+        tag_col = self.blocks_["tags"][0] + tag_code
+        if cfg.tag_crosses:  # each crossed attribute x each tag of the row, after the row's tags
+            ntag = len(self.tag_vocab_) + 1
+            cols = [tag_col] + [self.blocks_[f"{a} x tags"][0] + code[a][tag_row] * ntag + tag_code
+                                for a in cfg.tag_crosses]
+            rows = np.tile(tag_row, len(cols))
+            order = np.argsort(rows, kind="stable")
+            tag_row, tag_col = rows[order], np.concatenate(cols)[order]
         return StaticParts(one_hot=one_hot, tag_row=tag_row, tag_col=tag_col)
 
     def history_parts(self, banners: BannerArrays, banner_idx: np.ndarray, ts: np.ndarray,
@@ -486,7 +555,31 @@ class FeatureEncoder:
                 if block == f"{a}x {other}":
                     code, value = divmod(offset, len(vocab) + 1)
                     return f"{a} x {other}: {self._names(self.attr_vocab_[a])[code]} x {self._names(vocab)[value]}"
+        nc = len(self.category_vocab_) + 1
+        for a, b in self.config.pair_crosses:
+            if block == f"{a} x {b} x category":
+                pair, value = divmod(offset, nc)
+                ca, cb = divmod(pair, len(self.attr_vocab_[b]) + 1)
+                return (f"{a} x {b} x category: {self._names(self.attr_vocab_[a])[ca]} x "
+                        f"{self._names(self.attr_vocab_[b])[cb]} x {categories[value]}")
+        if block == "targeting x category":
+            code, value = divmod(offset, nc)
+            return f"targeting x category: {self.targeting_name(code)} x {categories[value]}"
+        for a in self.config.cross_attributes:
+            if block == f"{a} x targeting":
+                code, value = divmod(offset, self.n_targeting_codes)
+                return f"{a} x targeting: {self._names(self.attr_vocab_[a])[code]} x {self.targeting_name(value)}"
+        for a in self.config.tag_crosses:
+            if block == f"{a} x tags":
+                code, value = divmod(offset, len(self.tag_vocab_) + 1)
+                return f"{a} x tag: {self._names(self.attr_vocab_[a])[code]} x {self._names(self.tag_vocab_)[value]}"
         return f"{block} #{offset}"
+
+    def targeting_name(self, code: int) -> str:
+        """A targeting code in words: "everyone", or the attributes the target restricts."""
+        names = [*self.config.staff_attributes, "other"]
+        parts = [n for i, n in enumerate(names) if code >> i & 1]
+        return "aimed at " + " and ".join(parts) if parts else "everyone"
 
     @staticmethod
     def _names(vocab: Mapping[str, int]) -> list[str]:

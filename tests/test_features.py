@@ -177,3 +177,50 @@ def test_sparse_features_of_no_rows():
     assert X.shape == (0, enc.n_features_)
     assert enc.linear_logit(np.ones(enc.n_features_), 0.0, staff, none, banners, none, np.zeros(0), None,
                             {k: np.zeros(0) for k in History.empty().query([], [], [], np.zeros(0))}).shape == (0,)
+
+
+def _on_columns(enc, profile, banner):
+    """The names of the static columns one (profile, banner) row turns on."""
+    parts = enc.static_parts(enc.encode_staff([profile]), np.zeros(1, dtype=np.int64), enc.encode_banners([banner]),
+                             np.zeros(1, dtype=np.int64))
+    return sorted(enc.column_name(int(c)) for c in [*parts.one_hot[0], *parts.tag_col])
+
+
+def test_population_crosses_name_the_group_the_targeting_and_the_tags():
+    enc = encoder()
+    names = _on_columns(enc, {"role": "principal", "school_level": "high", "region": "Suwon"},
+                        Banner("b2", "survey", target={"role": ("principal",)}, tags=("ai",)))
+    assert "role x school_level x category: principal x high x survey" in names
+    assert "targeting x category: aimed at role x survey" in names
+    assert "region x targeting: Suwon x aimed at role" in names
+    assert "role x tag: principal x ai" in names and "tag: ai" in names
+    everyone = _on_columns(enc, {"role": "teacher"}, Banner("b1", "policy"))
+    assert "targeting x category: everyone x policy" in everyone
+    assert not any("x tag:" in n for n in everyone)  # a banner without tags has no tag crosses
+
+
+@given(st.lists(st.sampled_from(["role", "school_level", "region", "grade"]), max_size=4, unique=True))
+def test_the_targeting_code_says_which_attributes_are_restricted(restricted):
+    enc = encoder()
+    code = enc.targeting_code({a: ("x",) for a in restricted} | {"unused": ()})
+    named = enc.targeting_name(code)
+    assert (code == 0) == (not restricted) and (named == "everyone") == (not restricted)
+    for a in ("role", "school_level", "region"):
+        assert (a in named) == (a in restricted)
+    assert ("other" in named) == ("grade" in restricted)
+
+
+def test_a_config_pickled_before_the_crosses_keeps_its_layout():
+    import pickle
+
+    legacy = dict(FeatureConfig().__dict__)
+    for name in ("pair_crosses", "tag_crosses", "targeting_crosses"):
+        del legacy[name]
+    old = object.__new__(FeatureConfig)
+    old.__setstate__(legacy)
+    assert pickle.loads(pickle.dumps(old)) == old
+    assert (old.pair_crosses, old.tag_crosses, old.targeting_crosses) == ((), (), False)
+    assert set(old.to_dict()) == set(legacy)  # describes itself as it did
+    enc = FeatureEncoder(old).fit({"role": ["teacher"]}, BANNERS, 0.05)
+    assert not any("targeting" in b or "tags" in b and b != "tags" or b.count(" x ") > 1 for b in enc.blocks_)
+    assert FeatureConfig.from_dict(old.to_dict()) == old

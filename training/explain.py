@@ -124,6 +124,13 @@ def _linear_groups(enc: FeatureEncoder) -> tuple[np.ndarray, list[str]]:
     for a in cfg.cross_attributes:
         group_of_block[f"{a}x category"] = f"{a} x category"
         group_of_block[f"{a}x banner"] = f"{a} x banner"
+        group_of_block[f"{a} x targeting"] = "targeting"
+    for a, b in cfg.pair_crosses:  # a pair's taste for the category is its members' taste for it
+        group_of_block[f"{a} x {b} x category"] = f"{a} x category"
+        if f"{a} x category" not in order:
+            order.insert(order.index("your history with this banner"), f"{a} x category")
+    group_of_block["targeting x category"] = "targeting"
+    group_of_block.update({f"{a} x tags": "tags" for a in cfg.tag_crosses})
     col_group = np.empty(enc.n_features_, dtype=np.int64)
     for block, (start, n) in enc.blocks_.items():
         if block == "numeric":
