@@ -4,7 +4,8 @@ P(click | staff u, banner b, position k, history) = exam[k] * sigmoid(logit), wh
 
     logit = base + quality[b] + role_cat[role_u, cat_b] + level_cat[level_u, cat_b]
             + region_cat[region_u, cat_b] + role_banner[role_u, b] + level_banner[level_u, b]
-            + region_banner[region_u, b]                       (observable structure)
+            + region_banner[region_u, b] + group_banner[role_u, level_u, b]
+                                                                (observable structure)
             + interest[u, cat_b] + tendency[u]                  (hidden, per person)
             - fatigue * log1p(views of b by u before)           (history)
             - completion[b] * [u clicked b before]
@@ -48,6 +49,7 @@ class GroundTruth:
     completion: np.ndarray
     exam_head: np.ndarray  # examination of positions 1..len
     exam_decay: float  # beyond the head, each position keeps this share of the previous
+    group_banner: np.ndarray | None = None  # role x level x banner effects beyond single attributes (or none)
 
     def __post_init__(self):
         self.staff_index = {s: i for i, s in enumerate(self.staff_ids)}
@@ -67,10 +69,13 @@ class GroundTruth:
         b = np.asarray(b, dtype=np.int64)
         c = self.banner_cat[b]
         r, l, g = self.role[u], self.level[u], self.region[u]
-        return (
+        out = (
             self.base + self.quality[b] + self.role_cat[r, c] + self.level_cat[l, c] + self.region_cat[g, c]
             + self.role_banner[r, b] + self.level_banner[l, b] + self.region_banner[g, b]
         )
+        if self.group_banner is not None:
+            out = out + self.group_banner[r, l, b]
+        return out
 
     def hidden_logit(self, u, b) -> np.ndarray:
         u = np.asarray(u, dtype=np.int64)
@@ -130,6 +135,8 @@ class GroundTruth:
         arrays = {k: getattr(self, k) for k in (
             "role", "level", "region", "banner_cat", "quality", "role_cat", "level_cat", "region_cat",
             "role_banner", "level_banner", "region_banner", "interest", "tendency", "completion", "exam_head")}
+        if self.group_banner is not None:
+            arrays["group_banner"] = self.group_banner
         np.savez_compressed(folder / "truth.npz", **arrays)
         meta = {"staff_ids_file": "staff.csv", "banner_ids": self.banner_ids, "base": self.base,
                 "fatigue": self.fatigue, "exam_decay": self.exam_decay}

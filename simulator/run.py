@@ -41,6 +41,10 @@ class SimulationConfig:
     personal_scale: float = 1.0  # multiplies the spread of the hidden per-person interests and tendency
     banners: int = 30  # 30: the hand-written catalog; fewer: a subset; more: generated ones added
     base_logit: float = -3.0  # the click model's base (sets the click rate)
+    # effects beyond one attribute x category or banner: role x school level x category,
+    # role and school level x each tag, targeting x category and role / level x targeting,
+    # with this spread (0: none, the default world)
+    layered: float = 0.0
 
 
 # Named worlds to check a design on more than one: each fixes the three world knobs.
@@ -49,6 +53,7 @@ SETTINGS: dict[str, dict[str, float | int]] = {
     "structured": {"personal_scale": 0.5, "banners": 20, "base_logit": -2.5},
     "personal": {"personal_scale": 1.8, "banners": 50, "base_logit": -3.0},
     "many-banners": {"personal_scale": 1.0, "banners": 100, "base_logit": -4.0},
+    "layered": {"personal_scale": 1.0, "banners": 30, "base_logit": -3.0, "layered": 1.0},
 }
 
 
@@ -110,6 +115,7 @@ def _make_truth(cfg: SimulationConfig, rng: np.random.Generator, banners: list[B
     level_cat[LEVELS.index("kindergarten"), CATEGORIES.index("event")] += 0.4
     level_cat[LEVELS.index("office"), CATEGORIES.index("policy")] += 0.4
     completion = np.where(np.isin(cat, [CATEGORIES.index("survey"), CATEGORIES.index("event")]), 3.5, 1.0)
+    group_banner = _layered_effects(cfg, banners, cat) if cfg.layered > 0 else None
     return GroundTruth(
         staff_ids=[f"s-{i:06d}" for i in range(n)],
         banner_ids=[b.banner_id for b in banners],
@@ -127,7 +133,32 @@ def _make_truth(cfg: SimulationConfig, rng: np.random.Generator, banners: list[B
         completion=completion,
         exam_head=np.array([1.0, 0.6, 0.35]),
         exam_decay=0.7,
+        group_banner=group_banner,
     )
+
+
+def _layered_effects(cfg: SimulationConfig, banners: list[Banner], cat: np.ndarray) -> np.ndarray:
+    """The role x school level x banner logit of the effects beyond single attributes: a
+    pair's taste for a category, each role's and level's taste for each tag, and the
+    taste of each role and level for targeted banners, by category. Drawn from a
+    generator of their own, so the rest of the world is the default world's."""
+    rng = np.random.default_rng([cfg.seed, 1729])
+    scale = cfg.layered
+    nr, nl, nc = len(ROLES), len(LEVELS), len(CATEGORIES)
+    tags = sorted({t for b in banners for t in b.tags})
+    role_tag = rng.normal(0, 0.3 * scale, (nr, len(tags)))
+    level_tag = rng.normal(0, 0.3 * scale, (nl, len(tags)))
+    pair_cat = rng.normal(0, 0.4 * scale, (nr, nl, nc))
+    targeted_cat = rng.normal(0, 0.4 * scale, nc)
+    role_targeted = rng.normal(0, 0.3 * scale, nr)
+    level_targeted = rng.normal(0, 0.3 * scale, nl)
+    out = pair_cat[:, :, cat].copy()
+    for j, b in enumerate(banners):
+        idx = [tags.index(t) for t in b.tags]
+        out[:, :, j] += role_tag[:, idx].sum(axis=1)[:, None] + level_tag[:, idx].sum(axis=1)[None, :]
+        if b.is_targeted():
+            out[:, :, j] += targeted_cat[cat[j]] + role_targeted[:, None] + level_targeted[None, :]
+    return out
 
 
 def _request_times(n_req: np.ndarray, day_start: float, rng: np.random.Generator) -> list[np.ndarray]:
