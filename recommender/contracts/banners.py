@@ -5,7 +5,8 @@ import json
 from pathlib import Path
 from typing import Iterable
 
-from ..domain import Banner, Catalog, DeliveryGoal, FrequencyCap, control_characters_in
+from ..domain import (AFTER_COMPLETION, OUTCOME_TYPES, Banner, Catalog, DeliveryGoal, FrequencyCap, OutcomeRule,
+                      control_characters_in)
 from ..errors import ErrorCollector, FieldError
 from ..timeutil import format_ts, parse_ts
 from ._json import iter_json_objects, parse_unique
@@ -75,8 +76,9 @@ def banner_from_dict(obj: object) -> Banner:
         raise FieldError("goal", "a banner with a delivery goal needs a start: delivery counts from it")
     if goal is not None and goal.by <= bounds["start"]:
         raise FieldError("goal.by", "must be after the banner's start")
+    outcome = outcome_from_dict(obj.get("outcome"), "outcome")
     return Banner(bid.strip(), cat.strip(), title, bounds["start"], bounds["end"], target, pinned, priority, tuple(tags),
-                  cap, goal)
+                  cap, goal, outcome)
 
 
 def goal_from_dict(obj: object, field: str = "goal") -> DeliveryGoal | None:
@@ -85,15 +87,15 @@ def goal_from_dict(obj: object, field: str = "goal") -> DeliveryGoal | None:
     if obj is None:
         return None
     if not isinstance(obj, dict):
-        raise FieldError(field, 'must be an object {"metric": "reach" or "clicks", "target": N, "by": time}')
+        raise FieldError(field, 'must be an object {"metric": "reach", "clicks" or "outcomes", "target": N, "by": time}')
     unknown = set(obj) - {"metric", "target", "by"}
     if unknown:
         raise FieldError(f"{field}.{sorted(unknown)[0]}", "unknown field (metric, target or by)")
     for name in ("metric", "target", "by"):
         if name not in obj:
             raise FieldError(f"{field}.{name}", "missing field")
-    if obj["metric"] not in ("reach", "clicks"):
-        raise FieldError(f"{field}.metric", 'must be "reach" or "clicks"')
+    if obj["metric"] not in GOAL_METRICS:
+        raise FieldError(f"{field}.metric", 'must be "reach", "clicks" or "outcomes"')
     target = obj["target"]
     if isinstance(target, bool) or not isinstance(target, int) or target < 1:
         raise FieldError(f"{field}.target", "must be a positive integer")
@@ -102,6 +104,50 @@ def goal_from_dict(obj: object, field: str = "goal") -> DeliveryGoal | None:
     except ValueError as e:
         raise FieldError(f"{field}.by", str(e)) from None
     return DeliveryGoal(obj["metric"], target, by)
+
+
+GOAL_METRICS = ("reach", "clicks", "outcomes")
+MAX_OUTCOME_VALUE = 100.0
+
+
+def _number(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and value == value
+
+
+def outcome_from_dict(obj: object, field: str = "outcome") -> OutcomeRule | None:
+    """A banner's outcome rule (``{"type": "complete", "value": 1.0, "after_completion": "hide"}``,
+    every part optional), or None for null; raises FieldError naming ``field``'s part."""
+    if obj is None:
+        return None
+    if not isinstance(obj, dict):
+        raise FieldError(field, 'must be an object such as {"type": "complete", "after_completion": "hide"}')
+    unknown = set(obj) - {"type", "value", "after_completion", "downweight"}
+    if unknown:
+        raise FieldError(f"{field}.{sorted(unknown)[0]}", "unknown field (type, value, after_completion or downweight)")
+    kind = obj.get("type", "complete")
+    if kind not in OUTCOME_TYPES:
+        raise FieldError(f"{field}.type", f"must be one of {', '.join(repr(t) for t in OUTCOME_TYPES)}")
+    value = obj.get("value", 1.0)
+    if not _number(value) or not 0 < value <= MAX_OUTCOME_VALUE:
+        raise FieldError(f"{field}.value", f"must be a number above 0 and at most {MAX_OUTCOME_VALUE:g}")
+    after = obj.get("after_completion", "keep")
+    if after not in AFTER_COMPLETION:
+        raise FieldError(f"{field}.after_completion", f"must be one of {', '.join(repr(a) for a in AFTER_COMPLETION)}")
+    weight = obj.get("downweight", 0.5)
+    if not _number(weight) or not 0 < weight < 1:
+        raise FieldError(f"{field}.downweight", "must be a number between 0 and 1 (the odds are multiplied by it)")
+    if "downweight" in obj and after != "downweight":
+        raise FieldError(f"{field}.downweight", 'applies only with "after_completion": "downweight"')
+    return OutcomeRule(kind, float(value), after, float(weight))
+
+
+def outcome_to_dict(rule: OutcomeRule | None) -> dict | None:
+    if rule is None:
+        return None
+    out: dict = {"type": rule.type, "value": rule.value, "after_completion": rule.after_completion}
+    if rule.after_completion == "downweight":
+        out["downweight"] = rule.downweight
+    return out
 
 
 def goal_to_dict(goal: DeliveryGoal | None) -> dict | None:
@@ -169,6 +215,7 @@ def banner_to_dict(b: Banner) -> dict:
         "tags": list(b.tags),
         "cap": cap_to_dict(b.cap),
         "goal": goal_to_dict(b.goal),
+        **({"outcome": outcome_to_dict(b.outcome)} if b.outcome is not None else {}),
     }
 
 
