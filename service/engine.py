@@ -130,9 +130,10 @@ class RankingEngine:
         return ts, int(slots or self.config.slots), attrs, cands, arm, self.models[arm]
 
     def rank(self, staff_id: str, profile: dict | None = None, candidates: Sequence[str] | None = None,
-             slots: int | None = None, request_id: str | None = None) -> RankOutcome:
+             slots: int | None = None, request_id: str | None = None, slot_ids: Sequence[str] = ()) -> RankOutcome:
         """``request_id``: the id to log the ranking under (an adapter's own event id, which
-        its caller must keep unique); default: a new one."""
+        its caller must keep unique); default: a new one. ``slot_ids``: the shown slots'
+        names, logged with the ranking (a multi-slot adapter's)."""
         ts, slots, attrs, cands, arm, state = self._prepare(staff_id, profile, candidates, slots)
         boost = self._boosts(staff_id, cands, ts)
         with state.lock:
@@ -142,7 +143,7 @@ class RankingEngine:
         self.online.add_ranking(staff_id, request_id, ts, [(b, cands.category.get(b, UNKNOWN)) for b in ids[:slots]])
         items = list(zip(ids, range(1, len(ids) + 1), result.scores, result.propensities))
         self.ranking_log.append(RankingRecord(request_id, ts, staff_id, arm, result.model_version, result.explored,
-                                              slots, items, cands.ids, self.writer_id))
+                                              slots, items, cands.ids, self.writer_id, slot_ids=list(slot_ids)))
         return RankOutcome(request_id, arm, result, slots, cands.n_unknown)
 
     def _boosts(self, staff_id: str, cands: Candidates, ts: float) -> np.ndarray | None:

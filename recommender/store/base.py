@@ -48,6 +48,7 @@ class RankingRecord:
     candidates: list[str] = field(default_factory=list)
     writer: str = ""
     seq: int = 0  # set by the store
+    slot_ids: list[str] = field(default_factory=list)  # names of the shown slots, when the caller named them
 
     def shown(self) -> list[tuple[str, int, float, float]]:
         return self.items[: self.slots]
@@ -58,14 +59,19 @@ class RankingRecord:
     def candidates_json(self) -> str:
         return orjson.dumps(self.candidates).decode("utf-8")
 
+    def slot_ids_json(self) -> str | None:
+        return orjson.dumps(self.slot_ids).decode("utf-8") if self.slot_ids else None
+
     @classmethod
     def from_row(cls, row) -> "RankingRecord":
-        (seq, request_id, ts, staff_id, arm, model_version, explored, slots, items, candidates, writer) = row
+        (seq, request_id, ts, staff_id, arm, model_version, explored, slots, items, candidates, writer, slot_ids) = row
         return cls(request_id, float(ts), staff_id, arm, model_version, bool(explored), int(slots),
-                   [tuple(x) for x in orjson.loads(items)], orjson.loads(candidates), writer, int(seq))
+                   [tuple(x) for x in orjson.loads(items)], orjson.loads(candidates), writer, int(seq),
+                   orjson.loads(slot_ids) if slot_ids else [])
 
 
-RANKING_COLUMNS = "seq, request_id, ts, staff_id, arm, model_version, explored, slots, items, candidates, writer"
+RANKING_COLUMNS = ("seq, request_id, ts, staff_id, arm, model_version, explored, slots, items, candidates, writer, "
+                   "slot_ids")
 
 
 @dataclass
@@ -277,9 +283,14 @@ class EventStore(ABC):
                      upto: int | None = None) -> list[ClickEvent]: ...
 
     @abstractmethod
+    def ranking(self, request_id: str) -> RankingRecord | None:
+        """The logged ranking of a request id, None when none is stored."""
+
     def shown_of(self, request_id: str) -> list[str] | None:
         """The banners a logged ranking showed (its first ``slots``), None when no ranking
         with that request_id is stored."""
+        r = self.ranking(request_id)
+        return None if r is None else [b for b, *_ in r.shown()]
 
     @abstractmethod
     def max_seq(self) -> tuple[int, int]:

@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS rankings (
     slots INTEGER NOT NULL,
     items TEXT NOT NULL,
     candidates TEXT NOT NULL,
-    writer TEXT NOT NULL DEFAULT ''
+    writer TEXT NOT NULL DEFAULT '',
+    slot_ids TEXT
 );
 CREATE INDEX IF NOT EXISTS rankings_ts ON rankings (ts);
 CREATE INDEX IF NOT EXISTS rankings_staff ON rankings (staff_id);
@@ -73,10 +74,10 @@ CREATE TABLE IF NOT EXISTS heartbeat (
 """
 
 RANKING_INSERT = ("request_id", "ts", "staff_id", "arm", "model_version", "explored", "slots", "items",
-                  "candidates", "writer")
+                  "candidates", "writer", "slot_ids")
 EVENT_INSERT = ("event_id", "type", "request_id", "banner_id", "ts", "received", "status", "writer", "value")
 # columns added to a table after its first schema: a store made before gets them when opened
-ADDED_COLUMNS = (("events", "value", "{real}"),)
+ADDED_COLUMNS = (("events", "value", "{real}"), ("rankings", "slot_ids", "TEXT"))
 ERASURE_SALT_DOC = "erasure_salt"  # the documents row that holds the erasure records' salt
 
 
@@ -147,7 +148,7 @@ class SQLStore(EventStore):
         if not records:
             return
         rows = [(r.request_id, r.ts, r.staff_id, r.arm, r.model_version, bool(r.explored), r.slots, r.items_json(),
-                 r.candidates_json(), r.writer) for r in records]
+                 r.candidates_json(), r.writer, r.slot_ids_json()) for r in records]
         per_statement = max(1, self.dialect.max_params // len(RANKING_INSERT))
 
         def insert(chunk: list[tuple]) -> tuple[str, list]:
@@ -338,9 +339,9 @@ class SQLStore(EventStore):
         rows = self._after("events", EVENT_COLUMNS, seq, limit, exclude_writer=exclude_writer, upto=upto)
         return [ClickEvent.from_row(r) for r in rows]
 
-    def shown_of(self, request_id: str) -> list[str] | None:
-        rows = self._read(self.dialect.sql("SELECT items, slots FROM rankings WHERE request_id = ?"), (request_id,))
-        return None if not rows else [x[0] for x in json.loads(rows[0][0])[: rows[0][1]]]
+    def ranking(self, request_id: str) -> RankingRecord | None:
+        rows = self._read(self.dialect.sql(f"SELECT {RANKING_COLUMNS} FROM rankings WHERE request_id = ?"), (request_id,))
+        return None if not rows else RankingRecord.from_row(rows[0])
 
     def max_seq(self) -> tuple[int, int]:
         rows = self._read("SELECT (SELECT coalesce(max(seq), 0) FROM rankings), (SELECT coalesce(max(seq), 0) FROM events)")
