@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from ..deps import get_engine, key_kind
 from ..engine import RankingEngine
 from ..personalizer import PersonalizerAdapter, PersonalizerError
-from ..schemas import MAX_CANDIDATES, ShortIdentifier
+from ..schemas import CLIENT_ERRORS, MAX_CANDIDATES, ShortIdentifier
 
 PREFIXES = ("/personalizer", "/personalizer/v1.0", "/personalizer/v1.1-preview.3")
 SUBSCRIPTION_KEY = "Ocp-Apim-Subscription-Key"
@@ -103,9 +103,32 @@ class MultiSlotRewardIn(BaseModel):
     reward: list[SlotReward] = Field(min_length=1, max_length=50)
 
 
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    """Personalizer's error form, with the service's ``detail`` too (a body that cannot be
+    read has only ``detail``)."""
+
+    error: ErrorDetail | None = None
+    detail: str
+
+
 def _error(status: int, code: str, message: str) -> JSONResponse:
-    """An error in Personalizer's form."""
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+    return JSONResponse({"error": {"code": code, "message": message}, "detail": message}, status_code=status)
+
+
+def _errors(*statuses: int) -> dict:
+    return {status: {"model": ErrorOut, "description": WHY[status]} for status in statuses}
+
+
+WHY = {400: "the body cannot be read, a slot the event does not have, or every action excluded",
+       401: "no Ocp-Apim-Subscription-Key (or X-API-Key) header, or an unknown key",
+       404: "no rank call had this eventId", 409: "the eventId was already used by a rank call"}
+RANK_ERRORS = {**CLIENT_ERRORS, **_errors(400, 401, 409)}
+EVENT_ERRORS = {**CLIENT_ERRORS, **_errors(400, 401, 404)}
 
 
 class _Denied(Exception):
@@ -141,7 +164,7 @@ def _answer(fn, status: int):
 router = APIRouter(tags=["personalizer"])
 
 
-@router.post("/rank", status_code=201, response_model=RankOut, summary="Personalizer Rank: the action to show")
+@router.post("/rank", status_code=201, response_model=RankOut, responses=RANK_ERRORS, summary="Personalizer Rank: the action to show")
 def rank(body: RankIn, engine: Engine, request: Request, _: Key):
     def work():
         t = time.perf_counter()
@@ -156,17 +179,17 @@ def rank(body: RankIn, engine: Engine, request: Request, _: Key):
     return _answer(work, 201)
 
 
-@router.post("/events/{eventId}/reward", status_code=204, summary="Personalizer Reward: the value of an event")
+@router.post("/events/{eventId}/reward", status_code=204, responses=EVENT_ERRORS, summary="Personalizer Reward: the value of an event")
 def reward(eventId: EventId, body: RewardIn, engine: Engine, _: Key):
     return _answer(lambda: _adapter(engine).reward(eventId, {None: body.value}), 204)
 
 
-@router.post("/events/{eventId}/activate", status_code=204, summary="Personalizer Activate (accepted)")
+@router.post("/events/{eventId}/activate", status_code=204, responses=EVENT_ERRORS, summary="Personalizer Activate (accepted)")
 def activate(eventId: EventId, engine: Engine, _: Key):
     return _answer(lambda: _adapter(engine).activate(eventId), 204)
 
 
-@router.post("/multislot/rank", status_code=201, response_model=MultiSlotRankOut,
+@router.post("/multislot/rank", status_code=201, response_model=MultiSlotRankOut, responses=RANK_ERRORS,
              summary="Personalizer multi-slot Rank: the action of each slot")
 def rank_multi_slot(body: MultiSlotRankIn, engine: Engine, request: Request, _: Key):
     def work():
@@ -185,12 +208,12 @@ def rank_multi_slot(body: MultiSlotRankIn, engine: Engine, request: Request, _: 
     return _answer(work, 201)
 
 
-@router.post("/multislot/events/{eventId}/reward", status_code=204, summary="Personalizer multi-slot Reward")
+@router.post("/multislot/events/{eventId}/reward", status_code=204, responses=EVENT_ERRORS, summary="Personalizer multi-slot Reward")
 def reward_multi_slot(eventId: EventId, body: MultiSlotRewardIn, engine: Engine, _: Key):
     return _answer(lambda: _adapter(engine).reward(eventId, {r.slotId: r.value for r in body.reward}), 204)
 
 
-@router.post("/multislot/events/{eventId}/activate", status_code=204, summary="Personalizer multi-slot Activate")
+@router.post("/multislot/events/{eventId}/activate", status_code=204, responses=EVENT_ERRORS, summary="Personalizer multi-slot Activate")
 def activate_multi_slot(eventId: EventId, engine: Engine, _: Key):
     return _answer(lambda: _adapter(engine).activate(eventId), 204)
 
