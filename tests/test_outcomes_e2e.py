@@ -7,8 +7,6 @@ each policy's true expected outcomes, recomputed from the ground truth."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -26,19 +24,12 @@ from training.ope.evaluate import resolve_policy
 from training.registry import ModelRegistry
 
 from launcher import ServeProcess
-from service_support import CLIENT_KEY, add_fake_model, config_text
+from service_support import run_cli as cli, CLIENT_KEY, add_fake_model, config_text
 
-ROOT = Path(__file__).resolve().parent.parent
 C = {"X-API-Key": CLIENT_KEY}
 SLOTS = 3
 REQUESTS = 12000
 EVALUATED = 7000  # the last requests: the offline A/B's; the others train
-
-
-def cli(*args: str) -> str:
-    res = subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=ROOT, capture_output=True, text=True)
-    assert res.returncode == 0, res.stdout + res.stderr
-    return res.stdout
 
 
 class People:

@@ -81,16 +81,23 @@ def banner_from_dict(obj: object) -> Banner:
                   cap, goal, outcome)
 
 
+def _check_object(obj: object, field: str, names: tuple[str, ...], what: str) -> None:
+    """A banner's rule object (goal, outcome, cap) must be an object of only these fields."""
+    if not isinstance(obj, dict):
+        raise FieldError(field, what)
+    unknown = set(obj) - set(names)
+    if unknown:
+        listed = ", ".join(names[:-1]) + f" or {names[-1]}"
+        raise FieldError(f"{field}.{sorted(unknown)[0]}", f"unknown field ({listed})")
+
+
 def goal_from_dict(obj: object, field: str = "goal") -> DeliveryGoal | None:
     """A delivery goal object (``{"metric": "reach", "target": 3000, "by": "2026-03-06T18:00:00+09:00"}``),
     or None for null; raises FieldError naming ``field``'s part."""
     if obj is None:
         return None
-    if not isinstance(obj, dict):
-        raise FieldError(field, 'must be an object {"metric": "reach", "clicks" or "outcomes", "target": N, "by": time}')
-    unknown = set(obj) - {"metric", "target", "by"}
-    if unknown:
-        raise FieldError(f"{field}.{sorted(unknown)[0]}", "unknown field (metric, target or by)")
+    _check_object(obj, field, ("metric", "target", "by"),
+                  'must be an object {"metric": "reach", "clicks" or "outcomes", "target": N, "by": time}')
     for name in ("metric", "target", "by"):
         if name not in obj:
             raise FieldError(f"{field}.{name}", "missing field")
@@ -119,11 +126,8 @@ def outcome_from_dict(obj: object, field: str = "outcome") -> OutcomeRule | None
     every part optional), or None for null; raises FieldError naming ``field``'s part."""
     if obj is None:
         return None
-    if not isinstance(obj, dict):
-        raise FieldError(field, 'must be an object such as {"type": "complete", "after_completion": "hide"}')
-    unknown = set(obj) - {"type", "value", "after_completion", "downweight"}
-    if unknown:
-        raise FieldError(f"{field}.{sorted(unknown)[0]}", "unknown field (type, value, after_completion or downweight)")
+    _check_object(obj, field, ("type", "value", "after_completion", "downweight"),
+                  'must be an object such as {"type": "complete", "after_completion": "hide"}')
     kind = obj.get("type", "complete")
     if kind not in OUTCOME_TYPES:
         raise FieldError(f"{field}.type", f"must be one of {', '.join(repr(t) for t in OUTCOME_TYPES)}")
@@ -169,11 +173,7 @@ def cap_from_dict(obj: object, field: str = "cap") -> FrequencyCap | None:
     either rule optional), or None for null; raises FieldError naming ``field``'s part."""
     if obj is None:
         return None
-    if not isinstance(obj, dict):
-        raise FieldError(field, 'must be an object such as {"per_day": 3}')
-    unknown = set(obj) - {"per_day", "unclicked"}
-    if unknown:
-        raise FieldError(f"{field}.{sorted(unknown)[0]}", "unknown field (per_day or unclicked)")
+    _check_object(obj, field, ("per_day", "unclicked"), 'must be an object such as {"per_day": 3}')
     per_day = obj.get("per_day")
     per_day = None if per_day is None else _count(per_day, f"{field}.per_day")
     unclicked = obj.get("unclicked")
