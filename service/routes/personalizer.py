@@ -53,6 +53,10 @@ class RankedAction(BaseModel):
 
 
 class RankOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "eventId": "75269AD0-BFEE-4598-8196-C57383D38E10", "rewardActionId": "b-survey-02",
+        "ranking": [{"id": "b-survey-02", "probability": 0.93}, {"id": "b-policy-01", "probability": 0.93}]}]})
+
     eventId: str
     ranking: list[RankedAction]
     rewardActionId: str | None
@@ -68,7 +72,12 @@ class SlotIn(BaseModel):
 
 
 class MultiSlotRankIn(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
+        "contextFeatures": [{"staff_id": "s-000017"}],
+        "actions": [{"id": "b-survey-02", "features": []}, {"id": "b-policy-01", "features": []},
+                    {"id": "b-event-03", "features": []}],
+        "slots": [{"id": "Main", "baselineAction": "b-policy-01"}, {"id": "Side", "baselineAction": "b-event-03"}],
+        "eventId": "multi-0001"}]})
 
     contextFeatures: list[dict[str, Any]] = Field(default_factory=list)
     actions: list[ActionIn] = Field(min_length=1, max_length=MAX_CANDIDATES)
@@ -83,6 +92,10 @@ class SlotOut(BaseModel):
 
 
 class MultiSlotRankOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "eventId": "multi-0001", "slots": [{"id": "Main", "rewardActionId": "b-survey-02"},
+                                           {"id": "Side", "rewardActionId": "b-policy-01"}]}]})
+
     eventId: str
     slots: list[SlotOut]
 
@@ -91,6 +104,8 @@ Reward = Annotated[float, Field(ge=-1, le=1, allow_inf_nan=False)]
 
 
 class RewardIn(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"value": 1.0}]})
+
     value: Reward = Field(description="above 0: a click on the rewarded action; 0 or less: none")
 
 
@@ -100,6 +115,8 @@ class SlotReward(BaseModel):
 
 
 class MultiSlotRewardIn(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"reward": [{"slotId": "Side", "value": 1.0}]}]})
+
     reward: list[SlotReward] = Field(min_length=1, max_length=50)
 
 
