@@ -66,3 +66,45 @@ def test_fit_reaches_sklearn_optimum(rows, c):
     warm = fit_logistic(parts, y, weights, LogisticRegression(C=c, max_iter=500, tol=1e-5),
                         np.r_[ours.coef_.ravel(), ours.intercept_])
     assert warm.n_iter_[0] <= 1
+
+
+def _two_blocks(n: int, seed: int):
+    """Rows with one column on in each of two blocks of 20: block 0's weights are real
+    (sd 0.5), block 1's are all zero; a completion column and a numeric column of zeros."""
+    from training.linear import LinearRows
+
+    rng = np.random.default_rng(seed)
+    a, b = rng.integers(0, 20, n), rng.integers(0, 20, n)
+    effect = rng.normal(0, 0.5, 20)
+    y = (rng.random(n) < 1 / (1 + np.exp(-(-1.0 + effect[a])))).astype(np.float64)
+    pair = a * 20 + b
+    pairs = np.arange(400)
+    static = sp.csr_matrix((np.ones(800), (np.repeat(pairs, 2), np.c_[pairs // 20, 20 + pairs % 20].ravel())),
+                           shape=(400, 42))
+    X = LinearRows(static, pair.astype(np.intp), np.full(n, 40, dtype=np.intp), np.zeros(n), 41, np.zeros((n, 1)))
+    groups = np.r_[np.zeros(20), np.ones(20), [2, 3]].astype(np.int64)
+    return X, y, groups, effect
+
+
+def test_evidence_shrinks_a_block_without_effects_and_keeps_one_with():
+    from training.linear import fit_logistic_evidence
+
+    X, y, groups, effect = _two_blocks(60_000, seed=4)
+    est, precision = fit_logistic_evidence(X, y, np.ones(len(y)), LogisticRegression(C=0.05, max_iter=100, tol=1e-8),
+                                           groups)
+    coef = est.coef_.ravel()
+    real, empty = precision[0], precision[20]
+    # the real block's prior variance is estimated near the true 0.25 (precision 4)
+    assert 1.5 < real < 10
+    assert empty > 50 * real
+    assert np.abs(coef[20:40]).max() < 0.05
+    np.testing.assert_allclose(coef[:20] - coef[:20].mean(), effect - effect.mean(), atol=0.15)
+
+
+def test_one_precision_for_every_coefficient_is_sklearns_penalty(rows):
+    _, parts, y, weights = rows
+    c = 0.05
+    plain = fit_logistic(parts, y, weights, LogisticRegression(C=c, max_iter=500, tol=1e-8))
+    same = fit_logistic(parts, y, weights, LogisticRegression(C=123.0, max_iter=500, tol=1e-8),
+                        precision=np.full(parts.shape[1], 1 / c))
+    np.testing.assert_allclose(same.coef_, plain.coef_, atol=1e-7)

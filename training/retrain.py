@@ -58,7 +58,7 @@ class RetrainConfig:
     seed: int = 0
     history: tuple[str, ...] = ()  # older impressions files, joined before the window (training rows and history)
     default_cap: FrequencyCap | None = None  # the service's default frequency cap: the policies are judged under it
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(refit=True))
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 @dataclass

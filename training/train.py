@@ -160,17 +160,21 @@ class _Fitted:
     click_terms: np.ndarray  # each validation request's IPS term of clicks@K
     fit_s: float
     validate_s: float
+    precision: np.ndarray | None = None  # the logistic regression's prior precision per coefficient, if not 1 / C
 
 
 def _fit_logistic(encoder, ctx, fit_rows, weights, valid_rows, vreq, catalog, cfg, step) -> _Fitted:
     t = time.perf_counter()
-    art, chosen_c, _ = fit_logistic_path(encoder, ctx, fit_rows, weights, valid_rows, cfg)
+    path = fit_logistic_path(encoder, ctx, fit_rows, weights, valid_rows, cfg)
     fit_s = time.perf_counter() - t
     step("validate logistic")
     t = time.perf_counter()
-    metrics, p, terms = validate(art, ctx, valid_rows, vreq, catalog, cfg)
-    metrics["C"] = chosen_c
-    return _Fitted(art, metrics, p, terms, fit_s, time.perf_counter() - t)
+    metrics, p, terms = validate(path.artifact, ctx, valid_rows, vreq, catalog, cfg)
+    metrics["C"] = path.c
+    metrics["prior"] = path.prior
+    if path.block_precision is not None:
+        metrics["block_precision"] = path.block_precision
+    return _Fitted(path.artifact, metrics, p, terms, fit_s, time.perf_counter() - t, path.precision)
 
 
 def _fit_tree(kind, encoder, ctx, rows, weights, valid_rows, vreq, catalog, cfg) -> _Fitted:
@@ -241,7 +245,7 @@ def train(directory, catalog, log, out_dir: str | Path | None, config: TrainConf
             sub = np.sort(rng.choice(len(all_rows), cfg.gbm_max_rows, replace=False))
             all_rows, w = all_rows[sub], w[sub]
         final = fit(chosen, encoder, ctx, all_rows, w, cfg, metrics[chosen].get("C"),
-                    init=final if chosen == "logistic" else None)
+                    init=final if chosen == "logistic" else None, precision=done[chosen].precision)
         timings["refit_s"] = time.perf_counter() - t
     path = None
     created = datetime.now(timezone.utc)
@@ -290,7 +294,7 @@ def _report_data(meta: dict, cfg: TrainConfig, ctx, catalog, directory, cut: flo
         training_data=meta["training_data"], train_config=meta["train_config"], validation=meta["validation"],
         daily=report_data.daily_volumes(log, cut),
         click_rates=report_data.click_rates(log, catalog, directory, cfg.features.max_position),
-        calibration=report_data.calibration(p, log.clicked[valid_rows]),
+        calibration=report_data.calibration(p, ctx.y[valid_rows]),
         calibrated_model=f"{meta['kind']} model as validated" + (" (before the refit on every row)" if cfg.refit else ""),
         importance_method=method, importance=effects, importance_rows=n_rows, position_weight=position_weight)
 

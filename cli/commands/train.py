@@ -22,8 +22,9 @@ def register(sub) -> None:
     p.add_argument("--holdout-days", type=float, default=1.0)
     p.add_argument("--models", default="logistic,gbm", help="model kinds to fit and compare (default logistic,gbm)")
     p.add_argument("--max-rows", type=int, default=3_000_000, help="rows used for fitting (negatives downsampled, reweighted)")
-    p.add_argument("--refit", action="store_true",
-                   help="refit the chosen model on every row, validation day included (default: save the validated fit)")
+    p.add_argument("--refit", action=argparse.BooleanOptionalAction, default=True,
+                   help="refit the chosen model on every row, validation days included, before saving (the default); "
+                        "--no-refit saves the fit that was validated")
     p.add_argument("--slots", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--objective", default="clicks",
