@@ -39,12 +39,32 @@ class FrequencyCap:
     unclicked_days: float | None = None
 
 
+# outcome events after a click (POST /v1/events): a survey answered or a form finished,
+# and a sign-up to an event
+OUTCOME_TYPES: tuple[str, ...] = ("complete", "convert")
+AFTER_COMPLETION: tuple[str, ...] = ("keep", "hide", "downweight")
+
+
+@dataclass(frozen=True)
+class OutcomeRule:
+    """What counts as a banner's outcome and what follows it (recommender.completion):
+    outcome events of ``type`` count, each worth ``value`` (in the objective's outcome
+    units, training.objective); once a person has had the outcome, the banner is kept,
+    hidden from them, or down-weighted (its odds times ``downweight``)."""
+
+    type: str = "complete"
+    value: float = 1.0
+    after_completion: str = "keep"
+    downweight: float = 0.5
+
+
 @dataclass(frozen=True)
 class DeliveryGoal:
     """What a banner must deliver by a time (recommender.goals): ``reach`` (distinct staff
-    who had it in the shown slots at least once) or ``clicks`` (clicks on it)."""
+    who had it in the shown slots at least once), ``clicks`` (clicks on it) or
+    ``outcomes`` (distinct staff who had its outcome: a survey answered, a sign-up)."""
 
-    metric: str  # "reach" or "clicks"
+    metric: str  # "reach", "clicks" or "outcomes"
     target: int
     by: float  # epoch seconds UTC
 
@@ -62,6 +82,7 @@ class Banner:
     tags: tuple[str, ...] = ()
     cap: FrequencyCap | None = None
     goal: DeliveryGoal | None = None
+    outcome: OutcomeRule | None = None
 
     def is_targeted(self) -> bool:
         return any(len(v) > 0 for v in self.target.values())

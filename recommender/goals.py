@@ -1,8 +1,9 @@
 """Delivery goals and their pacing.
 
 A banner may carry a goal (``Banner.goal``): ``reach`` (distinct staff who had it in the
-shown slots at least once) or ``clicks`` (clicks on it), ``target`` of them ``by`` a
-time. Delivery counts from the banner's start (a banner with a goal must have one) to
+shown slots at least once), ``clicks`` (clicks on it) or ``outcomes`` (distinct staff who
+had its outcome, recommender.completion: "500 survey responses by Friday"), ``target`` of
+them ``by`` a time. Delivery counts from the banner's start (a banner with a goal must have one) to
 ``by``, so that every worker and ``recommender goals`` count the same.
 
 The plan is even: ``target`` times the share of the time elapsed, reaching the target
@@ -16,7 +17,8 @@ controller alone settles just under its plan). It is added to the banner's
 score before the greedy order, so a banner behind schedule moves up just as far as its
 deficit asks, and personal scores decide again once it has caught up. For a reach goal
 the boost applies only to people who have not had the banner yet: showing it again to
-them would not add reach.
+them would not add reach; for an outcome goal, only to people who have not had its
+outcome yet.
 
 The boost is part of the policy the service logs: it is decided before the ranking, and
 exploration and the logged propensities are computed on the boosted order exactly as on
@@ -80,19 +82,22 @@ class GoalProgress:
                 "behind_plan": self.delivered < self.planned and not self.met, "boost": round(self.boost, 3)}
 
 
-def delivery_from_rankings(tracker: "DeliveryTracker", rankings: Iterable, clicks: Iterable[tuple[str, str]]) -> None:
+def delivery_from_rankings(tracker: "DeliveryTracker", rankings: Iterable, clicks: Iterable[tuple[str, str]],
+                           outcomes: Iterable[tuple[str, str]] = ()) -> None:
     """Feed ``tracker`` with stored rankings (recommender.store.RankingRecord: their shown
-    slots are impressions) and clicks ((request id, banner id), each impression's once)."""
+    slots are impressions), clicks ((request id, banner id), each impression's once) and
+    outcomes that count for their banner ((request id, banner id))."""
     shown: dict[str, tuple[str, float, set[str]]] = {}
     for r in rankings:
         banners = {b for b, *_ in r.shown()}
         for b in banners:
             tracker.add_impression(r.staff_id, b, r.ts)
         shown[r.request_id] = (r.staff_id, r.ts, banners)
-    for request_id, banner_id in set(clicks):
-        seen = shown.get(request_id)
-        if seen is not None and banner_id in seen[2]:
-            tracker.add_click(seen[0], banner_id, seen[1])
+    for add, pairs in ((tracker.add_click, clicks), (tracker.add_outcome, outcomes)):
+        for request_id, banner_id in set(pairs):
+            seen = shown.get(request_id)
+            if seen is not None and banner_id in seen[2]:
+                add(seen[0], banner_id, seen[1])
 
 
 def delivery_from_logs(tracker: "DeliveryTracker", logs: Iterable, until: float) -> None:
@@ -104,17 +109,21 @@ def delivery_from_logs(tracker: "DeliveryTracker", logs: Iterable, until: float)
             tracker.add_impression(staff, banner, t)
             if log.clicked[i]:
                 tracker.add_click(staff, banner, t)
+            if log.outcome[i] > 0:
+                tracker.add_outcome(staff, banner, t)
 
 
 class DeliveryTracker:
     """What each banner with a goal has delivered: the distinct staff who had it in the
-    shown slots, and the clicks on it, counted from its goal's start. Events may arrive
-    in any order; each counts once (a person's reach once, a click once per impression)."""
+    shown slots, the clicks on it and the distinct staff who had its outcome, counted from
+    its goal's start. Events may arrive in any order; each counts once (a person's reach
+    and outcome once, a click once per impression)."""
 
     def __init__(self) -> None:
         self._goals: dict[str, tuple[DeliveryGoal, float]] = {}  # banner id -> (goal, start)
         self._reached: dict[str, set[str]] = {}
         self._clicks: dict[str, int] = {}
+        self._completed: dict[str, set[str]] = {}
 
     def set_goals(self, banners: Iterable[Banner]) -> None:
         """Follow the goals of these banners (the current catalog). Delivery so far is kept
@@ -128,6 +137,7 @@ class DeliveryTracker:
             goals[b.banner_id] = (b.goal, b.start)
             self._reached.setdefault(b.banner_id, set())
             self._clicks.setdefault(b.banner_id, 0)
+            self._completed.setdefault(b.banner_id, set())
         self._goals = goals
 
     def __bool__(self) -> bool:
@@ -146,13 +156,22 @@ class DeliveryTracker:
         if self._window(banner_id, ts):
             self._clicks[banner_id] += 1
 
+    def add_outcome(self, staff_id: str, banner_id: str, ts: float) -> None:
+        """The banner's outcome on its impression shown at ``ts`` (a person counts once)."""
+        if self._window(banner_id, ts):
+            self._completed[banner_id].add(staff_id)
+
     def forget(self, staff_id: str) -> None:
-        for reached in self._reached.values():
-            reached.discard(staff_id)
+        for people in (*self._reached.values(), *self._completed.values()):
+            people.discard(staff_id)
 
     def delivered(self, banner_id: str) -> int:
         goal, _ = self._goals[banner_id]
-        return len(self._reached[banner_id]) if goal.metric == "reach" else self._clicks[banner_id]
+        if goal.metric == "reach":
+            return len(self._reached[banner_id])
+        if goal.metric == "outcomes":
+            return len(self._completed[banner_id])
+        return self._clicks[banner_id]
 
     def boosts(self, staff_id: str, banners: Sequence[Banner], ts: float) -> np.ndarray | None:
         """The pacing boost of each of ``banners`` for this person now (None: no goal among them)."""
@@ -163,6 +182,8 @@ class DeliveryTracker:
                 continue
             goal, start = g
             if goal.metric == "reach" and staff_id in self._reached[b.banner_id]:
+                continue
+            if goal.metric == "outcomes" and staff_id in self._completed[b.banner_id]:
                 continue
             boost = pacing_boost(goal, start, self.delivered(b.banner_id), ts)
             if boost > 0:

@@ -26,7 +26,7 @@ from .engine import RankingEngine
 from .fast_rank import FastRank
 from .metrics import ServiceMetrics
 from .middleware import LimitsAndMetrics
-from .routes import admin, catalog, events, ranking
+from .routes import admin, catalog, events, personalizer, ranking
 from .schemas import RankRequest
 
 log = logging.getLogger("service")
@@ -92,6 +92,7 @@ def create_app(config: ServiceConfig | None = None, engine: RankingEngine | None
     app.include_router(events.router)
     app.include_router(catalog.router)
     app.include_router(admin.router)
+    personalizer.install(app)
     add_offline_docs(app)
 
     app.add_middleware(LimitsAndMetrics, max_body=config.max_body_bytes, admission=admission, metrics=metrics,

@@ -23,6 +23,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
+
 from recommender.candidates import Candidates
 from recommender.domain import UNKNOWN, Banner, Catalog
 from recommender.explain import BannerExplanation, check_explainable, explain_ranked
@@ -43,6 +45,7 @@ from .readiness import Readiness
 from .retention import Retention
 
 log = logging.getLogger("service.engine")
+COMPLETED = "you already had its outcome (a survey answered, a sign-up), and the catalog hides it after that"
 
 
 def staff_ref(salt: str, staff_id: str) -> str:
@@ -58,7 +61,7 @@ class RankOutcome:
     slots: int
     n_unknown: int = 0
     explanations: list[BannerExplanation] | None = None
-    left_out: dict[str, str] | None = None  # explained requests: banner id -> why a cap left it out
+    left_out: dict[str, tuple[str, str]] | None = None  # explained: banner id -> (rule, why) it was left out
 
 
 class RankingEngine:
@@ -127,18 +130,30 @@ class RankingEngine:
         return ts, int(slots or self.config.slots), attrs, cands, arm, self.models[arm]
 
     def rank(self, staff_id: str, profile: dict | None = None, candidates: Sequence[str] | None = None,
-             slots: int | None = None) -> RankOutcome:
+             slots: int | None = None, request_id: str | None = None, slot_ids: Sequence[str] = ()) -> RankOutcome:
+        """``request_id``: the id to log the ranking under (an adapter's own event id, which
+        its caller must keep unique); default: a new one. ``slot_ids``: the shown slots'
+        names, logged with the ranking (a multi-slot adapter's)."""
         ts, slots, attrs, cands, arm, state = self._prepare(staff_id, profile, candidates, slots)
-        boost = self.online.goal_boosts(staff_id, cands.banners, ts)
+        boost = self._boosts(staff_id, cands, ts)
         with state.lock:
             result = state.ranker.rank(staff_id, attrs, ts, cands, self.online, boost)
-        request_id = self.request_ids.new()
+        request_id = request_id or self.request_ids.new()
         ids = result.banner_ids
         self.online.add_ranking(staff_id, request_id, ts, [(b, cands.category.get(b, UNKNOWN)) for b in ids[:slots]])
         items = list(zip(ids, range(1, len(ids) + 1), result.scores, result.propensities))
         self.ranking_log.append(RankingRecord(request_id, ts, staff_id, arm, result.model_version, result.explored,
-                                              slots, items, cands.ids, self.writer_id))
+                                              slots, items, cands.ids, self.writer_id, slot_ids=list(slot_ids)))
         return RankOutcome(request_id, arm, result, slots, cands.n_unknown)
+
+    def _boosts(self, staff_id: str, cands: Candidates, ts: float) -> np.ndarray | None:
+        """What is added to the candidates' scores for the greedy order: the delivery goals'
+        pacing boosts and the down-weighting of banners this person completed."""
+        boost = self.online.goal_boosts(staff_id, cands.banners, ts)
+        _, penalty = self.online.completed(staff_id, cands.banners, ts)
+        if penalty is None:
+            return boost
+        return penalty if boost is None else boost + penalty
 
     def explain(self, staff_id: str, profile: dict | None = None, candidates: Sequence[str] | None = None,
                 slots: int | None = None) -> RankOutcome:
@@ -148,23 +163,27 @@ class RankingEngine:
         and bias the click rates that training and offline evaluation read. Raises
         ExplainError when the arm's model cannot split its scores."""
         ts, slots, attrs, cands, arm, state = self._prepare(staff_id, profile, candidates, slots)
-        boost = self.online.goal_boosts(staff_id, cands.banners, ts)
+        boost = self._boosts(staff_id, cands, ts)
         check_explainable(state.ranker)
         with state.lock:  # the ranker's random state and the model's caches
             result = state.ranker.rank(staff_id, attrs, ts, cands, self.online, boost)
             explanations = explain_ranked(state.ranker, result, staff_id, attrs, ts, cands, self.online, boost)
         kept = set(cands.ids)
         before_caps = self.candidates.get(self.directory.catalog, attrs, ts, candidates)
-        left_out = self.online.cap_reasons(staff_id, [b for b in before_caps.banners if b.banner_id not in kept], ts,
-                                           self.config.default_cap)
+        dropped = [b for b in before_caps.banners if b.banner_id not in kept]
+        left_out = {b: ("cap", text) for b, text in
+                    self.online.cap_reasons(staff_id, dropped, ts, self.config.default_cap).items()}
+        hidden, _ = self.online.completed(staff_id, dropped, ts)
+        left_out.update({b: ("completed", COMPLETED) for b in hidden if b not in left_out})
         return RankOutcome(self.request_ids.new(), arm, result, slots, cands.n_unknown, explanations, left_out)
 
     def _follow_caps(self) -> None:
-        """Caps and goals follow the current catalog."""
+        """Caps, goals and what follows an outcome follow the current catalog."""
         catalog = self.directory.catalog
         if catalog is not self._caps_catalog:
             self.online.set_caps(catalog, self.config.default_cap)
             self.online.set_goals(catalog)
+            self.online.set_outcomes(catalog)
             self._caps_catalog = catalog
 
     def goal_progress(self) -> list:
@@ -173,17 +192,20 @@ class RankingEngine:
         return self.online.goal_progress(self.clock())
 
     def _without_capped(self, staff_id: str, cands: Candidates, ts: float) -> Candidates:
-        """The request's candidates less the banners this person reached their cap of."""
+        """The request's candidates less the banners this person reached their cap of, and
+        those they completed that the catalog hides after their outcome."""
         self._follow_caps()
         capped = self.online.capped(staff_id, cands.banners, ts, self.config.default_cap)
+        hidden, _ = self.online.completed(staff_id, cands.banners, ts)
+        capped = capped | hidden
         if not capped:
             return cands
         return Candidates([b for b in cands.banners if b.banner_id not in capped], cands.n_unknown)
 
     # -- events -----------------------------------------------------------------------
     def record_events(self, events: list[ClickEvent]) -> EventsOutcome:
-        """Store click events durably (after the rankings they refer to), then let them
-        change the online history."""
+        """Store click and outcome events durably (after the rankings they refer to), then
+        let them change the online history."""
         now = self.clock()
         for e in events:
             e.received = now
@@ -194,7 +216,11 @@ class RankingEngine:
         out = self.store.add_events(events)
         stored = set(out.stored)
         for e in events:
-            if e.event_id in stored and e.type == "click":
+            if e.event_id not in stored:
+                continue
+            if e.is_outcome:
+                self.online.add_outcome(e.request_id, e.banner_id, e.type, 1.0 if e.value is None else e.value)
+            else:
                 self.online.add_click(e.request_id, e.banner_id)
         return out
 

@@ -19,7 +19,9 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from recommender.store import Erasure, Erasures, EventStore, RankingRecord
+import numpy as np
+
+from recommender.store import ClickEvent, Erasure, Erasures, EventStore, RankingRecord
 
 from .directory import Directory
 from .history_cache import load_history_file
@@ -28,6 +30,17 @@ from .online import OnlineHistory
 from .ramp import RampMonitor
 
 log = logging.getLogger("service.follower")
+
+
+def _value(e: ClickEvent) -> float:
+    return 1.0 if e.value is None else e.value
+
+
+def _completions(r: RankingRecord, outcomes: list[tuple[str, str, float]], online: OnlineHistory):
+    """The outcomes of an old ranking that count (its shown banners'), as load_outcomes takes them."""
+    shown = {b for b, *_ in r.shown()}
+    kept = [(b, v) for b, kind, v in outcomes if b in shown and online.counts(b, kind)]
+    return ([r.staff_id] * len(kept), [b for b, _ in kept], np.full(len(kept), r.ts), np.array([v for _, v in kept]))
 
 
 class StoreFollower:
@@ -60,17 +73,24 @@ class StoreFollower:
             load_history_file(self.online, history_file, self.erased, self.seq_erasures, self.directory.catalog,
                               cache_dir)
         clicks: dict[str, list[str]] = {}
+        outcomes: dict[str, list[tuple[str, str, float]]] = {}
         for e in self.store.iter_events():
-            if e.type == "click":
+            if e.is_outcome:
+                outcomes.setdefault(e.request_id, []).append((e.banner_id, e.type, _value(e)))
+            else:
                 clicks.setdefault(e.request_id, []).append(e.banner_id)
             self.seq_events = max(self.seq_events, e.seq)
         n = 0
         erased = self.erased.checker()
         for r in self.store.iter_rankings():
             self.seq_rankings = max(self.seq_rankings, r.seq)
-            if r.ts < since or erased(r.staff_id, r.ts):
+            if erased(r.staff_id, r.ts):
                 continue
-            self._add_ranking(r, clicks.get(r.request_id, ()))
+            if r.ts < since:  # older than the click history, but a completion counts for longer
+                if r.request_id in outcomes:
+                    self.online.load_outcomes(*_completions(r, outcomes[r.request_id], self.online))
+                continue
+            self._add_ranking(r, clicks.get(r.request_id, ()), outcomes.get(r.request_id, ()))
             n += len(r.shown())
         log.info("click history at start: %d impressions from the history file, %d from the store",
                  len(self.online) - n, n)
@@ -91,9 +111,9 @@ class StoreFollower:
             log.info("erasure: %d forgotten people dropped from the click history and staff directory", len(ids))
         return len(ids)
 
-    def _add_ranking(self, r: RankingRecord, clicked=()) -> None:
+    def _add_ranking(self, r: RankingRecord, clicked=(), outcomes=()) -> None:
         shown = [(b, self.directory.category(b)) for b, *_ in r.shown()]
-        self.online.add_ranking(r.staff_id, r.request_id, r.ts, shown, clicked=clicked)
+        self.online.add_ranking(r.staff_id, r.request_id, r.ts, shown, clicked=clicked, outcomes=outcomes)
 
     def sync(self) -> None:
         """One pass: what other processes wrote since the last one."""
@@ -110,7 +130,9 @@ class StoreFollower:
         for staff_id in late:
             self.store.delete_rankings_of(staff_id, self.erased.until_of(staff_id))
         for e in events:
-            if e.type == "click":
+            if e.is_outcome:
+                self.online.add_outcome(e.request_id, e.banner_id, e.type, _value(e))
+            else:
                 self.online.add_click(e.request_id, e.banner_id)
         erasures = self.store.erasures_after(self.seq_erasures)
         if erasures:

@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
+
 from features.history import RunningHistory
 from features.pipeline import events_from_log
 from recommender.contracts import load_impressions
@@ -37,14 +39,17 @@ log = logging.getLogger("service.history")
 def load_history_file(online: OnlineHistory, path: Path, erased: Erasures, erasure_seq: int, catalog,
                       cache_dir: Path | None) -> int:
     """Give ``online`` the counters of the history file (from the cache, or built and
-    cached); the file's events are also read when caps or delivery goals need them.
-    The number of impressions it holds."""
+    cached); the file's events are also read when caps, delivery goals or completions
+    need them. The number of impressions it holds."""
     events = None
 
     def read():
         nonlocal events
         if events is None:
-            events = events_from_log(without_erased(load_impressions(path), erased), catalog, UNKNOWN)
+            log = without_erased(load_impressions(path), erased)
+            events = events_from_log(log, catalog, UNKNOWN)
+            if log.has_outcomes:
+                _load_outcomes(online, log)
         return events
 
     if online.needs_events:
@@ -69,6 +74,13 @@ def load_history_file(online: OnlineHistory, path: Path, erased: Erasures, erasu
     if events is not None:
         online.load_controls(events)
     return len(online)
+
+
+def _load_outcomes(online: OnlineHistory, log) -> None:
+    """The completions of the history file's rows that had their banner's outcome."""
+    rows = np.flatnonzero(log.outcome > 0)
+    online.load_outcomes([log.staff_ids[s] for s in log.staff[rows]], [log.banner_ids[b] for b in log.banner[rows]],
+                         log.ts[rows], log.outcome[rows])
 
 
 def _build(folder: Path, events, half_life: float) -> None:

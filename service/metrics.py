@@ -34,6 +34,8 @@ class ServiceMetrics:
                                    registry=r)
         self.clicks = Counter("recommender_clicks_total", "click events stored (duplicates excluded)", ["arm"],
                               registry=r)
+        self.outcomes = Counter("recommender_outcomes_total", "outcome events stored (duplicates excluded)",
+                                ["arm", "type"], registry=r)
         self.duplicates = Counter("recommender_duplicate_events_total", "events received again (not stored twice)",
                                   registry=r)
         self.flagged = Counter("recommender_flagged_events_total", "events stored with a flag", ["status"], registry=r)
@@ -129,9 +131,15 @@ class ServiceMetrics:
             series[1](n)
         series[2](seconds)
 
-    def observe_events(self, outcome, arms_of_stored: dict[str, str]) -> None:
+    def observe_events(self, outcome, arms_of_stored: dict[str, str], events=()) -> None:
+        """``events``: the batch (recommender.store.ClickEvent), to tell outcomes from clicks."""
+        kinds = {e.event_id: e.type for e in events}
         for eid in outcome.stored:
-            self._child(self.clicks, arms_of_stored.get(eid, "unknown")).inc()
+            kind = kinds.get(eid, "click")
+            if kind == "click":
+                self._child(self.clicks, arms_of_stored.get(eid, "unknown")).inc()
+            else:
+                self._child(self.outcomes, arms_of_stored.get(eid, "unknown"), kind).inc()
         if outcome.duplicates:
             self.duplicates.inc(len(outcome.duplicates))
         for status in outcome.flagged.values():

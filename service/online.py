@@ -16,7 +16,9 @@ from request to impressions (to attribute clicks) keeps the last ``click_window_
 
 It also keeps, for the banners under a frequency cap (recommender.caps), each person's
 latest impression times: only those banners', so that a catalog without caps costs
-nothing. A cap set on a banner later counts from then.
+nothing. A cap set on a banner later counts from then. And who had which banner's
+outcome (recommender.completion), for the banners the catalog hides or down-weights
+after it, and for outcome goals.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from typing import Iterable
 import numpy as np
 
 from recommender.caps import ExposureLedger
+from recommender.completion import CompletionLedger, any_after_completion, counts_outcome
 from recommender.goals import DeliveryTracker, GoalProgress
 from recommender.domain import Banner, FrequencyCap
 
@@ -82,12 +85,16 @@ class OnlineHistory:
         # clicks that arrived before their ranking (another worker's ranking not yet
         # synced): applied when the ranking arrives; bounded, oldest dropped first
         self._early: collections.OrderedDict[str, set[str]] = collections.OrderedDict()
+        self._early_outcomes: collections.OrderedDict[str, list[tuple[str, str, float]]] = collections.OrderedDict()
         self.max_early = 100_000
         self.exposure = ExposureLedger()
         self.delivery = DeliveryTracker()  # what the banners with a delivery goal delivered
         self._forgotten: dict[str, float] = {}  # staff id -> erasure time, for a few minutes (see forget)
         self._capped_ids: frozenset[str] = frozenset()  # banners whose impressions the ledger keeps
         self._cap_all = False  # a default cap: every banner's
+        self.completions = CompletionLedger()  # who had which banner's outcome, and when
+        self._banners: dict[str, Banner] = {}  # the catalog's banners: which outcome counts for each
+        self._after_completion = False  # some banner hides or down-weights itself after its outcome
 
     def set_half_lives(self, half_lives: float | Iterable[float]) -> None:
         """The half-lives to keep counters for (before anything is loaded)."""
@@ -132,6 +139,26 @@ class OnlineHistory:
         with self._lock:
             self.delivery.set_goals(banners)
 
+    def set_outcomes(self, banners: Iterable[Banner]) -> None:
+        """Which outcome counts for each banner, and what follows it (the catalog's, now)."""
+        banners = list(banners)
+        with self._lock:
+            self._banners = {b.banner_id: b for b in banners}
+            self._after_completion = any_after_completion(banners)
+
+    def counts(self, banner_id: str, kind: str) -> bool:
+        """Whether an outcome event of ``kind`` is this banner's outcome (the catalog's rule)."""
+        return counts_outcome(self._banners.get(banner_id), kind)
+
+    def completed(self, staff_id: str, banners: list[Banner], ts: float) -> tuple[set[str], np.ndarray | None]:
+        """The ids of ``banners`` this person completed and the catalog hides after that,
+        and each banner's score boost for the ones it down-weights (None: none)."""
+        if not self._after_completion:
+            return set(), None
+        with self._lock:
+            return (self.completions.hidden(staff_id, banners, ts),
+                    self.completions.penalties(staff_id, banners, ts))
+
     def goal_boosts(self, staff_id: str, banners: list[Banner], ts: float) -> np.ndarray | None:
         """The pacing boost of each candidate for this person (None: no goal to pace)."""
         if not self.delivery:
@@ -161,8 +188,8 @@ class OnlineHistory:
 
     @property
     def needs_events(self) -> bool:
-        """Whether caps or delivery goals need the history's events (not only its counters)."""
-        return bool(self._cap_all or self._capped_ids or self.delivery)
+        """Whether caps, delivery goals or completions need the history's events (not only its counters)."""
+        return bool(self._cap_all or self._capped_ids or self.delivery or self._after_completion)
 
     def load(self, events: Events) -> None:
         """Impressions with their clicks, all at once (a logged history file at start)."""
@@ -170,6 +197,15 @@ class OnlineHistory:
             for running in self._running.values():
                 running.add_events(events)
         self.load_controls(events)
+
+    def load_outcomes(self, staff: list[str], banner: list[str], ts: np.ndarray, value: np.ndarray) -> None:
+        """Outcomes that count (a logged history's impressions with an outcome above 0, an
+        old stored ranking's): who completed which banner when, for completions and goals."""
+        with self._lock:
+            for s, b, t, v in zip(staff, banner, ts.tolist(), value.tolist()):
+                if v > 0:
+                    self.completions.add(s, b, t)
+                    self.delivery.add_outcome(s, b, t)
 
     def load_controls(self, events: Events) -> None:
         """What caps and delivery goals need of the history's events."""
@@ -187,9 +223,10 @@ class OnlineHistory:
                             self.exposure.add_click(s, b, t)
 
     def add_ranking(self, staff_id: str, request_id: str, ts: float, shown: list[tuple[str, str]],
-                    clicked: Iterable[str] = ()) -> None:
+                    clicked: Iterable[str] = (), outcomes: Iterable[tuple[str, str, float]] = ()) -> None:
         """``shown``: (banner_id, category) of the impressions, in position order;
-        ``clicked``: banners already known clicked (a stored ranking read at start)."""
+        ``clicked``: banners already known clicked, ``outcomes``: (banner_id, type, value)
+        of outcome events already known (a stored ranking read at start)."""
         with self._lock:
             if request_id in self._requests:
                 return
@@ -212,6 +249,8 @@ class OnlineHistory:
             self._order.append(request_id)
             for banner_id in [*clicked, *self._early.pop(request_id, ())]:
                 self._click(entry, banner_id)
+            for banner_id, kind, value in [*outcomes, *self._early_outcomes.pop(request_id, ())]:
+                self._outcome(staff_id, ts, flat[::2], banner_id, kind, value)
             self._forget_old(ts)
 
     def _erased_before(self, staff_id: str, ts: float) -> bool:
@@ -244,6 +283,28 @@ class OnlineHistory:
             if self._exposure_counts(banner_id):
                 self.exposure.add_click(entry.staff, banner_id, entry.ts)
         return True
+
+    def _outcome(self, staff_id: str, ts: float, shown: list[str], banner_id: str, kind: str, value: float) -> bool:
+        if banner_id not in shown:
+            return False
+        if value > 0 and counts_outcome(self._banners.get(banner_id), kind):
+            self.completions.add(staff_id, banner_id, ts)
+            self.delivery.add_outcome(staff_id, banner_id, ts)
+        return True
+
+    def add_outcome(self, request_id: str, banner_id: str, kind: str, value: float) -> bool:
+        """An outcome event (``kind`` complete or convert, ``value`` in [0, 1]) on a shown
+        banner: the person completed it, at the ranking's time, when the outcome counts
+        for the banner; False when the request or banner is not known here (an outcome
+        on another worker's ranking not yet synced waits for it, like a click)."""
+        with self._lock:
+            entry = self._requests.get(request_id)
+            if entry is None:
+                if len(self._early_outcomes) >= self.max_early:
+                    self._early_outcomes.popitem(last=False)
+                self._early_outcomes.setdefault(request_id, []).append((banner_id, kind, float(value)))
+                return False
+            return self._outcome(entry.staff, entry.ts, list(entry.shown[::2]), banner_id, kind, float(value))
 
     def add_click(self, request_id: str, banner_id: str) -> bool:
         """Mark a shown banner clicked; False when the request or banner is not known here."""
@@ -279,6 +340,7 @@ class OnlineHistory:
             for s in gone:
                 self.exposure.forget(s)
                 self.delivery.forget(s)
+                self.completions.forget(s)
             if any(e.staff in gone for e in self._requests.values()):
                 self._requests = {r: e for r, e in self._requests.items() if e.staff not in gone}
                 self._order = collections.deque(r for r in self._order if r in self._requests)

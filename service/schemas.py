@@ -33,6 +33,13 @@ def _json_integer(v):
     return v
 
 
+def _json_number(v):
+    """A JSON number: 0.5, 1; not "0.5", not true."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError("must be a number")
+    return v
+
+
 def _iso_text(v):
     if v is not None and not isinstance(v, str):
         raise ValueError("must be an ISO 8601 date-time string with an offset, e.g. 2026-03-09T08:41:07+09:00")
@@ -124,11 +131,12 @@ class RankedItemOut(BaseModel):
 
 class GoalOut(BaseModel):
     banner_id: str
-    metric: Literal["reach", "clicks"]
+    metric: Literal["reach", "clicks", "outcomes"]
     target: int
     by: str
     start: str = Field(description="delivery counts from here: the banner's start, or when the goal was first seen")
-    delivered: int = Field(description="reach: distinct staff who had it in the shown slots; clicks: clicks on it")
+    delivered: int = Field(description="reach: distinct staff who had it in the shown slots; clicks: clicks on it; "
+                                       "outcomes: distinct staff who had its outcome")
     planned: float = Field(description="what the even plan has delivered by now (it reaches the target at 90% of the time)")
     share_of_target: float
     met: bool
@@ -147,7 +155,9 @@ class GoalsResponse(BaseModel):
 
 class LeftOutOut(BaseModel):
     banner_id: str
-    reason: Literal["cap"] = Field(description="the rule that left it out: cap (its frequency cap for this person)")
+    reason: Literal["cap", "completed"] = Field(
+        description="the rule that left it out: cap (its frequency cap for this person), completed (they had its "
+                    "outcome and the catalog hides it after that)")
     text: str = Field(description="why, in words")
 
 
@@ -178,16 +188,28 @@ class EventIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     event_id: ShortIdentifier = Field(description="unique per event: a retry with the same id is a duplicate")
-    type: Literal["click"] = "click"
+    type: Literal["click", "complete", "convert"] = Field(
+        "click", description="click; or an outcome after the click: complete (a survey answered, a form finished) "
+                             "or convert (a sign-up to an event)")
     request_id: ShortIdentifier = Field(description="the request_id of the ranking that showed the banner")
     banner_id: Identifier
     ts: EventTime = Field(None, description="when it happened, ISO 8601 with an offset; default: receipt time")
+    value: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False), BeforeValidator(_json_number)] | None = Field(
+        None, description="an outcome's value from 0 to 1 (default 1: the outcome happened in full); not for a click")
+
+    @model_validator(mode="after")
+    def _value_only_for_outcomes(self):
+        if self.type == "click" and self.value is not None:
+            raise ValueError("value is for outcome events (complete, convert), not for a click")
+        return self
 
 
 class EventBatch(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"events": [
         {"event_id": "e-1", "type": "click", "request_id": "0192f3a4b5c6d7e8f9a0b1c2d3e4f5a6",
-         "banner_id": "b-survey-02", "ts": "2026-03-09T08:41:07+09:00"}]}]})
+         "banner_id": "b-survey-02", "ts": "2026-03-09T08:41:07+09:00"},
+        {"event_id": "e-2", "type": "complete", "request_id": "0192f3a4b5c6d7e8f9a0b1c2d3e4f5a6",
+         "banner_id": "b-survey-02", "ts": "2026-03-09T08:44:30+09:00", "value": 1.0}]}]})
 
     events: list[EventIn] = Field(min_length=1, max_length=MAX_EVENTS, description=f"at most {MAX_EVENTS} per call")
 

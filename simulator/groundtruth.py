@@ -10,6 +10,11 @@ P(click | staff u, banner b, position k, history) = exam[k] * sigmoid(logit), wh
             - fatigue * log1p(views of b by u before)           (history)
             - completion[b] * [u clicked b before]
 
+With outcomes (simulator.outcomes), a click may be followed by the banner's outcome:
+
+    P(outcome | click, u, b) = sigmoid(outcome_base[cat_b] + outcome_role[role_u, cat_b]
+                                       + outcome_person[u, cat_b]) x [u did not have b's outcome before]
+
 Only evaluation code reads this; nothing that learns or ranks may.
 """
 from __future__ import annotations
@@ -50,6 +55,11 @@ class GroundTruth:
     exam_head: np.ndarray  # examination of positions 1..len
     exam_decay: float  # beyond the head, each position keeps this share of the previous
     group_banner: np.ndarray | None = None  # role x level x banner effects beyond single attributes (or none)
+    # the outcome after a click (None: a province without outcomes): logits per category
+    # (-inf: none), per role and category, per person and category
+    outcome_base: np.ndarray | None = None
+    outcome_role: np.ndarray | None = None
+    outcome_person: np.ndarray | None = None
 
     def __post_init__(self):
         self.staff_index = {s: i for i, s in enumerate(self.staff_ids)}
@@ -92,6 +102,17 @@ class GroundTruth:
 
     def click_probability(self, u, b, position, views=0, clicked_before=0) -> np.ndarray:
         return self.examination(position) * self.attractiveness(u, b, views, clicked_before)
+
+    def outcome_probability(self, u, b, completed_before=0) -> np.ndarray:
+        """P(outcome | click): 0 in a province without outcomes, and once the person had it."""
+        u = np.asarray(u, dtype=np.int64)
+        b = np.asarray(b, dtype=np.int64)
+        if self.outcome_base is None:
+            return np.zeros(np.broadcast(u, b).shape)
+        c = self.banner_cat[b]
+        with np.errstate(over="ignore"):
+            p = sigmoid(self.outcome_base[c] + self.outcome_role[self.role[u], c] + self.outcome_person[u, c])
+        return np.where(np.asarray(completed_before) > 0, 0.0, p)
 
     def hidden_variance_share(self) -> float:
         """Share of the variance of the attractiveness logit across staff (for a given banner,
@@ -137,6 +158,9 @@ class GroundTruth:
             "role_banner", "level_banner", "region_banner", "interest", "tendency", "completion", "exam_head")}
         if self.group_banner is not None:
             arrays["group_banner"] = self.group_banner
+        if self.outcome_base is not None:
+            arrays.update(outcome_base=self.outcome_base, outcome_role=self.outcome_role,
+                          outcome_person=self.outcome_person)
         np.savez_compressed(folder / "truth.npz", **arrays)
         meta = {"staff_ids_file": "staff.csv", "banner_ids": self.banner_ids, "base": self.base,
                 "fatigue": self.fatigue, "exam_decay": self.exam_decay}
@@ -163,12 +187,20 @@ class HistoryState:
     true click probability of any banner for a logged request can be recomputed from logs.
     """
 
-    def __init__(self, staff_idx: np.ndarray, banner_idx: np.ndarray, ts: np.ndarray, clicked: np.ndarray, n_banners: int):
+    def __init__(self, staff_idx: np.ndarray, banner_idx: np.ndarray, ts: np.ndarray, clicked: np.ndarray, n_banners: int,
+                 outcome: np.ndarray | None = None):
         keys = np.asarray(staff_idx, dtype=np.int64) * n_banners + np.asarray(banner_idx, dtype=np.int64)
         self.n_banners = n_banners
         self.views = EventIndex(keys, ts)
         c = np.asarray(clicked) > 0
         self.clicks = EventIndex(keys[c], np.asarray(ts)[c])
+        o = np.zeros(len(keys), dtype=bool) if outcome is None else np.asarray(outcome) > 0
+        self.outcomes = EventIndex(keys[o], np.asarray(ts)[o])
+
+    def completed_at(self, u: np.ndarray, b: np.ndarray, ts: np.ndarray) -> np.ndarray:
+        """Whether the person had the banner's outcome on an impression before ``ts`` (0/1)."""
+        keys = np.asarray(u, dtype=np.int64) * self.n_banners + np.asarray(b, dtype=np.int64)
+        return (self.outcomes.count_before(keys, ts) > 0).astype(np.int64)
 
     def at(self, u: np.ndarray, b: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         keys = np.asarray(u, dtype=np.int64) * self.n_banners + np.asarray(b, dtype=np.int64)

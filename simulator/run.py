@@ -2,6 +2,7 @@
 staff.csv, banners.json, impressions.jsonl and the ground truth (truth.npz, truth.json)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -20,6 +21,7 @@ from recommender.timeutil import KST
 
 from .banners import make_banners
 from .groundtruth import GroundTruth, sigmoid
+from .outcomes import draw_outcomes, outcome_rng, outcome_truth, with_outcome_rules
 from .population import LEVELS, REGIONS, ROLES, sample_population
 
 DAY = 86400.0
@@ -45,6 +47,7 @@ class SimulationConfig:
     # role and school level x each tag, targeting x category and role / level x targeting,
     # with this spread (0: none, the default world)
     layered: float = 0.0
+    outcomes: bool = False  # clicks on surveys and events may end in an outcome (simulator.outcomes)
 
 
 # Named worlds to check a design on more than one: each fixes the three world knobs.
@@ -72,6 +75,7 @@ class SimulationSummary:
     requests: int
     impressions: int
     clicks: int
+    outcomes: int = 0
     ctr_by_position: dict = field(default_factory=dict)
     ctr_by_category: dict = field(default_factory=dict)
     impressions_by_category: dict = field(default_factory=dict)
@@ -88,6 +92,8 @@ class SimulationSummary:
             "",
             "click rate by position:",
         ]
+        if self.config.get("outcomes"):
+            lines.insert(-2, f"outcomes     {self.outcomes:>12,}   ({self.outcomes / max(self.clicks, 1):.1%} of clicks)")
         for k, v in self.ctr_by_position.items():
             lines.append(f"  {k:<10} {v:7.2%}")
         lines.append("click rate by category:   impressions   click rate")
@@ -240,6 +246,12 @@ def simulate(out_dir: str | Path, cfg: SimulationConfig) -> SimulationSummary:
     t0 = start_dt.timestamp()
     banners = make_banners(t0, t0 + cfg.days * DAY, cfg.banners, cfg.seed)
     truth = _make_truth(cfg, rng, banners)
+    if cfg.outcomes:
+        banners = with_outcome_rules(banners)
+        truth = dataclasses.replace(truth, **outcome_truth(cfg.seed, cfg.staff))
+        completed = np.zeros((cfg.staff, len(banners)), dtype=bool)
+        hides = np.array([b.outcome is not None and b.outcome.after_completion == "hide" for b in banners])
+        orng = outcome_rng(cfg.seed)
     n, nb, K = cfg.staff, len(banners), cfg.slots
 
     _write_staff(out / "staff.csv", truth)
@@ -263,6 +275,7 @@ def simulate(out_dir: str | Path, cfg: SimulationConfig) -> SimulationSummary:
     stats_cat_imp = np.zeros(len(CATEGORIES))
     stats_cat_clk = np.zeros(len(CATEGORIES))
     n_requests = 0
+    n_outcomes = 0
     seq = 0
     cat = truth.banner_cat
     ids = np.array(truth.staff_ids)
@@ -288,6 +301,8 @@ def simulate(out_dir: str | Path, cfg: SimulationConfig) -> SimulationSummary:
                 elig = target_ok[u] & (starts[None, :] <= ts[:, None]) & (ts[:, None] < ends[None, :])
                 if exposure is not None:
                     elig &= ~_capped(exposure, ids[u], ts, elig, banners, cfg.default_cap)
+                if cfg.outcomes:  # the service leaves out what a person completed, where the catalog hides it
+                    elig &= ~(completed[u] & hides[None, :])
                 keep = elig.any(axis=1)
                 u, ts, elig = u[keep], ts[keep], elig[keep]
                 m = len(u)
@@ -295,6 +310,8 @@ def simulate(out_dir: str | Path, cfg: SimulationConfig) -> SimulationSummary:
                 valid = shown >= 0
                 shown = np.where(valid, shown, 0)
                 click = show(u, shown, valid, truth, base_logit, views, clicked_before, rng)
+                outcome = draw_outcomes(truth, u, shown, click, completed, orng) if cfg.outcomes else None
+                n_outcomes += 0 if outcome is None else int(outcome.sum())
                 if exposure is not None:
                     _record(exposure, ids[u], ts, shown, valid, click, bids)
                 np.add.at(pop_impr, shown[valid], 1)
@@ -304,7 +321,7 @@ def simulate(out_dir: str | Path, cfg: SimulationConfig) -> SimulationSummary:
                 np.add.at(stats_cat_imp, cat[shown[valid]], 1)
                 np.add.at(stats_cat_clk, cat[shown[click]], 1)
                 n_requests += m
-                day_lines.extend(_format_rows(seq, d, ts, ids[u], shown, prop, click, valid, bids, policy_name))
+                day_lines.extend(_format_rows(seq, d, ts, ids[u], shown, prop, click, valid, bids, policy_name, outcome))
                 seq += m
             day_lines.sort(key=lambda x: x[0])
             f.writelines(line for _, line in day_lines)
@@ -319,6 +336,7 @@ def simulate(out_dir: str | Path, cfg: SimulationConfig) -> SimulationSummary:
         requests=n_requests,
         impressions=total_imp,
         clicks=int(stats_pos_clk.sum()),
+        outcomes=n_outcomes,
         ctr_by_position={f"position {k + 1}": float(stats_pos_clk[k] / max(stats_pos_imp[k], 1)) for k in range(K)},
         ctr_by_category={c: float(stats_cat_clk[i] / max(stats_cat_imp[i], 1)) for i, c in enumerate(CATEGORIES)},
         impressions_by_category={c: int(stats_cat_imp[i]) for i, c in enumerate(CATEGORIES)},
@@ -360,12 +378,15 @@ def _write_staff(path: Path, truth: GroundTruth) -> None:
         )
 
 
-def _format_rows(seq0, day, ts, staff_ids, shown, prop, click, valid, bids, policy_name):
-    """JSON Lines for one batch of requests, formatted directly (10M rows must be fast)."""
+def _format_rows(seq0, day, ts, staff_ids, shown, prop, click, valid, bids, policy_name, outcome=None):
+    """JSON Lines for one batch of requests, formatted directly (10M rows must be fast);
+    an impression followed by its banner's outcome gets ``"outcome": 1``."""
     out = []
     ts_list = ts.astype(np.int64).tolist()
     staff_list = staff_ids.tolist()
     shown_l, prop_l, click_l, valid_l = shown.tolist(), prop.tolist(), click.astype(int).tolist(), valid.tolist()
+    tail = [[""] * shown.shape[1]] * len(ts_list) if outcome is None else \
+        [[', "outcome": 1' if o else "" for o in row] for row in outcome.tolist()]
     for i, t in enumerate(ts_list):
         local = datetime.fromtimestamp(t, KST).isoformat()
         head = f'{{"request_id": "r{day:03d}-{seq0 + i:08d}", "ts": "{local}", "staff_id": "{staff_list[i]}", '
@@ -373,5 +394,6 @@ def _format_rows(seq0, day, ts, staff_ids, shown, prop, click, valid, bids, poli
             if not ok:
                 break
             out.append((t, f'{head}"banner_id": "{bids[shown_l[i][j]]}", "position": {j + 1}, '
-                           f'"propensity": {prop_l[i][j]!r}, "clicked": {click_l[i][j]}, "policy": "{policy_name}"}}\n'))
+                           f'"propensity": {prop_l[i][j]!r}, "clicked": {click_l[i][j]}, "policy": "{policy_name}"'
+                           f'{tail[i][j]}}}\n'))
     return out

@@ -51,6 +51,17 @@ class FakeScorer:
         return np.array([self.table.get(b, 0.0) for b in ids]) - 10.0 * h["ever_clicked_banner"]
 
 
+def run_cli(*args: str) -> str:
+    """``recommender ARGS`` in a child process from the project's folder; its output (it must succeed)."""
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=Path(__file__).resolve().parent.parent,
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return res.stdout
+
+
 def load_model(folder):
     """A model loader for `[service] model_loader = "service_support:load_model"` (the
     integration tests run a real server on fake models); a trained model folder (with

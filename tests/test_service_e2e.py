@@ -5,8 +5,6 @@ model is trained on it (`recommender train`), promoted and reloaded; its ranking
 expected clicks beat the popularity order of the same traffic."""
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -19,9 +17,8 @@ from simulator import GroundTruth, SimulationConfig, simulate
 from training.registry import ModelRegistry
 
 from launcher import ServeProcess
-from service_support import ADMIN_KEY, CLIENT_KEY, add_fake_model, config_text
+from service_support import run_cli as cli, ADMIN_KEY, CLIENT_KEY, add_fake_model, config_text
 
-ROOT = Path(__file__).resolve().parent.parent
 C = {"X-API-Key": CLIENT_KEY}
 A = {"X-API-Key": ADMIN_KEY}
 SLOTS = 3
@@ -32,12 +29,6 @@ T0 = time.perf_counter()
 
 def mark(what: str) -> None:
     print(f"[{time.perf_counter() - T0:6.1f} s] {what}", flush=True)
-
-
-def cli(*args: str) -> str:
-    res = subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=ROOT, capture_output=True, text=True)
-    assert res.returncode == 0, res.stdout + res.stderr
-    return res.stdout
 
 
 class TruthState:

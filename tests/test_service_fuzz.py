@@ -56,7 +56,10 @@ def test_every_endpoint_answers_as_documented(app, mode):
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 9
+    on_postgres = app.state.engine.store.url.startswith("postgres")
     for op in operations:
+        if on_postgres and op.path.startswith("/personalizer"):
+            continue  # the adapter's store reads are the ones /v1 fuzzes on PostgreSQL already: SQLite suffices
         @given(case=op.as_strategy(generation_mode=mode), headers=KEYS)
         @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
         def call(case, headers):

@@ -173,3 +173,29 @@ def test_hidden_share_and_click_rate_follow_their_knobs(tmp_path):
     assert weak.hidden_variance_share < 0.45 < 0.75 < strong.hidden_variance_share
     rare, common = run("rare", base_logit=-4.0), run("common", base_logit=-2.0)
     assert rare.clicks / rare.impressions < common.clicks / common.impressions
+
+
+def test_outcomes_follow_clicks_differ_by_category_and_a_survey_is_answered_once(tmp_path):
+    plain = simulate(tmp_path / "plain", SimulationConfig(staff=3000, days=4, seed=2))
+    summary = simulate(tmp_path / "o", SimulationConfig(staff=3000, days=4, seed=2, outcomes=True))
+    catalog = load_banners(tmp_path / "o" / "banners.json")
+    log = load_impressions(tmp_path / "o" / "impressions.jsonl", catalog=catalog)
+    assert summary.outcomes == int(log.outcome.sum()) > 50 and summary.outcomes < summary.clicks
+    assert np.all(log.clicked[log.outcome > 0] == 1)  # an outcome follows a click
+    cat = np.array([catalog.get(b).category for b in log.banner_ids])[log.banner]
+    assert set(cat[log.outcome > 0]) == {"survey", "event"}
+    rate = {c: log.outcome[(cat == c) & (log.clicked == 1)].mean() for c in ("survey", "event")}
+    assert rate["survey"] != rate["event"]
+    rules = {b.category: b.outcome for b in catalog if b.outcome is not None}
+    assert rules["survey"].after_completion == "hide" and rules["event"].after_completion == "downweight"
+    # nobody has a banner's outcome twice, and a completed survey is never shown to that person again
+    done: dict[tuple[int, int], float] = {}
+    for i in np.argsort(log.ts, kind="stable").tolist():
+        key = (int(log.staff[i]), int(log.banner[i]))
+        if key in done and log.ts[i] > done[key]:
+            assert cat[i] != "survey" and log.outcome[i] == 0
+        if log.outcome[i] > 0:
+            done.setdefault(key, float(log.ts[i]))
+    truth = GroundTruth.load(tmp_path / "o")
+    assert truth.outcome_probability(0, truth.banner_index["b-survey-01"], 1) == 0
+    assert GroundTruth.load(tmp_path / "plain").outcome_base is None and plain.outcomes == 0

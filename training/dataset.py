@@ -20,6 +20,12 @@ class LogContext:
     history: object
     _hist_rows: np.ndarray | None = None
     _hist: dict | None = None
+    label: np.ndarray | None = None  # what a model fits per row (training.objective); None: the click
+
+    @property
+    def y(self) -> np.ndarray:
+        """Each row's label: the objective's (``label``), else the click."""
+        return self.log.clicked if self.label is None else self.label
 
     def prepare(self, rows: np.ndarray) -> None:
         """Query the history of these rows once (what costs); later calls reuse them."""
@@ -70,6 +76,17 @@ def require_clicks(clicked: np.ndarray, what: str) -> None:
                                 "a click model needs clicks and non-clicks; give a longer log")
 
 
+def require_rewards(label: np.ndarray, what: str, objective: str) -> None:
+    """A model of an objective other than clicks needs rows with and without its reward."""
+    n, positive = len(label), int(np.count_nonzero(label > 0))
+    if n and positive == 0:
+        raise TrainingDataError(f"the {n:,} impressions {what} have no {objective}: a model of {objective} needs "
+                                "impressions with an outcome (the impressions' outcome field; see "
+                                "docs/data-contracts.md); give a log that records outcomes, or train for clicks")
+    if n and np.all(label >= 1):
+        raise TrainingDataError(f"the {n:,} impressions {what} all have the largest reward: give a longer log")
+
+
 def time_split(log, holdout_days: float) -> tuple[np.ndarray, np.ndarray, float]:
     """Rows before / from the cut (the last ``holdout_days`` of the log are held out).
     A log too short to hold them out, or with nothing to fit before them, raises
@@ -88,8 +105,9 @@ def time_split(log, holdout_days: float) -> tuple[np.ndarray, np.ndarray, float]
 
 
 def downsample_negatives(rows: np.ndarray, clicked: np.ndarray, max_rows: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Keep every click and a random share of non-clicks so at most ``max_rows`` remain;
-    kept non-clicks are weighted by the inverse of that share so probabilities stay calibrated."""
+    """Keep every click (every row whose label is above 0) and a random share of the others
+    so at most ``max_rows`` remain; kept others are weighted by the inverse of that share so
+    probabilities stay calibrated."""
     if len(rows) <= max_rows:
         return rows, np.ones(len(rows))
     pos = rows[clicked[rows] > 0]

@@ -16,8 +16,9 @@ from features.definition import FeatureConfig, FeatureEncoder
 from .artifact import ModelArtifact
 from recommender.candidates import cold_start_catalog
 
-from .dataset import downsample_negatives, log_context, require_clicks
+from .dataset import downsample_negatives, log_context, require_clicks, require_rewards
 from .linear import fit_logistic, fit_logistic_evidence, log_rows
+from .objective import Objective
 from .metrics import probability_metrics
 
 MODEL_KINDS = ("logistic", "gbm")
@@ -42,6 +43,7 @@ class TrainConfig:
     gbm_max_rows: int = 500_000
     seed: int = 0
     features: FeatureConfig = field(default_factory=FeatureConfig)
+    objective: Objective = field(default_factory=Objective)  # what the model learns (training.objective)
 
 
 def make_estimator(kind: str, encoder: FeatureEncoder, cfg: TrainConfig, c: float | None = None):
@@ -65,13 +67,27 @@ def fit(kind, encoder, ctx, rows, weights, cfg, c: float | None = None, init: Mo
     same optimum, in fewer iterations). ``precision``: the logistic regression's prior
     precision per coefficient, instead of 1 / C for all."""
     est = make_estimator(kind, encoder, cfg, c)
+    y = ctx.y[rows]
     if kind == "logistic":
         X = log_rows(encoder, ctx, rows, ctx.log.position[rows])
         start = None if init is None else _weights(init.estimator)
-        return ModelArtifact(encoder, fit_logistic(X, ctx.log.clicked[rows], weights, est, start, precision), kind)
+        return ModelArtifact(encoder, fit_logistic(X, y, weights, est, start, precision), kind)
     X = ctx.features(encoder, rows, position=ctx.log.position[rows], dense=True)
-    est.fit(X, ctx.log.clicked[rows], sample_weight=weights)
+    est.fit(*_hard_labels(X, y, weights))
     return ModelArtifact(encoder, est, kind)
+
+
+def _hard_labels(X: np.ndarray, y: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A classifier's rows for labels in [0, 1]: each row with a soft label y appears as a
+    1 of weight w y and a 0 of weight w (1 - y), which has the same log loss (labels of 0
+    and 1, the click objective's, pass as they are)."""
+    y = np.asarray(y, dtype=np.float64)
+    soft = (y > 0) & (y < 1)
+    if not soft.any():
+        return X, y, weights
+    ones, zeros = y > 0, y < 1
+    return (np.concatenate([X[ones], X[zeros]]), np.concatenate([np.ones(ones.sum()), np.zeros(zeros.sum())]),
+            np.concatenate([weights[ones] * y[ones], weights[zeros] * (1 - y[zeros])]))
 
 
 def _weights(estimator) -> np.ndarray:
@@ -123,7 +139,7 @@ def fit_logistic_path(encoder, ctx, rows, weights, valid_rows, cfg) -> LogisticF
     vsub = np.sort(rng.choice(valid_rows, min(cfg.c_search_rows, len(valid_rows)), replace=False))
     X = log_rows(encoder, ctx, rows[sub], ctx.log.position[rows[sub]])
     Xv = log_rows(encoder, ctx, vsub, ctx.log.position[vsub])
-    y, yv = ctx.log.clicked[rows[sub]], ctx.log.clicked[vsub]
+    y, yv = ctx.y[rows[sub]], ctx.y[vsub]
 
     def valid_loss(est) -> float:
         return probability_metrics(yv, expit(Xv @ est.coef_.ravel() + est.intercept_[0]))["log_loss"]
@@ -139,14 +155,14 @@ def fit_logistic_path(encoder, ctx, rows, weights, valid_rows, cfg) -> LogisticF
     # sklearn's penalty is a fixed prior on the weights (C multiplies the summed loss), so
     # the same C on more rows regularises less per row, as it should.
     X = log_rows(encoder, ctx, rows, ctx.log.position[rows])
-    est = fit_logistic(X, ctx.log.clicked[rows], weights, make_estimator("logistic", encoder, cfg, best_c),
+    est = fit_logistic(X, ctx.y[rows], weights, make_estimator("logistic", encoder, cfg, best_c),
                        solutions[best_c])
     if cfg.logistic_prior == "c":
         return LogisticFit(ModelArtifact(encoder, est, "logistic"), best_c, losses, "c", None, None)
     if cfg.logistic_prior != "evidence":
         raise ValueError(f"unknown logistic_prior {cfg.logistic_prior!r} (one of c, evidence)")
     groups, names = coefficient_blocks(encoder)
-    eb, precision = fit_logistic_evidence(X, ctx.log.clicked[rows], weights,
+    eb, precision = fit_logistic_evidence(X, ctx.y[rows], weights,
                                           make_estimator("logistic", encoder, cfg, best_c), groups, _weights(est))
     losses["evidence"] = valid_loss(eb)
     if losses["evidence"] >= valid_loss(est):
@@ -155,14 +171,21 @@ def fit_logistic_path(encoder, ctx, rows, weights, valid_rows, cfg) -> LogisticF
     return LogisticFit(ModelArtifact(encoder, eb, "logistic"), best_c, losses, "evidence", precision, blocks)
 
 
-def fit_click_model(directory, catalog, log, history_logs=(), kind: str = "logistic", config: TrainConfig | None = None) -> ModelArtifact:
-    """A click model fitted on every row of ``log`` (no holdout), e.g. for the direct method."""
+def fit_click_model(directory, catalog, log, history_logs=(), kind: str = "logistic", config: TrainConfig | None = None,
+                    objective: Objective | None = None) -> ModelArtifact:
+    """A click model fitted on every row of ``log`` (no holdout), e.g. for the direct method;
+    with an ``objective`` other than clicks, a model of its reward over its bound
+    (training.objective), whose probability times the bound is the expected reward."""
     cfg = config or TrainConfig()
+    objective = objective or cfg.objective
     require_clicks(log.clicked, "to fit a click model on")
     catalog = cold_start_catalog(catalog, [log, *history_logs])
     encoder = FeatureEncoder(cfg.features).fit(attribute_values(directory, cfg.features), catalog.known, log.click_rate())
     ctx = log_context(encoder, directory, catalog, log, history_logs)
-    rows, w = downsample_negatives(np.arange(len(log)), log.clicked, cfg.max_train_rows, np.random.default_rng(cfg.seed))
+    if not objective.is_clicks:
+        ctx.label = objective.labels(log, catalog)
+        require_rewards(ctx.label, "to fit a model on", objective.unit)
+    rows, w = downsample_negatives(np.arange(len(log)), ctx.y, cfg.max_train_rows, np.random.default_rng(cfg.seed))
     ctx.prepare(rows)
     fit_scale(encoder, ctx, np.random.default_rng(cfg.seed), rows)
     return fit(kind, encoder, ctx, rows, w, cfg)

@@ -6,9 +6,17 @@ from sklearn.metrics import log_loss, roc_auc_score
 
 
 def probability_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """Log loss and AUC of probabilities ``p`` against labels ``y`` in [0, 1]: clicks, or an
+    objective's soft labels (training.objective), whose log loss is the same cross-entropy
+    and whose AUC tells the rows with a reward from those without."""
     y = np.asarray(y)
-    out = {"log_loss": float(log_loss(y, np.clip(p, 1e-7, 1 - 1e-7), labels=[0, 1]))}
-    out["auc"] = float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else float("nan")
+    p = np.clip(p, 1e-7, 1 - 1e-7)
+    if np.all((y == 0) | (y == 1)):
+        out = {"log_loss": float(log_loss(y, p, labels=[0, 1]))}
+    else:
+        out = {"log_loss": float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))}
+    hit = np.asarray(y > 0, dtype=np.int8)
+    out["auc"] = float(roc_auc_score(hit, p)) if 0 < hit.sum() < len(hit) else float("nan")
     return out
 
 

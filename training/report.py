@@ -11,6 +11,7 @@ import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .objective import Objective
 from .ope.evaluate import EvaluationResult
 from .ope.report import estimates_table
 from .svg import COLORS, NEGATIVE, NEUTRAL, PALETTE, POSITIVE, calibration_plot, esc, forest, hbars, page
@@ -179,7 +180,9 @@ def _rates_section(d: TrainingReportData) -> list[str]:
 
 def _validation_section(d: TrainingReportData) -> list[str]:
     k = d.slots
-    cols = [("log_loss", "log loss"), ("auc", "AUC"), (f"ndcg@{k}", f"NDCG@{k}"), (f"clicks@{k}", f"clicks@{k} (IPS)")]
+    objective = Objective.from_dict(d.train_config.get("objective"))
+    value = objective.metric(k)
+    cols = [("log_loss", "log loss"), ("auc", "AUC"), (f"ndcg@{k}", f"NDCG@{k}"), (value, f"{value} (IPS)")]
     head = "<tr><th class='l'>model</th>" + "".join(f"<th>{esc(t)}</th>" for _, t in cols) + "<th class='l'></th></tr>"
     body = []
     for name, m in d.validation.items():
@@ -192,8 +195,9 @@ def _validation_section(d: TrainingReportData) -> list[str]:
     return ["<h2>3. Validation metrics</h2>",
             f"<p>On the validation rows (from {esc(d.training_data['validation_from'])}). Log loss and AUC of the click "
             f"probability at the logged position; NDCG@{k} re-ranks each request's shown banners against its clicks "
-            f"(it favours orders close to the logging policy); clicks@{k} is the IPS estimate of clicks per request of "
-            f"the model's ranking. The first model kind is kept unless another's clicks@{k} is higher by more than two "
+            f"(it favours orders close to the logging policy); {value} is the IPS estimate of {objective.unit} per "
+            f"request of the model's ranking (the objective: {esc(objective.name)}). The first model kind is kept "
+            f"unless another's {value} is higher by more than two "
             f"standard errors of their difference over the same requests (one day cannot tell closer models "
             f"apart).</p>",
             f"<table>{head}{''.join(body)}</table>"]

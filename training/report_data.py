@@ -122,4 +122,4 @@ def feature_effects(artifact, ctx, valid_rows: np.ndarray, rng: np.random.Genera
     if artifact.kind == "logistic":
         effects, position_weight = linear_effects(artifact, X)
         return "weight x spread", effects, len(rows), position_weight
-    return "permutation", permutation_effects(artifact, X, ctx.log.clicked[rows], int(rng.integers(1 << 31))), len(rows), None
+    return "permutation", permutation_effects(artifact, X, ctx.y[rows], int(rng.integers(1 << 31))), len(rows), None

@@ -18,7 +18,7 @@ from recommender.candidates import CandidateTable, build_candidate_table, cold_s
 
 from . import report_data
 from .artifact import ModelArtifact
-from .dataset import downsample_negatives, log_context, time_split
+from .dataset import downsample_negatives, log_context, require_rewards, time_split
 from .fitting import TrainConfig, attribute_values, fit, fit_interest, fit_logistic_path, fit_scale
 from .linear import linear_rows, log_rows
 from .metrics import clearly_better, ips_click_terms, ndcg_at_k, probability_metrics
@@ -47,6 +47,7 @@ class ValidationRequests:
     logged: np.ndarray  # rows of the log: the sampled requests' impressions on the first K positions
     local: np.ndarray  # each logged row's request, 0..n_requests-1
     logged_banner: np.ndarray  # each logged row's banner, as a catalog index
+    reward: np.ndarray | None = None  # each log row's reward under the objective (None: the click)
 
     def ips_clicks(self, score: np.ndarray, log, catalog, slots: int) -> float:
         """IPS estimate of clicks@K of the greedy ranking of ``score`` (one per candidate)."""
@@ -61,7 +62,8 @@ class ValidationRequests:
         chosen[self.cands.request[top], self.cands.banner[top]] = pos[top]
         lr = self.logged
         match = chosen[self.local, self.logged_banner] == log.position[lr]
-        return ips_click_terms(match, log.propensity[lr], log.clicked[lr], self.local, log.position[lr],
+        reward = log.clicked if self.reward is None else self.reward
+        return ips_click_terms(match, log.propensity[lr], reward[lr], self.local, log.position[lr],
                                np.bincount(self.cands.request, minlength=self.n_requests), slots)
 
 
@@ -78,24 +80,26 @@ def validation_requests(ctx, rows, catalog, directory, encoder, cfg: TrainConfig
     hist = history_features(ctx.history, log.staff_ids, cands.person, banners, cands.banner, cands.ts)
     lr = rows[np.isin(log.request[rows], req) & (log.position[rows] <= cfg.slots)]
     cat_index = np.array([catalog.index[b] for b in log.banner_ids], dtype=np.int64)
+    reward = None if cfg.objective.is_clicks else cfg.objective.rewards(log, catalog)
     return ValidationRequests(cands, banners, hist, len(req), lr, np.searchsorted(req, log.request[lr]),
-                              cat_index[log.banner[lr]])
+                              cat_index[log.banner[lr]], reward)
 
 
 def validate(artifact: ModelArtifact, ctx, rows: np.ndarray, vreq: ValidationRequests, catalog,
              cfg: TrainConfig) -> tuple[dict, np.ndarray, np.ndarray]:
     """Metrics of a model on held-out rows: log loss and AUC at the logged position, NDCG@K of
     re-ranking each request's shown banners, IPS clicks@K of its greedy ranking over all
-    candidates (on up to max_valid_requests requests); its click probability of each
-    row at its logged position; and each sampled request's IPS term."""
+    candidates (on up to max_valid_requests requests), all of the objective's label and
+    reward (training.objective: clicks by default); its probability of each row at its
+    logged position; and each sampled request's IPS term."""
     log = ctx.log
-    y = log.clicked[rows]
+    y = ctx.y[rows]
     at_logged, at_reference = _row_logits(artifact, ctx, rows)
     p = 1 / (1 + np.exp(-at_logged))
     out = probability_metrics(y, p)
     out[f"ndcg@{cfg.slots}"] = ndcg_at_k(log.request[rows], at_reference, y, cfg.slots)
     terms = vreq.ips_terms(_candidate_logits(artifact, ctx, vreq), log, catalog, cfg.slots)
-    out[f"clicks@{cfg.slots}"] = float(terms.mean()) if len(terms) else 0.0
+    out[cfg.objective.metric(cfg.slots)] = float(terms.mean()) if len(terms) else 0.0
     return out, p, terms
 
 
@@ -198,7 +202,10 @@ def train(directory, catalog, log, out_dir: str | Path | None, config: TrainConf
     fit_interest(encoder, catalog, log)
     ctx = log_context(encoder, directory, catalog, log, history_logs)
     train_rows, valid_rows, cut = time_split(log, cfg.holdout_days)
-    fit_rows, weights = downsample_negatives(train_rows, log.clicked, cfg.max_train_rows, rng)
+    if not cfg.objective.is_clicks:
+        ctx.label = cfg.objective.labels(log, catalog)
+        require_rewards(ctx.label[train_rows], "before the held-out days", cfg.objective.unit)
+    fit_rows, weights = downsample_negatives(train_rows, ctx.y, cfg.max_train_rows, rng)
     ctx.prepare(np.concatenate([fit_rows, valid_rows]))
     fit_scale(encoder, ctx, rng, fit_rows)
     vreq = validation_requests(ctx, valid_rows, catalog, directory, encoder, cfg)
@@ -232,7 +239,7 @@ def train(directory, catalog, log, out_dir: str | Path | None, config: TrainConf
     if cfg.refit:
         step(f"refit {chosen}")
         t = time.perf_counter()
-        all_rows, w = downsample_negatives(np.arange(len(log)), log.clicked, cfg.max_train_rows, rng)
+        all_rows, w = downsample_negatives(np.arange(len(log)), ctx.y, cfg.max_train_rows, rng)
         ctx.prepare(all_rows)
         if chosen == "gbm" and len(all_rows) > cfg.gbm_max_rows:
             sub = np.sort(rng.choice(len(all_rows), cfg.gbm_max_rows, replace=False))
@@ -250,6 +257,7 @@ def train(directory, catalog, log, out_dir: str | Path | None, config: TrainConf
         "training_data": {
             "source": getattr(log, "source", ""),
             "rows": int(len(log)), "requests": int(log.n_requests), "clicks": int(log.clicked.sum()),
+            "outcomes": int(np.count_nonzero(log.outcome)),
             "staff": int(len(np.unique(log.staff))), "banners": int(len(np.unique(log.banner))),
             "from": _iso(float(log.ts.min())), "to": _iso(float(log.ts.max())), "validation_from": _iso(cut),
             "train_rows": int(len(train_rows)), "validation_rows": int(len(valid_rows)), "fit_rows": int(len(fit_rows)),
@@ -257,6 +265,7 @@ def train(directory, catalog, log, out_dir: str | Path | None, config: TrainConf
         },
         "train_config": {k: v for k, v in asdict(cfg).items() if k != "features"},
         "validation": metrics,
+        "objective": cfg.objective.to_dict(),
         "position_debiasing": "log(position) as a feature while fitting; scored at reference position "
                               f"{cfg.features.reference_position}",
     }
@@ -285,23 +294,27 @@ def _report_data(meta: dict, cfg: TrainConfig, ctx, catalog, directory, cut: flo
         training_data=meta["training_data"], train_config=meta["train_config"], validation=meta["validation"],
         daily=report_data.daily_volumes(log, cut),
         click_rates=report_data.click_rates(log, catalog, directory, cfg.features.max_position),
-        calibration=report_data.calibration(p, log.clicked[valid_rows]),
+        calibration=report_data.calibration(p, ctx.y[valid_rows]),
         calibrated_model=f"{meta['kind']} model as validated" + (" (before the refit on every row)" if cfg.refit else ""),
         importance_method=method, importance=effects, importance_rows=n_rows, position_weight=position_weight)
 
 
 def _popularity_metrics(ctx, encoder, rows, vreq: ValidationRequests, catalog, cfg, log, train_rows) -> dict:
     g = encoder.popularity(ctx.history_rows(rows))
+    y = ctx.y
     # probability: banner popularity times the position's click-rate ratio seen in training
-    pos_rate = np.bincount(np.minimum(log.position[train_rows], cfg.features.max_position), weights=log.clicked[train_rows],
+    pos_rate = np.bincount(np.minimum(log.position[train_rows], cfg.features.max_position), weights=y[train_rows],
                            minlength=cfg.features.max_position + 1)
     pos_n = np.bincount(np.minimum(log.position[train_rows], cfg.features.max_position), minlength=cfg.features.max_position + 1)
-    ratio = (pos_rate / np.maximum(pos_n, 1)) / max(log.clicked[train_rows].mean(), 1e-9)
+    ratio = (pos_rate / np.maximum(pos_n, 1)) / max(y[train_rows].mean(), 1e-9)
     ratio = np.where(pos_n > 0, ratio, 1.0)
     p = np.clip(g * ratio[np.minimum(log.position[rows], cfg.features.max_position)], 1e-6, 1 - 1e-6)
-    out = probability_metrics(log.clicked[rows], p)
-    out[f"ndcg@{cfg.slots}"] = ndcg_at_k(log.request[rows], g, log.clicked[rows], cfg.slots)
-    out[f"clicks@{cfg.slots}"] = vreq.ips_clicks(encoder.popularity(vreq.hist), log, catalog, cfg.slots)
+    if not cfg.objective.is_clicks:  # the popularity of clicks, scaled to the objective's rate
+        p = p * y[train_rows].mean() / max(log.clicked[train_rows].mean(), 1e-9)
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    out = probability_metrics(y[rows], p)
+    out[f"ndcg@{cfg.slots}"] = ndcg_at_k(log.request[rows], g, y[rows], cfg.slots)
+    out[cfg.objective.metric(cfg.slots)] = vreq.ips_clicks(encoder.popularity(vreq.hist), log, catalog, cfg.slots)
     return out
 
 

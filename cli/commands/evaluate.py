@@ -32,6 +32,9 @@ def register(sub) -> None:
     p.add_argument("--default-cap", metavar="JSON",
                    help='the service\'s default frequency cap, e.g. \'{"per_day": 3}\': target policies leave out '
                         'the banners a person reached their cap of, as the service does (banners\' own caps always apply)')
+    p.add_argument("--objective", default="clicks",
+                   help="what a policy's value counts: clicks (default), outcomes (the impressions' outcome field), "
+                        "or weights such as clicks=1,outcomes=4")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples of requests (default 200)")
     p.add_argument("--resample", choices=("request", "staff"), default="request",
                    help="bootstrap unit: single requests (default) or staff members with all their requests")
@@ -68,8 +71,11 @@ def run(args: argparse.Namespace) -> int:
     from training.ope.evaluate import evaluate, format_table, resolve_policy
     from training.ope.reward import click_matrix, fit_reward_model
 
+    from training.objective import Objective
+
     try:
         cap = default_cap(args.default_cap)
+        objective = Objective.parse(args.objective)
     except ValueError as e:
         return _error(str(e))
     t0 = time.perf_counter()
@@ -86,10 +92,10 @@ def run(args: argparse.Namespace) -> int:
         if len(log) == 0:
             return _error(f"{args.impressions}: no impression at or after {args.since}: give an earlier --since")
     try:
-        bandit = build_bandit(log, catalog, staff, args.slots, history_logs=history, default_cap=cap)
+        bandit = build_bandit(log, catalog, staff, args.slots, history_logs=history, default_cap=cap, objective=objective)
         policies = [resolve_policy(spec, bandit, args.epsilon, exploration) for spec in args.policy]
-        model, model_name = fit_reward_model(staff, catalog, log, history)
-        q = click_matrix(bandit, model)
+        model, model_name = fit_reward_model(staff, catalog, log, history, objective=objective)
+        q = click_matrix(bandit, model, objective.bound(bandit.catalog))
         result = evaluate(bandit, policies, q, args.bootstrap, args.seed, click_model=model_name, resample=args.resample)
     except ArtifactError as e:
         return _error(f"model folder refused: {e}")

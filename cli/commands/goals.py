@@ -17,6 +17,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from recommender.completion import counts_outcome
     from recommender.goals import DeliveryTracker, delivery_from_rankings
     from recommender.store import open_store
     from recommender.store.export import stored_catalog
@@ -30,8 +31,9 @@ def run(args: argparse.Namespace) -> int:
         tracker = DeliveryTracker()
         tracker.set_goals(banners)
         if tracker:
-            clicks = ((e.request_id, e.banner_id) for e in store.iter_events() if e.type == "click")
-            delivery_from_rankings(tracker, store.iter_rankings(), list(clicks))
+            by_id = {b.banner_id: b for b in banners}
+            clicks, outcomes = store.event_pairs(lambda banner_id, kind: counts_outcome(by_id.get(banner_id), kind))
+            delivery_from_rankings(tracker, store.iter_rankings(), clicks, [k for k, v in outcomes.items() if v > 0])
     progress = [g.to_dict() for g in tracker.progress(now)]
     if args.json:
         print(json.dumps({"goals": progress}, ensure_ascii=False, indent=1))

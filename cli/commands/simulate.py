@@ -33,6 +33,9 @@ def register(sub) -> None:
                    help=f"spread of the hidden per-person taste, x the default's (default {d.personal_scale:g})")
     p.add_argument("--banners", type=int, help=f"number of banners (default {d.banners}: the hand-written catalog)")
     p.add_argument("--base-logit", type=float, help=f"base of the click model's logit: the click rate (default {d.base_logit:g})")
+    p.add_argument("--outcomes", action="store_true",
+                   help="clicks on surveys and events may end in an answered survey or a sign-up (the impressions' "
+                        "outcome field); surveys are hidden from who answered them, events down-weighted")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
 
@@ -54,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
                                ("base_logit", args.base_logit)) if v is not None}
     cfg = setting_config(args.setting, staff=args.staff, days=args.days, active_share=args.active_share,
                          slots=args.slots, logging=args.logging, epsilon=args.epsilon, start=args.start,
-                         seed=args.seed, default_cap=cap, **world)
+                         seed=args.seed, default_cap=cap, outcomes=args.outcomes, **world)
     t = time.perf_counter()
     summary = simulate(args.out, cfg)
     took = time.perf_counter() - t

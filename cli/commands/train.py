@@ -27,6 +27,9 @@ def register(sub) -> None:
                         "--no-refit saves the fit that was validated")
     p.add_argument("--slots", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--objective", default="clicks",
+                   help="what the model learns: clicks (default), outcomes (the impressions' outcome field: survey "
+                        "responses, sign-ups), or weights such as clicks=1,outcomes=4")
     p.set_defaults(func=run)
 
 
@@ -37,8 +40,14 @@ def _error(msg: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from training.dataset import TrainingDataError
+    from training.objective import Objective
     from training.report import REPORT_FILE
     from training.train import TrainConfig, train
+
+    try:
+        objective = Objective.parse(args.objective)
+    except ValueError as e:
+        return _error(f"--objective: {e}")
 
     steps = ["load", "features", *[s for k in args.models.split(",") for s in (f"fit {k}", f"validate {k}")],
              "validate popularity", *(["refit"] if args.refit else []), "report", "save"]
@@ -63,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
         bar.update(1)
 
     cfg = TrainConfig(holdout_days=args.holdout_days, models=tuple(m.strip() for m in args.models.split(",") if m.strip()),
-                      max_train_rows=args.max_rows, slots=args.slots, seed=args.seed, refit=args.refit)
+                      max_train_rows=args.max_rows, slots=args.slots, seed=args.seed, refit=args.refit,
+                      objective=objective)
     try:
         result = train(staff, catalog, log, args.out, cfg, history_logs=history, progress=step)
     except TrainingDataError as e:
@@ -78,10 +88,11 @@ def run(args: argparse.Namespace) -> int:
     note = outside_catalog_note([log, *history], catalog, args.banners)
     if note:
         print(f"note: {note}")
-    print(f"validation (last {args.holdout_days:g} day(s)):   log loss     AUC   NDCG@{k}  clicks@{k} (IPS)")
+    value = objective.metric(k)
+    print(f"validation (last {args.holdout_days:g} day(s)):   log loss     AUC   NDCG@{k}  {value} (IPS)")
     for name, m in result.metrics.items():
         tag = " <- chosen" if name == result.chosen else ""
-        print(f"  {name:<14} {m['log_loss']:12.4f} {m['auc']:7.3f} {m[f'ndcg@{k}']:8.3f} {m[f'clicks@{k}']:10.4f}{tag}")
+        print(f"  {name:<14} {m['log_loss']:12.4f} {m['auc']:7.3f} {m[f'ndcg@{k}']:8.3f} {m[value]:10.4f}{tag}")
     if result.path is not None:
         print(f"report: {result.path / REPORT_FILE}")
     print(f"model: {result.path}")  # the last line: scripts take the new model's folder from it

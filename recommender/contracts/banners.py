@@ -5,7 +5,8 @@ import json
 from pathlib import Path
 from typing import Iterable
 
-from ..domain import Banner, Catalog, DeliveryGoal, FrequencyCap, control_characters_in
+from ..domain import (AFTER_COMPLETION, OUTCOME_TYPES, Banner, Catalog, DeliveryGoal, FrequencyCap, OutcomeRule,
+                      control_characters_in)
 from ..errors import ErrorCollector, FieldError
 from ..timeutil import format_ts, parse_ts
 from ._json import iter_json_objects, parse_unique
@@ -75,8 +76,19 @@ def banner_from_dict(obj: object) -> Banner:
         raise FieldError("goal", "a banner with a delivery goal needs a start: delivery counts from it")
     if goal is not None and goal.by <= bounds["start"]:
         raise FieldError("goal.by", "must be after the banner's start")
+    outcome = outcome_from_dict(obj.get("outcome"), "outcome")
     return Banner(bid.strip(), cat.strip(), title, bounds["start"], bounds["end"], target, pinned, priority, tuple(tags),
-                  cap, goal)
+                  cap, goal, outcome)
+
+
+def _check_object(obj: object, field: str, names: tuple[str, ...], what: str) -> None:
+    """A banner's rule object (goal, outcome, cap) must be an object of only these fields."""
+    if not isinstance(obj, dict):
+        raise FieldError(field, what)
+    unknown = set(obj) - set(names)
+    if unknown:
+        listed = ", ".join(names[:-1]) + f" or {names[-1]}"
+        raise FieldError(f"{field}.{sorted(unknown)[0]}", f"unknown field ({listed})")
 
 
 def goal_from_dict(obj: object, field: str = "goal") -> DeliveryGoal | None:
@@ -84,16 +96,13 @@ def goal_from_dict(obj: object, field: str = "goal") -> DeliveryGoal | None:
     or None for null; raises FieldError naming ``field``'s part."""
     if obj is None:
         return None
-    if not isinstance(obj, dict):
-        raise FieldError(field, 'must be an object {"metric": "reach" or "clicks", "target": N, "by": time}')
-    unknown = set(obj) - {"metric", "target", "by"}
-    if unknown:
-        raise FieldError(f"{field}.{sorted(unknown)[0]}", "unknown field (metric, target or by)")
+    _check_object(obj, field, ("metric", "target", "by"),
+                  'must be an object {"metric": "reach", "clicks" or "outcomes", "target": N, "by": time}')
     for name in ("metric", "target", "by"):
         if name not in obj:
             raise FieldError(f"{field}.{name}", "missing field")
-    if obj["metric"] not in ("reach", "clicks"):
-        raise FieldError(f"{field}.metric", 'must be "reach" or "clicks"')
+    if obj["metric"] not in GOAL_METRICS:
+        raise FieldError(f"{field}.metric", 'must be "reach", "clicks" or "outcomes"')
     target = obj["target"]
     if isinstance(target, bool) or not isinstance(target, int) or target < 1:
         raise FieldError(f"{field}.target", "must be a positive integer")
@@ -102,6 +111,47 @@ def goal_from_dict(obj: object, field: str = "goal") -> DeliveryGoal | None:
     except ValueError as e:
         raise FieldError(f"{field}.by", str(e)) from None
     return DeliveryGoal(obj["metric"], target, by)
+
+
+GOAL_METRICS = ("reach", "clicks", "outcomes")
+MAX_OUTCOME_VALUE = 100.0
+
+
+def _number(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and value == value
+
+
+def outcome_from_dict(obj: object, field: str = "outcome") -> OutcomeRule | None:
+    """A banner's outcome rule (``{"type": "complete", "value": 1.0, "after_completion": "hide"}``,
+    every part optional), or None for null; raises FieldError naming ``field``'s part."""
+    if obj is None:
+        return None
+    _check_object(obj, field, ("type", "value", "after_completion", "downweight"),
+                  'must be an object such as {"type": "complete", "after_completion": "hide"}')
+    kind = obj.get("type", "complete")
+    if kind not in OUTCOME_TYPES:
+        raise FieldError(f"{field}.type", f"must be one of {', '.join(repr(t) for t in OUTCOME_TYPES)}")
+    value = obj.get("value", 1.0)
+    if not _number(value) or not 0 < value <= MAX_OUTCOME_VALUE:
+        raise FieldError(f"{field}.value", f"must be a number above 0 and at most {MAX_OUTCOME_VALUE:g}")
+    after = obj.get("after_completion", "keep")
+    if after not in AFTER_COMPLETION:
+        raise FieldError(f"{field}.after_completion", f"must be one of {', '.join(repr(a) for a in AFTER_COMPLETION)}")
+    weight = obj.get("downweight", 0.5)
+    if not _number(weight) or not 0 < weight < 1:
+        raise FieldError(f"{field}.downweight", "must be a number between 0 and 1 (the odds are multiplied by it)")
+    if "downweight" in obj and after != "downweight":
+        raise FieldError(f"{field}.downweight", 'applies only with "after_completion": "downweight"')
+    return OutcomeRule(kind, float(value), after, float(weight))
+
+
+def outcome_to_dict(rule: OutcomeRule | None) -> dict | None:
+    if rule is None:
+        return None
+    out: dict = {"type": rule.type, "value": rule.value, "after_completion": rule.after_completion}
+    if rule.after_completion == "downweight":
+        out["downweight"] = rule.downweight
+    return out
 
 
 def goal_to_dict(goal: DeliveryGoal | None) -> dict | None:
@@ -123,11 +173,7 @@ def cap_from_dict(obj: object, field: str = "cap") -> FrequencyCap | None:
     either rule optional), or None for null; raises FieldError naming ``field``'s part."""
     if obj is None:
         return None
-    if not isinstance(obj, dict):
-        raise FieldError(field, 'must be an object such as {"per_day": 3}')
-    unknown = set(obj) - {"per_day", "unclicked"}
-    if unknown:
-        raise FieldError(f"{field}.{sorted(unknown)[0]}", "unknown field (per_day or unclicked)")
+    _check_object(obj, field, ("per_day", "unclicked"), 'must be an object such as {"per_day": 3}')
     per_day = obj.get("per_day")
     per_day = None if per_day is None else _count(per_day, f"{field}.per_day")
     unclicked = obj.get("unclicked")
@@ -169,6 +215,7 @@ def banner_to_dict(b: Banner) -> dict:
         "tags": list(b.tags),
         "cap": cap_to_dict(b.cap),
         "goal": goal_to_dict(b.goal),
+        **({"outcome": outcome_to_dict(b.outcome)} if b.outcome is not None else {}),
     }
 
 

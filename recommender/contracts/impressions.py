@@ -24,7 +24,7 @@ from ._json import write_json_lines
 from ._text import not_utf8, text_lines
 
 REQUIRED = ("request_id", "ts", "staff_id", "banner_id", "position", "propensity", "clicked")
-CSV_COLUMNS = REQUIRED + ("policy", "candidates")
+CSV_COLUMNS = REQUIRED + ("policy", "candidates", "outcome")
 
 
 
@@ -46,6 +46,18 @@ class ImpressionLog:
     policy: np.ndarray  # int64 index into policies ("" = not given)
     candidates: dict[int, tuple[str, ...]] = field(default_factory=dict)  # request index -> explicit list
     source: str = ""
+    # float64 in [0, 1] per row: the banner's outcome after the impression (a survey
+    # answered, a sign-up; 0 when none or not logged); None is filled with zeros
+    outcome: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.outcome is None:
+            self.outcome = np.zeros(len(self.request), dtype=np.float64)
+
+    @property
+    def has_outcomes(self) -> bool:
+        """Whether any row had an outcome (a log without the field has none)."""
+        return bool(len(self.outcome) and self.outcome.max() > 0)
 
     def __len__(self) -> int:
         return int(self.request.shape[0])
@@ -81,6 +93,7 @@ class ImpressionLog:
             staff=self.staff[rows], banner=self.banner[rows], position=self.position[rows],
             propensity=self.propensity[rows], clicked=self.clicked[rows], policy=self.policy[rows],
             candidates={new_of[r]: c for r, c in self.candidates.items() if r in new_of}, source=self.source,
+            outcome=self.outcome[rows],
         )
 
     @classmethod
@@ -112,7 +125,7 @@ class ImpressionLog:
             position=cat(lambda i, log: log.position).astype(np.int64), propensity=cat(lambda i, log: log.propensity),
             clicked=cat(lambda i, log: log.clicked).astype(np.int8),
             policy=cat(lambda i, log: policy_maps[i][log.policy]).astype(np.int64), candidates=candidates,
-            source=" + ".join(log.source for log in logs))
+            source=" + ".join(log.source for log in logs), outcome=cat(lambda i, log: log.outcome).astype(np.float64))
 
     def outside_catalog(self, catalog: Catalog) -> tuple[list[str], int]:
         """The banner ids the rows name (shown, or among their request's candidates) that
@@ -153,6 +166,8 @@ class ImpressionLog:
                 row["policy"] = pol
             if r in self.candidates:
                 row["candidates"] = list(self.candidates[r])
+            if self.outcome[i] > 0:
+                row["outcome"] = float(self.outcome[i])
             yield row
 
 
@@ -211,7 +226,12 @@ def _validate(d: object, ts_cache: dict[str, float]) -> tuple:
         if len(set(cands)) != len(cands):
             raise FieldError("candidates", "lists a banner more than once")
         cands = tuple(cands)
-    return rid, ts, sid, bid, pos, float(p), c, pol, cands
+    o = d.get("outcome")
+    if o is None:
+        o = 0.0
+    elif type(o) is not float and type(o) is not int or not 0.0 <= o <= 1.0:
+        raise FieldError("outcome", f"must be a number from 0 to 1 (the banner's outcome after the impression), got {o!r}")
+    return rid, ts, sid, bid, pos, float(p), c, pol, cands, float(o)
 
 
 def _csv_rows(path: Path) -> Iterator[tuple[int, object]]:
@@ -238,6 +258,12 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, object]]:
                         d[h] = int(v)
                     except ValueError:
                         raise FieldError(h, f"must be an integer, got {v!r}") from None
+                elif h == "outcome":
+                    if v.strip():
+                        try:
+                            d[h] = float(v)
+                        except ValueError:
+                            raise FieldError(h, f"must be a number from 0 to 1, got {v!r}") from None
                 elif h == "propensity":
                     try:
                         d[h] = float(v)
@@ -284,7 +310,7 @@ def _raw_rows(path: Path) -> Iterator[tuple[int, object]]:
 
 def iter_impression_rows(path: str | Path) -> Iterator[tuple[int, tuple]]:
     """Stream validated rows as (line, (request_id, ts, staff_id, banner_id, position,
-    propensity, clicked, policy, candidates)). Raises ContractError at the first bad row;
+    propensity, clicked, policy, candidates, outcome)). Raises ContractError at the first bad row;
     cross-row rules (a request's consistency) are checked by ``load_impressions``."""
     path = Path(path)
     cache: dict[str, float] = {}
@@ -321,9 +347,11 @@ def load_impressions(
     candidates: dict[int, tuple[str, ...]] = {}
     # typed arrays, not lists: 10 M rows of Python ints and floats would cost gigabytes
     cols = {k: array(code) for k, code in (("request", "q"), ("ts", "d"), ("staff", "q"), ("banner", "q"), ("position", "q"),
-                                           ("propensity", "d"), ("clicked", "b"), ("policy", "q"), ("line", "q"))}
+                                           ("propensity", "d"), ("clicked", "b"), ("policy", "q"), ("line", "q"),
+                                           ("outcome", "d"))}
     a_req, a_ts, a_staff, a_ban = cols["request"].append, cols["ts"].append, cols["staff"].append, cols["banner"].append
-    a_pos, a_p, a_c, a_pol, a_line = (cols[k].append for k in ("position", "propensity", "clicked", "policy", "line"))
+    a_pos, a_p, a_c, a_pol, a_line, a_o = (cols[k].append for k in ("position", "propensity", "clicked", "policy", "line",
+                                                                    "outcome"))
     cache: dict[str, float] = {}
     rows = _raw_rows(path)
     if progress:
@@ -334,7 +362,7 @@ def load_impressions(
         try:
             if isinstance(d, FieldError):  # the row could not be read
                 raise d
-            rid, ts, sid, bid, pos, p, c, pol, cands = _validate(d, cache)
+            rid, ts, sid, bid, pos, p, c, pol, cands, o = _validate(d, cache)
         except FieldError as e:
             col.add(line, e.field, e.message)
             if col.full:
@@ -369,6 +397,7 @@ def load_impressions(
         a_c(c)
         a_pol(pi)
         a_line(line)
+        a_o(o)
     col.raise_if_any()
     staff_ids, banner_ids, policies = list(staff_index), list(banner_index), list(pol_index)
     arr = {k: np.frombuffer(v, dtype=v.typecode if v.typecode != "q" else np.int64) if len(v) else
@@ -392,6 +421,7 @@ def load_impressions(
         policy=arr["policy"].astype(np.int64),
         candidates=candidates,
         source=str(path),
+        outcome=arr["outcome"].astype(np.float64),
     )
 
 

@@ -48,6 +48,7 @@ class RankingRecord:
     candidates: list[str] = field(default_factory=list)
     writer: str = ""
     seq: int = 0  # set by the store
+    slot_ids: list[str] = field(default_factory=list)  # names of the shown slots, when the caller named them
 
     def shown(self) -> list[tuple[str, int, float, float]]:
         return self.items[: self.slots]
@@ -58,35 +59,49 @@ class RankingRecord:
     def candidates_json(self) -> str:
         return orjson.dumps(self.candidates).decode("utf-8")
 
+    def slot_ids_json(self) -> str | None:
+        return orjson.dumps(self.slot_ids).decode("utf-8") if self.slot_ids else None
+
     @classmethod
     def from_row(cls, row) -> "RankingRecord":
-        (seq, request_id, ts, staff_id, arm, model_version, explored, slots, items, candidates, writer) = row
+        (seq, request_id, ts, staff_id, arm, model_version, explored, slots, items, candidates, writer, slot_ids) = row
         return cls(request_id, float(ts), staff_id, arm, model_version, bool(explored), int(slots),
-                   [tuple(x) for x in orjson.loads(items)], orjson.loads(candidates), writer, int(seq))
+                   [tuple(x) for x in orjson.loads(items)], orjson.loads(candidates), writer, int(seq),
+                   orjson.loads(slot_ids) if slot_ids else [])
 
 
-RANKING_COLUMNS = "seq, request_id, ts, staff_id, arm, model_version, explored, slots, items, candidates, writer"
+RANKING_COLUMNS = ("seq, request_id, ts, staff_id, arm, model_version, explored, slots, items, candidates, writer, "
+                   "slot_ids")
 
 
 @dataclass
 class ClickEvent:
+    """An event on a shown banner: a click, or an outcome after it (``type`` "complete" or
+    "convert", with its ``value`` in [0, 1]; None for a click)."""
+
     event_id: str
     request_id: str
     banner_id: str
-    ts: float  # when the click happened (client time, or receipt time when not given)
+    ts: float  # when it happened (client time, or receipt time when not given)
     type: str = "click"
     received: float = 0.0
     status: str = OK  # set by the store: ok, unknown_request or not_shown
     writer: str = ""
     seq: int = 0
+    value: float | None = None
+
+    @property
+    def is_outcome(self) -> bool:
+        return self.type != "click"
 
     @classmethod
     def from_row(cls, row) -> "ClickEvent":
-        seq, event_id, type_, request_id, banner_id, ts, received, status, writer = row
-        return cls(event_id, request_id, banner_id, float(ts), type_, float(received), status, writer, int(seq))
+        seq, event_id, type_, request_id, banner_id, ts, received, status, writer, value = row
+        return cls(event_id, request_id, banner_id, float(ts), type_, float(received), status, writer, int(seq),
+                   None if value is None else float(value))
 
 
-EVENT_COLUMNS = "seq, event_id, type, request_id, banner_id, ts, received, status, writer"
+EVENT_COLUMNS = "seq, event_id, type, request_id, banner_id, ts, received, status, writer, value"
 
 
 @dataclass
@@ -268,6 +283,16 @@ class EventStore(ABC):
                      upto: int | None = None) -> list[ClickEvent]: ...
 
     @abstractmethod
+    def ranking(self, request_id: str) -> RankingRecord | None:
+        """The logged ranking of a request id, None when none is stored."""
+
+    def shown_of(self, request_id: str) -> list[str] | None:
+        """The banners a logged ranking showed (its first ``slots``), None when no ranking
+        with that request_id is stored."""
+        r = self.ranking(request_id)
+        return None if r is None else [b for b, *_ in r.shown()]
+
+    @abstractmethod
     def max_seq(self) -> tuple[int, int]:
         """The last seq of rankings and of events (0 when empty)."""
 
@@ -329,15 +354,43 @@ class EventStore(ABC):
 
     def clicked_pairs(self) -> set[tuple[str, str]]:
         """(request_id, banner_id) of every stored click, duplicates removed."""
-        return {(e.request_id, e.banner_id) for e in self.iter_events() if e.type == "click"}
+        return self.event_pairs()[0]
+
+    def event_pairs(self, counts: Callable[[str, str], bool] | None = None
+                    ) -> tuple[set[tuple[str, str]], dict[tuple[str, str], float]]:
+        """(request_id, banner_id) of every stored click, and the outcome of each pair that
+        had one: the largest value of its outcome events that ``counts(banner_id, type)``
+        (default: every outcome event)."""
+        clicks: set[tuple[str, str]] = set()
+        outcomes: dict[tuple[str, str], float] = {}
+        for e in self.iter_events():
+            key = (e.request_id, e.banner_id)
+            if not e.is_outcome:
+                clicks.add(key)
+            elif counts is None or counts(e.banner_id, e.type):
+                value = 1.0 if e.value is None else e.value
+                outcomes[key] = max(value, outcomes.get(key, 0.0))
+        return clicks, outcomes
+
+    def stored_catalog(self) -> list:
+        """The catalog the service stored (recommender.domain.Banner), [] when none."""
+        from ..contracts.banners import banner_from_dict
+
+        doc = self.get_document(CATALOG_DOC)
+        return [] if doc is None else [banner_from_dict(o) for o in orjson.loads(doc[1])]
 
     def export_impressions(self, since_ts: float | None = None, policy_prefix: str = "") -> Iterator[dict]:
         """Impression rows (the impressions contract, docs/data-contracts.md): one per shown position (the request's
-        first ``slots``), clicked when a click event names that request and banner. Each
-        row carries the request's explicit candidate list, since the catalog changes.
-        Rankings of a forgotten person from before their erasure are left out, even one
-        a worker wrote just after the erasure."""
-        clicks = self.clicked_pairs()
+        first ``slots``), clicked when a click event names that request and banner, with
+        the ``outcome`` of that impression when it had one (its largest value among the
+        outcome events that count for the banner under the stored catalog,
+        recommender.completion.counts_outcome). Each row carries the request's explicit
+        candidate list, since the catalog changes. Rankings of a forgotten person from
+        before their erasure are left out, even one a worker wrote just after the erasure."""
+        from ..completion import counts_outcome
+
+        banners = {b.banner_id: b for b in self.stored_catalog()}
+        clicks, outcomes = self.event_pairs(lambda banner_id, kind: counts_outcome(banners.get(banner_id), kind))
         erased = self.erasures().checker()
         for r in self.iter_rankings(since_ts):
             if erased(r.staff_id, r.ts):
@@ -345,10 +398,13 @@ class EventStore(ABC):
             ts = format_ts(r.ts)
             policy = f"{policy_prefix}{r.arm}:{r.model_version}" + (":explore" if r.explored else "")
             for banner_id, position, _score, propensity in r.shown():
-                yield {"request_id": r.request_id, "ts": ts, "staff_id": r.staff_id, "banner_id": banner_id,
-                       "position": int(position), "propensity": float(propensity),
-                       "clicked": int((r.request_id, banner_id) in clicks), "policy": policy,
-                       "candidates": list(r.candidates)}
+                key = (r.request_id, banner_id)
+                row = {"request_id": r.request_id, "ts": ts, "staff_id": r.staff_id, "banner_id": banner_id,
+                       "position": int(position), "propensity": float(propensity), "clicked": int(key in clicks),
+                       "policy": policy, "candidates": list(r.candidates)}
+                if key in outcomes:
+                    row["outcome"] = outcomes[key]
+                yield row
 
     def __enter__(self):
         return self

@@ -3,16 +3,14 @@
 contracts, so that an export folder is complete on its own."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..contracts import ImpressionLog, write_banners, write_impressions, write_staff
-from ..contracts.banners import banner_from_dict
 from ..domain import STAFF_BASE_ATTRIBUTES, Banner, Staff
-from .base import CATALOG_DOC, Erasures, EventStore, erasure_key
+from .base import Erasures, EventStore, erasure_key
 
 IMPRESSIONS_FILE, BANNERS_FILE, STAFF_FILE = "impressions.jsonl", "banners.json", "staff.csv"
 
@@ -27,8 +25,7 @@ class ExportSummary:
 
 
 def stored_catalog(store: EventStore) -> list[Banner]:
-    doc = store.get_document(CATALOG_DOC)
-    return [] if doc is None else [banner_from_dict(o) for o in json.loads(doc[1])]
+    return store.stored_catalog()
 
 
 def stored_staff(store: EventStore) -> tuple[list[Staff], list[str]]:

@@ -53,6 +53,8 @@ class PostgresStore(SQLStore):
                 self._db.execute(f'SET search_path TO "{self.schema}"')
             for stmt in filter(str.strip, self.dialect.schema().split(";")):
                 self._db.execute(stmt)
+            for table, column, kind in self.dialect.added_columns():
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
         if self.schema:  # SET inside a committed transaction persists for the session
             self._db.commit()
 

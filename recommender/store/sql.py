@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS rankings (
     slots INTEGER NOT NULL,
     items TEXT NOT NULL,
     candidates TEXT NOT NULL,
-    writer TEXT NOT NULL DEFAULT ''
+    writer TEXT NOT NULL DEFAULT '',
+    slot_ids TEXT
 );
 CREATE INDEX IF NOT EXISTS rankings_ts ON rankings (ts);
 CREATE INDEX IF NOT EXISTS rankings_staff ON rankings (staff_id);
@@ -47,7 +48,8 @@ CREATE TABLE IF NOT EXISTS events (
     ts {real} NOT NULL,
     received {real} NOT NULL,
     status TEXT NOT NULL,
-    writer TEXT NOT NULL DEFAULT ''
+    writer TEXT NOT NULL DEFAULT '',
+    value {real}
 );
 CREATE INDEX IF NOT EXISTS events_request ON events (request_id);
 CREATE INDEX IF NOT EXISTS events_received ON events (received);
@@ -72,8 +74,10 @@ CREATE TABLE IF NOT EXISTS heartbeat (
 """
 
 RANKING_INSERT = ("request_id", "ts", "staff_id", "arm", "model_version", "explored", "slots", "items",
-                  "candidates", "writer")
-EVENT_INSERT = ("event_id", "type", "request_id", "banner_id", "ts", "received", "status", "writer")
+                  "candidates", "writer", "slot_ids")
+EVENT_INSERT = ("event_id", "type", "request_id", "banner_id", "ts", "received", "status", "writer", "value")
+# columns added to a table after its first schema: a store made before gets them when opened
+ADDED_COLUMNS = (("events", "value", "{real}"), ("rankings", "slot_ids", "TEXT"))
 ERASURE_SALT_DOC = "erasure_salt"  # the documents row that holds the erasure records' salt
 
 
@@ -90,6 +94,10 @@ class Dialect:
 
     def sql(self, text: str) -> str:
         return text if self.mark == "?" else text.replace("?", self.mark)
+
+    def added_columns(self) -> list[tuple[str, str, str]]:
+        """(table, column, type) of ADDED_COLUMNS in this dialect."""
+        return [(t, c, kind.format(real=self.real)) for t, c, kind in ADDED_COLUMNS]
 
     def schema(self) -> str:
         return SCHEMA.format(serial=self.serial, real=self.real, boolean=self.boolean)
@@ -140,7 +148,7 @@ class SQLStore(EventStore):
         if not records:
             return
         rows = [(r.request_id, r.ts, r.staff_id, r.arm, r.model_version, bool(r.explored), r.slots, r.items_json(),
-                 r.candidates_json(), r.writer) for r in records]
+                 r.candidates_json(), r.writer, r.slot_ids_json()) for r in records]
         per_statement = max(1, self.dialect.max_params // len(RANKING_INSERT))
 
         def insert(chunk: list[tuple]) -> tuple[str, list]:
@@ -172,7 +180,7 @@ class SQLStore(EventStore):
                     shown_cache[e.request_id] = None if row is None else [x[0] for x in json.loads(row[0])[: row[1]]]
                 e.status = click_status(shown_cache[e.request_id], e.banner_id)
                 cur = db.execute(insert, (e.event_id, e.type, e.request_id, e.banner_id, e.ts,
-                                          e.received or time.time(), e.status, e.writer))
+                                          e.received or time.time(), e.status, e.writer, e.value))
                 if cur.rowcount == 1:
                     out.stored.append(e.event_id)
                     if e.status != OK:
@@ -330,6 +338,10 @@ class SQLStore(EventStore):
                      upto: int | None = None) -> list[ClickEvent]:
         rows = self._after("events", EVENT_COLUMNS, seq, limit, exclude_writer=exclude_writer, upto=upto)
         return [ClickEvent.from_row(r) for r in rows]
+
+    def ranking(self, request_id: str) -> RankingRecord | None:
+        rows = self._read(self.dialect.sql(f"SELECT {RANKING_COLUMNS} FROM rankings WHERE request_id = ?"), (request_id,))
+        return None if not rows else RankingRecord.from_row(rows[0])
 
     def max_seq(self) -> tuple[int, int]:
         rows = self._read("SELECT (SELECT coalesce(max(seq), 0) FROM rankings), (SELECT coalesce(max(seq), 0) FROM events)")

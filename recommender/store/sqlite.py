@@ -38,6 +38,9 @@ class SQLiteStore(SQLStore):
         self.dialect = dataclasses.replace(SQLITE, max_params=self._db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
         with self._lock:
             self._db.executescript(self.dialect.schema())
+            for table, column, kind in self.dialect.added_columns():
+                if column not in {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def _tx(self, fn: Callable[[Any], T]) -> T:
         # IMMEDIATE takes the write lock up front: a click's lookup and insert see one state

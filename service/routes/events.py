@@ -15,13 +15,15 @@ log = logging.getLogger("service.events")
 
 
 def to_events(body: EventBatch) -> list[ClickEvent]:
-    return [ClickEvent(e.event_id, e.request_id, e.banner_id, e.ts.timestamp() if e.ts else 0.0, e.type)
+    return [ClickEvent(e.event_id, e.request_id, e.banner_id, e.ts.timestamp() if e.ts else 0.0, e.type,
+                       value=None if e.type == "click" else (1.0 if e.value is None else e.value))
             for e in body.events]
 
 
 # a plain def: storing waits for the disk (fsync), so it runs in the thread pool
 @router.post("/events", response_model=EventsResponse, responses=CLIENT_ERRORS,
-             summary="report click events; answered only once they are durably stored; idempotent by event_id")
+             summary="report clicks and the outcomes after them (complete, convert); answered only once they are "
+                     "durably stored; idempotent by event_id")
 def post_events(body: EventBatch, engine: Engine, metrics: Metrics, _: Client):
     events = to_events(body)
     try:
@@ -30,7 +32,7 @@ def post_events(body: EventBatch, engine: Engine, metrics: Metrics, _: Client):
         log.exception("events not stored")
         raise HTTPException(503, f"the event store cannot take events now ({type(e).__name__}); nothing of this "
                                  "batch is stored: send it again", headers={"Retry-After": "1"}) from None
-    metrics.observe_events(outcome, engine.arms_of(events))
+    metrics.observe_events(outcome, engine.arms_of(events), events)
     return EventsResponse(stored=len(outcome.stored), duplicates=len(outcome.duplicates),
                           duplicate_ids=outcome.duplicates,
                           flagged=[FlaggedEvent(event_id=k, status=v) for k, v in outcome.flagged.items()])

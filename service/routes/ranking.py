@@ -30,7 +30,8 @@ def to_response(outcome: RankOutcome) -> Response:
     if outcome.explanations is not None:
         for item, e in zip(body["ranking"], outcome.explanations):
             item["explanation"] = e.to_dict()
-        body["left_out"] = [{"banner_id": b, "reason": "cap", "text": text} for b, text in (outcome.left_out or {}).items()]
+        body["left_out"] = [{"banner_id": b, "reason": reason, "text": text}
+                            for b, (reason, text) in (outcome.left_out or {}).items()]
     return Response(orjson.dumps(body), media_type="application/json")
 
 

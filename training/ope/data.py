@@ -29,6 +29,7 @@ from features.history import History
 from features.pipeline import history_from_logs
 from recommender.candidates import cold_start_catalog
 from recommender.caps import capped_rows
+from recommender.completion import completion_rows
 from recommender.contracts.impressions import ImpressionLog
 from recommender.domain import Banner, Catalog, FrequencyCap, StaffDirectory
 from recommender.eligibility import matches_target
@@ -61,7 +62,17 @@ class LoggedBandit:
     outside_catalog_rows: int = 0  # evaluated impressions that name banners outside the catalog (cold start)
     cache: dict = field(default_factory=dict, repr=False)  # derived arrays shared by policies and click models
     logs: list = field(default_factory=list, repr=False)  # the logs the history was built from
-    capped: np.ndarray | None = None  # (N,) candidate rows whose banner's frequency cap was reached then (None: no caps)
+    # (N,) candidate rows a rule leaves out of the target policies: the banner's frequency
+    # cap was reached then, or the person had its outcome and the catalog hides it (None: none)
+    capped: np.ndarray | None = None
+    boost: np.ndarray | None = None  # (N,) added to the target's scores for its greedy order (down-weighted completions)
+    rewards: np.ndarray | None = None  # (n, K) the objective's reward at each position (None: the click)
+    objective: str = "clicks"  # what the value counts (training.objective)
+
+    @property
+    def reward(self) -> np.ndarray:
+        """(n, K) what the estimators value: the objective's reward, else the click."""
+        return self.click if self.rewards is None else self.rewards
 
     def history_for(self, model) -> History:
         """The click history with the half-life ``model``'s features were defined with
@@ -136,7 +147,9 @@ class LoggedBandit:
             click=self.click[idx], history=self.history, exclusions=dict(self.exclusions),
             n_logged_requests=self.n_logged_requests, unknown_staff=self.unknown_staff,
             outside_catalog_rows=self.outside_catalog_rows, logs=self.logs,
-            capped=None if self.capped is None else self.capped[rows])
+            capped=None if self.capped is None else self.capped[rows],
+            boost=None if self.boost is None else self.boost[rows],
+            rewards=None if self.rewards is None else self.rewards[idx], objective=self.objective)
 
 
 def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -207,7 +220,7 @@ def _refuse_unlogged_positions(shown: np.ndarray, n_cand: np.ndarray) -> None:
 
 def build_bandit(log: ImpressionLog, catalog: Catalog, staff: StaffDirectory, slots: int = 3,
                  history_logs: Sequence[ImpressionLog] = (), history: History | None = None,
-                 default_cap: FrequencyCap | None = None) -> LoggedBandit:
+                 default_cap: FrequencyCap | None = None, objective=None) -> LoggedBandit:
     """Turn an impression log into logged bandit feedback over the first ``slots`` positions.
 
     ``history_logs`` are earlier logs (``--history``); the click history used by the
@@ -215,7 +228,11 @@ def build_bandit(log: ImpressionLog, catalog: Catalog, staff: StaffDirectory, sl
     request's ts), unless ``history`` is given. Banners outside ``catalog`` are ranked
     as cold-start banners (recommender.candidates.cold_start_catalog). Candidate rows whose
     banner had reached its frequency cap (its own, else ``default_cap``) from the same logs
-    are marked ``capped``: target policies leave them out (recommender.caps).
+    are marked ``capped``: target policies leave them out (recommender.caps), and so are
+    those whose outcome the person had before, when the banner's rule hides it; a rule
+    that down-weights it gives the row a ``boost`` (recommender.completion). With an
+    ``objective`` (training.objective.Objective) other than clicks, the estimators value its
+    reward (``rewards``) instead of the clicks.
     """
     if slots < 1:
         raise EvaluationInputError("slots must be at least 1")
@@ -265,6 +282,10 @@ def build_bandit(log: ImpressionLog, catalog: Catalog, staff: StaffDirectory, sl
     shown[r_new, pos[sel]] = flat_of[r_new, bn[sel]]
     prop[r_new, pos[sel]] = log.propensity[in_slots][sel]
     click[r_new, pos[sel]] = log.clicked[in_slots][sel]
+    rewards = None
+    if objective is not None and not objective.is_clicks:
+        rewards = np.zeros((n, K))
+        rewards[r_new, pos[sel]] = objective.rewards(log, catalog)[in_slots][sel]
     _refuse_unlogged_positions(shown, counts)
 
     if history is None:
@@ -274,10 +295,17 @@ def build_bandit(log: ImpressionLog, catalog: Catalog, staff: StaffDirectory, sl
     req_ts = log.request_ts()[keep]
     row_staff = [log.staff_ids[p] for p in kept_staff[cand_request].tolist()]
     capped = capped_rows(logs, catalog, row_staff, cand_banner, req_ts[cand_request], default_cap)
+    boost = None
+    completed = completion_rows(logs, catalog, row_staff, cand_banner, req_ts[cand_request])
+    if completed is not None:
+        hidden, boost = completed
+        capped = hidden if capped is None else capped | hidden
+        boost = boost if boost.any() else None
     return LoggedBandit(
         slots=K, catalog=catalog, request_ids=[log.request_ids[i] for i in np.flatnonzero(keep)],
         staff_ids=list(log.staff_ids), profiles=profiles, staff=kept_staff, ts=req_ts, offsets=offsets,
         cand_request=cand_request.astype(np.int64), cand_banner=cand_banner.astype(np.int64), shown=shown,
         propensity=prop, click=click, history=history, exclusions=exclusions, n_logged_requests=n0,
         unknown_staff=int(unknown[kept_staff].sum()),
-        outside_catalog_rows=log.outside_catalog(catalog)[1], logs=logs, capped=capped)
+        outside_catalog_rows=log.outside_catalog(catalog)[1], logs=logs, capped=capped, boost=boost, rewards=rewards,
+        objective="clicks" if objective is None else objective.name)

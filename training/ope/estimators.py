@@ -1,5 +1,6 @@
 """Counterfactual estimators of a target policy's value (expected clicks per request on the
-first K positions) under the item-position click model.
+first K positions, or any bounded reward per impression: training.objective) under the
+item-position click model. ``c_ik`` below is the logged reward (LoggedBandit.reward).
 
 Each estimator turns the logs into per-request contributions (``Contributions``: columns
 of per-request numbers and the function of their means that gives the value). The
@@ -135,7 +136,7 @@ class IPS(Estimator):
     def contributions(self, bandit, policy, q=None, cell=None):
         _, cs = _cells(bandit, cell)
         w = policy.weights(bandit)
-        return Contributions(*_position_value(_observed(bandit), w * bandit.click * cs))
+        return Contributions(*_position_value(_observed(bandit), w * bandit.reward * cs))
 
 
 class SNIPS(Estimator):
@@ -148,9 +149,9 @@ class SNIPS(Estimator):
         mass = _per_position(bandit, policy.pi)
         observed = _observed(bandit)
         if observed is None:
-            cols = np.concatenate([w * bandit.click * cs, w, mass], axis=1)
+            cols = np.concatenate([w * bandit.reward * cs, w, mass], axis=1)
         else:  # the target's mass averaged over the requests that observed each position
-            cols = np.concatenate([w * bandit.click * cs, w, mass * observed, observed], axis=1)
+            cols = np.concatenate([w * bandit.reward * cs, w, mass * observed, observed], axis=1)
 
         def combine(m: np.ndarray) -> np.ndarray:
             num, den, ms = m[..., :K], m[..., K:2 * K], m[..., 2 * K:3 * K]
@@ -173,7 +174,7 @@ def _model_and_correction(bandit: LoggedBandit, policy: TargetPolicy, q: np.ndar
         raise ValueError("the direct method and doubly robust need a click model's probabilities q")
     c, cs = _cells(bandit, cell)
     dm = _per_position(bandit, policy.pi * q * c)
-    corr = policy.weights(bandit) * (bandit.click - _shown(bandit, q)) * cs
+    corr = policy.weights(bandit) * (bandit.reward - _shown(bandit, q)) * cs
     return dm, corr
 
 
@@ -213,7 +214,7 @@ def dr_breakdown(bandit: LoggedBandit, policy: TargetPolicy, q: np.ndarray, cate
     K, n = bandit.slots, bandit.n
     observed = _observed(bandit)
     A = policy.pi * q
-    corr = policy.weights(bandit) * (bandit.click - _shown(bandit, q))  # (n, K)
+    corr = policy.weights(bandit) * (bandit.reward - _shown(bandit, q))  # (n, K)
     dr = _per_position(bandit, A) + corr
     by_pos = [Contributions(*_position_value(None if observed is None else observed[:, k:k + 1], dr[:, k:k + 1]))
               for k in range(K)]

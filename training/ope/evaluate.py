@@ -39,10 +39,11 @@ class EvaluationResult:
     n_boot: int = 0
     click_model: str = ""
     resample: str = "request"
+    objective: str = "clicks"  # what the values count (training.objective)
 
     def to_json(self) -> dict:
         return {
-            "n_requests": self.n_requests, "slots": self.slots, "policies": self.policies,
+            "n_requests": self.n_requests, "slots": self.slots, "objective": self.objective, "policies": self.policies,
             "differences": self.differences, "warnings": self.warnings,
             "details": {"n_logged_requests": self.n_logged_requests, "n_partial_requests": self.n_partial_requests,
                         "outside_catalog_impressions": self.outside_catalog_impressions, "exclusions": self.exclusions,
@@ -61,7 +62,7 @@ class EvaluationResult:
                    by_category=det.get("by_category", {}), diagnostics=det.get("diagnostics", {}),
                    exclusions=det.get("exclusions", {}), n_logged_requests=det.get("n_logged_requests", 0),
                    n_boot=det.get("bootstrap_replicates", 0), click_model=det.get("click_model", ""),
-                   resample=det.get("bootstrap_resamples", "request"))
+                   resample=det.get("bootstrap_resamples", "request"), objective=d.get("objective", "clicks"))
 
 
 def resolve_policy(spec: str, bandit: LoggedBandit, epsilon: float = 0.0,
@@ -234,7 +235,11 @@ def evaluate(bandit: LoggedBandit, policies: Sequence[TargetPolicy], q: np.ndarr
     return EvaluationResult(bandit.n, K, res_pol, diffs, warnings, by_pos, by_cat,
                             {n: d.to_dict() for n, d in diags.items()}, dict(bandit.exclusions),
                             bandit.n_logged_requests, bandit.n_partial, bandit.outside_catalog_rows, n_boot,
-                            click_model, resample)
+                            click_model, resample, bandit.objective)
+
+
+def _unit(objective: str) -> str:
+    return objective if objective in ("clicks", "outcomes") else f"reward ({objective})"
 
 
 def format_table(result: EvaluationResult) -> str:
@@ -246,7 +251,7 @@ def format_table(result: EvaluationResult) -> str:
     width = max([len(n) for n in result.policies] + [len(n) for n in result.differences] + [10])
     partial = f", {result.n_partial_requests:,} of them partial" if result.n_partial_requests else ""
     lines = [f"{result.n_requests:,} requests evaluated (of {result.n_logged_requests:,} logged{partial}), first {result.slots} "
-             f"positions; expected clicks per request, 95% bootstrap intervals ({result.n_boot} resamples of "
+             f"positions; expected {_unit(result.objective)} per request, 95% bootstrap intervals ({result.n_boot} resamples of "
              f"{'staff members with their requests' if result.resample == 'staff' else 'requests'})",
              "", f"{'policy':<{width}}  " + "  ".join(f"{e.upper():<36}" for e in est)]
     for name, vals in result.policies.items():

@@ -68,6 +68,8 @@ def greedy_place(bandit: LoggedBandit, scores: np.ndarray) -> np.ndarray:
     banners = bandit.catalog.banners
     pinned = np.array([b.pinned for b in banners], dtype=bool)[bandit.cand_banner]
     priority = np.array([b.priority for b in banners], dtype=np.float64)[bandit.cand_banner]
+    if bandit.boost is not None:  # down-weighted completions, as the service adds them before its greedy order
+        scores = scores + bandit.boost
     if bandit.capped is not None:  # capped rows last: the others keep the places they have without them
         pinned = pinned & ~bandit.capped
         scores = np.where(bandit.capped, -np.inf, scores)

@@ -17,22 +17,27 @@ from features.definition import BannerArrays, StaffArrays
 from features.history import History
 from training.artifact import ModelArtifact
 from training.fitting import fit_click_model
+from training.objective import Objective
 
 from .data import LoggedBandit
 
 
-def fit_reward_model(staff, catalog, log, history_logs=(), kind: str = "logistic") -> tuple[ModelArtifact, str]:
+def fit_reward_model(staff, catalog, log, history_logs=(), kind: str = "logistic",
+                     objective: Objective | None = None) -> tuple[ModelArtifact, str]:
     """The click model behind DM and DR: the project's, fitted on the evaluated logs ``log``
     with their ``history_logs`` (never on any truth); ``kind`` is a model kind of
-    training.train. Returns the model and its description for the report."""
-    model = fit_click_model(staff, catalog, log, history_logs=list(history_logs), kind=kind)
-    return model, f"training.fitting.fit_click_model ({model.version})"
+    training.train. With an ``objective`` other than clicks, the same model of its reward
+    over its bound (training.objective). Returns the model and its description for the report."""
+    model = fit_click_model(staff, catalog, log, history_logs=list(history_logs), kind=kind, objective=objective)
+    what = "" if objective is None or objective.is_clicks else f", objective {objective.name}"
+    return model, f"training.fitting.fit_click_model ({model.version}{what})"
 
 
-def click_matrix(bandit: LoggedBandit, model: ModelArtifact) -> np.ndarray:
-    """q (N, K): the model's click probability of every candidate row at every position."""
+def click_matrix(bandit: LoggedBandit, model: ModelArtifact, scale: float = 1.0) -> np.ndarray:
+    """q (N, K): the model's click probability of every candidate row at every position;
+    times ``scale`` (an objective's bound) for a reward model: its expected reward."""
     z = bandit_logits(bandit, model, range(1, bandit.slots + 1))
-    q = 1.0 / (1.0 + np.exp(-z))
+    q = scale / (1.0 + np.exp(-z))
     if not np.all(np.isfinite(q)):
         raise ValueError("the click model returned non-finite probabilities")
     return q
