@@ -52,7 +52,7 @@ class FeatureConfig:
     prior_strength: float = 10.0  # pseudo-views of the smoothed click rates
     # pairs of attributes crossed together with the category (e.g. principals of high schools and surveys)
     pair_crosses: tuple[tuple[str, str], ...] = (("role", "school_level"),)
-    tag_crosses: tuple[str, ...] = ("role", "school_level", "region")  # attributes crossed with each tag
+    tag_crosses: tuple[str, ...] = ("role", "school_level")  # attributes crossed with each tag
     # which attributes a banner's target restricts, crossed with its category and with the crossed attributes
     targeting_crosses: bool = True
 
