@@ -17,7 +17,9 @@ same days as well as it can be) and the full oracle. Two protocols:
   to the window's views and clicks, to show that part.
 
 "share" is the share of the ceiling's gain over popularity that the model gets;
-"captured" the share of the full oracle's gain.
+"captured" the share of the full oracle's gain. With --baseline, each model is also trained
+as the previous release trained it (one C for every weight, the validated fit saved, crosses
+of single attributes only), on the same days, and scored on the same requests.
 
     .venv/bin/python benchmarks/bench_quality_settings.py --data-root /tmp/worlds
 """
@@ -32,6 +34,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from features.definition import FeatureConfig
 from recommender.contracts import load_banners, load_impressions, load_staff
 from simulator import GroundTruth
 from simulator.ceiling import ceiling_scores
@@ -42,6 +45,9 @@ from training.train import TrainConfig, train
 
 DAY = 86400.0
 PROTOCOLS = ("launch", "last")
+# the previous release's training: one C for every weight, the validated fit saved, single-attribute crosses
+BASELINE = dict(refit=False, logistic_prior="c",
+                features=FeatureConfig(pair_crosses=(), tag_crosses=(), targeting_crosses=False))
 
 
 def first_midnight(ts: np.ndarray) -> float:
@@ -61,7 +67,7 @@ def window_attribute_value(held: HeldOutRequests, window_start: float) -> float:
 
 
 def quality_rows(data: Path, protocol: str, day_list: list[int], eval_requests: int, seed: int, ceiling: bool,
-                 bar: tqdm) -> list[dict]:
+                 baseline: bool, bar: tqdm) -> list[dict]:
     staff = load_staff(data / "staff.csv")
     catalog = load_banners(data / "banners.json")
     log = load_impressions(data / "impressions.jsonl", catalog=catalog)
@@ -85,7 +91,11 @@ def quality_rows(data: Path, protocol: str, day_list: list[int], eval_requests: 
         bar.set_postfix_str(f"{data.name} {protocol} {d} days: score")
         held = HeldOutRequests(truth, staff, catalog, log.subset(log.ts < eval_start + DAY), since=eval_start,
                                max_requests=eval_requests, seed=seed, features_since=window_start)
-        rep = held.report({"model": res.artifact})
+        scorers = {"model": res.artifact}
+        if baseline:
+            bar.set_postfix_str(f"{data.name} {protocol} {d} days: train the baseline")
+            scorers["baseline"] = train(staff, catalog, train_log, None, TrainConfig(seed=seed, **BASELINE)).artifact
+        rep = held.report(scorers)
         v = rep.values
         row = {"days": d, **{k: float(x) for k, x in v.items()}, "chosen": res.chosen,
                "prior": res.metrics.get("logistic", {}).get("prior"), "captured": rep.captured_share("model"),
@@ -97,8 +107,9 @@ def quality_rows(data: Path, protocol: str, day_list: list[int], eval_requests: 
             value = held.value_of_scores(ceiling_scores(held, window_start, eval_start), rep.slots)
             row["ceiling"] = value
             row["ceiling_captured"] = (value - v["popularity"]) / (v["oracle"] - v["popularity"])
-            row["share"] = (v["model"] - v["popularity"]) / (value - v["popularity"]) \
-                if value > v["popularity"] else float("nan")
+            for name in scorers:
+                row[f"{name}_share"] = (v[name] - v["popularity"]) / (value - v["popularity"]) \
+                    if value > v["popularity"] else float("nan")
         out.append(row)
         bar.update(1)
     return out
@@ -114,6 +125,7 @@ def main() -> None:
     ap.add_argument("--eval-requests", type=int, default=30_000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-ceiling", action="store_true", help="skip the ceiling (the slowest part)")
+    ap.add_argument("--baseline", action="store_true", help="also train as the previous release did, side by side")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
     day_list = [int(d) for d in args.days.split(",")]
@@ -136,20 +148,21 @@ def main() -> None:
                        f"click rate {summary['clicks'] / max(summary['impressions'], 1):.2%}, {summary['staff']:,} staff")
             for protocol in protocols:
                 results[f"{name}/{protocol}"] = quality_rows(data, protocol, day_list, args.eval_requests, args.seed,
-                                                             not args.no_ceiling, bar)
+                                                             not args.no_ceiling, args.baseline, bar)
 
     nan = float("nan")
     print("\ntrue expected clicks@3 per request on the scored day; share = of the ceiling's gain over popularity, "
           "captured = of the full oracle's")
     print(f"{'setting':<13} {'protocol':<8} {'days':>4} {'popular':>8} {'attr':>8} {'attr-win':>8} {'model':>8} "
-          f"{'ceiling':>8} {'oracle':>8} {'share':>7} {'captured':>9} {'ceil-cap':>8}  chosen")
+          f"{'ceiling':>8} {'oracle':>8} {'share':>7} {'captured':>9} {'ceil-cap':>8} {'baseline':>8} {'b-share':>7}  chosen")
     for key, rows in results.items():
         name, protocol = key.split("/")
         for r in rows:
             print(f"{name:<13} {protocol:<8} {r['days']:>4} {r['popularity']:8.4f} {r['attribute_oracle']:8.4f} "
                   f"{r.get('attribute_window', nan):8.4f} {r['model']:8.4f} {r.get('ceiling', nan):8.4f} "
-                  f"{r['oracle']:8.4f} {r.get('share', nan):7.1%} {r['captured']:9.1%} "
-                  f"{r.get('ceiling_captured', nan):8.1%}  {r['chosen']}" + (f" ({r['prior']})" if r.get("prior") else ""))
+                  f"{r['oracle']:8.4f} {r.get('model_share', nan):7.1%} {r['captured']:9.1%} "
+                  f"{r.get('ceiling_captured', nan):8.1%} {r.get('baseline', nan):8.4f} {r.get('baseline_share', nan):7.1%}"
+                  f"  {r['chosen']}" + (f" ({r['prior']})" if r.get("prior") else ""))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1), encoding="utf-8")
 
