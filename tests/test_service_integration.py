@@ -61,6 +61,16 @@ def test_two_workers_share_a_burst_of_connections(tmp_path):
 
     server = ServeProcess(write_config(tmp_path, extra="workers = 2"), workers=2)
     try:
+        # the first worker may answer before the second has bound its socket: wait until
+        # fresh connections have reached both, then open the burst
+        seen: set = set()
+        deadline = time.monotonic() + 60
+        while len(seen) < 2 and time.monotonic() < deadline:
+            c = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+            c.request("GET", "/readyz")
+            seen.add(json.loads(c.getresponse().read())["worker"])
+            c.close()
+        assert len(seen) == 2, "the second worker never answered"
         conns = [http.client.HTTPConnection("127.0.0.1", server.port, timeout=10) for _ in range(16)]
         for c in conns:
             c.connect()
