@@ -57,6 +57,8 @@ class OpenRankings:
     """At most ``capacity`` rankings, each a request id, a person, a time and its shown
     (banner, category) pairs in position order, with the banners clicked on it."""
 
+    COMPACT_SLACK = 1024  # ids kept beyond twice the ones in use before the tables are compacted
+
     def __init__(self, capacity: int, reserve: bool = False, width: int = 4):
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
@@ -131,6 +133,8 @@ class OpenRankings:
             return False
         if self._used == self.capacity:
             self._skip_removed()
+            if self._used == self.capacity and self._live < self.capacity:
+                self._repack()
             if self._used == self.capacity:
                 self.drop_oldest()
                 self.evicted += 1
@@ -179,13 +183,31 @@ class OpenRankings:
         while self._used and not self._staff[self._head]:
             self._advance()
 
+    def _repack(self) -> None:
+        """Move the rankings to the front of the arrays, in order, leaving out the rows
+        erased people left in the ring; then index them again. O(capacity), and only
+        needed when the ring is full of rows some of which were erased."""
+        order = (self._head + np.arange(self._used)) % self.capacity
+        order = order[self._staff[order] > 0]
+        n = len(order)
+        for a in (self._hi, self._lo, self._ts, self._staff, self._shown, self._clicked):
+            a[:n] = a[order]
+            a[n:] = 0
+        self._head, self._used = 0, n
+        self._table[:] = 0
+        for row, lo in enumerate(self._lo[:n].tolist()):
+            i = lo & self._mask
+            while self._table[i]:
+                i = (i + 1) & self._mask
+            self._table[i] = row + 1
+
     def _compact_names(self) -> None:
         live = self._staff[self._staff > 0]
-        if len(self._people.names) > 2 * len(live) + 1024:
+        if len(self._people.names) > 2 * len(live) + self.COMPACT_SLACK:
             remap = self._people.keep(np.unique(live))
             self._staff[:] = remap[self._staff]
         pairs = self._shown[self._shown > 0]
-        if len(self._pairs.names) > 2 * len(pairs) + 1024:
+        if len(self._pairs.names) > 2 * len(pairs) + self.COMPACT_SLACK:
             remap = self._pairs.keep(np.unique(pairs))
             self._shown[:] = remap[self._shown]
 
