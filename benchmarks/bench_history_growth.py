@@ -41,7 +41,7 @@ def main() -> None:
             traced = tracemalloc.get_traced_memory()[0] / 2**20
             pairs = history._first.n_pairs  # the click history's person x banner entries
             rate = "" if previous is None else f"{1000 * (traced - previous[0]) / max(pairs - previous[1], 1):.3f}"
-            print(f"| {(i + 1) // per_minute} | {traced:.1f} | {len(history._requests):,} | {pairs:,} | {rate} |")
+            print(f"| {(i + 1) // per_minute} | {traced:.1f} | {history.counts()['open_rankings']:,} | {pairs:,} | {rate} |")
             previous = (traced, pairs)
 
 

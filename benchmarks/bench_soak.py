@@ -1,19 +1,22 @@
 """Soak and overload of the ranking service (not part of the test run).
 
-Soak: the real server (`recommender serve`) for --duration seconds (default 600) at a
+Soak: the real server (`recommender serve`) for --minutes (default 30) at a
 fixed rate of rank requests (default 300/s, 30 candidates each) and click events (default
 30/s, for rankings just served), sent open loop from a second process: each latency
 counts from when its request was due. Reported: errors (any answer but 200), p50/p99 of
-rank and events per minute and overall, and the resident memory of the server's
-processes (start after warm-up, peak, end, and its slope over the second half).
+rank and events per minute and overall, the rate answered, and the resident memory of
+the server's processes: after the warm-up (--warmup seconds, default 60), its peak, at
+the end, the growth from warm-up to end in MB, and its slope over the second half. The
+service's own bound on rankings open to clicks applies (500,000) unless
+--max-open-rankings says otherwise.
 
 Overload: the server's capacity measured closed loop (32 connections), then rank requests
 open loop at --overload-factor (default 3) times that for --overload-duration seconds:
 the share answered 503 (shed), the p50/p99 of what was admitted (200), any other answer,
 and memory before and after.
 
-    .venv/bin/python benchmarks/bench_soak.py [--duration 600] [--rate 300] [--event-rate 30]
-        [--max-open-rankings 50000] [--model models/V] [--province DIR] [--workers 1] [--skip-soak] [--skip-overload]
+    .venv/bin/python benchmarks/bench_soak.py [--minutes 30] [--rate 300] [--event-rate 30]
+        [--max-open-rankings 500000] [--model models/V] [--province DIR] [--workers 1] [--skip-soak] [--skip-overload]
 """
 from __future__ import annotations
 
@@ -208,7 +211,7 @@ def run_client(url: str, candidates: list[str], mode: str, duration: float, rate
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def report_soak(result: dict, memory: list[tuple[float, float]], warmup: float) -> dict:
+def report_soak(result: dict, memory: list[tuple[float, float]], warmup: float, seconds: float) -> dict:
     codes = result["codes"]
     errors = {k: v for k, v in codes.items() if not k.endswith(" 200")}
     lat = result["latency"]
@@ -238,11 +241,17 @@ def report_soak(result: dict, memory: list[tuple[float, float]], warmup: float) 
         "rss_start_mb": after[0][1] if after else float("nan"), "rss_peak_mb": max(m for _, m in after) if after else 0,
         "rss_end_mb": after[-1][1] if after else float("nan"), "rss_slope_second_half_mb_per_min": slope,
     }
+    summary["rss_growth_mb"] = summary["rss_end_mb"] - summary["rss_start_mb"]
+    summary["rank_per_s"] = len(rank) / seconds
+    summary["seconds"] = seconds
     print(f"\nsoak: {summary['rank_requests']:,} rank requests and {summary['events']:,} event posts; "
           f"errors: {errors or 'none'}; rank p50 {summary['rank_p50_ms']:.2f} ms, p99 {summary['rank_p99_ms']:.2f} ms; "
           f"events p50 {summary['events_p50_ms']:.2f} ms, p99 {summary['events_p99_ms']:.2f} ms; RSS after "
           f"{warmup:.0f} s warm-up {summary['rss_start_mb']:.0f} MB, peak {summary['rss_peak_mb']:.0f} MB, end "
           f"{summary['rss_end_mb']:.0f} MB, second-half slope {slope:+.2f} MB/min")
+    print(f"soak of {seconds / 60:g} minutes: {summary['rank_per_s']:.1f} rank requests answered 200 a second; RSS "
+          f"{summary['rss_start_mb']:.1f} MB after the warm-up, {summary['rss_end_mb']:.1f} MB at the end: growth "
+          f"{summary['rss_growth_mb']:+.1f} MB")
     return summary
 
 
@@ -290,19 +299,19 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_setup_arguments(p)
     p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--duration", type=float, default=600.0, help="soak seconds")
+    p.add_argument("--minutes", type=float, default=30.0, help="soak minutes")
     p.add_argument("--warmup", type=float, default=60.0, help="seconds of the soak before memory counts")
     p.add_argument("--rate", type=float, default=300.0, help="rank requests per second in the soak")
     p.add_argument("--event-rate", type=float, default=30.0, help="click events per second in the soak")
     p.add_argument("--overload-factor", type=float, default=3.0)
     p.add_argument("--overload-duration", type=float, default=60.0)
-    p.add_argument("--max-open-rankings", type=int, default=50_000,
-                   help="the service's bound on rankings open to clicks (reached within the soak, so that its "
-                        "memory can level off; the service's default is 500,000)")
+    p.add_argument("--max-open-rankings", type=int, default=500_000,
+                   help="the service's bound on rankings open to clicks (its default: 500,000)")
     p.add_argument("--skip-soak", action="store_true")
     p.add_argument("--skip-overload", action="store_true")
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--client", choices=["capacity", "open"], help=argparse.SUPPRESS)
+    p.add_argument("--duration", type=float, help=argparse.SUPPRESS)  # the client's seconds
     p.add_argument("--url", help=argparse.SUPPRESS)
     p.add_argument("--candidates", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -319,11 +328,11 @@ def main() -> None:
             sampler = MemorySampler(server.proc.pid)
             sampler.start()
             try:
-                res = run_client(server.url, candidates, "open", args.duration, args.rate, args.event_rate)
+                res = run_client(server.url, candidates, "open", args.minutes * 60, args.rate, args.event_rate)
             finally:
                 sampler.stop.set()
                 server.stop()
-            results["soak"] = report_soak(res, sampler.samples, args.warmup)
+            results["soak"] = report_soak(res, sampler.samples, args.warmup, args.minutes * 60)
         if not args.skip_overload:
             server = start_server(config, args.workers)
             try:

@@ -76,7 +76,7 @@ class RankingEngine:
         self.models = ArmModels(config.arms, registry, config.seed,
                                 probe=lambda scorer: probe_model(scorer, self.directory, self.online, self.clock()),
                                 salt=config.arm_salt)
-        self.online = OnlineHistory(max_open_rankings=config.max_open_rankings)
+        self.online = OnlineHistory(max_open_rankings=config.max_open_rankings, reserve_open_rankings=True)
         self.candidates = CandidateCache()
         self.ranking_log = RankingLog(store)
         self.ramp = RampMonitor(store, registry, config.arms, config.ramp_alpha, config.ramp_min_requests)

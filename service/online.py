@@ -35,53 +35,29 @@ from recommender.domain import Banner, FrequencyCap
 
 from features.history import Events, RunningHistory, ids_of
 
+from .open_rankings import OpenRankings
+
 DEFAULT_HALF_LIFE_DAYS = 7.0  # the features' default (features.definition.FeatureConfig)
 
 
 CLICK_WINDOW_DAYS = 2.0  # how long after a ranking a click on it is still attributed (default)
 
 
-class _OpenRanking:
-    """A ranking whose clicks can still arrive: compact, since a service holds hundreds
-    of thousands (its shown banners and their categories in one tuple, the clicked ones
-    as a bit mask)."""
-
-    __slots__ = ("staff", "ts", "shown", "clicked")
-
-    def __init__(self, staff: str, ts: float, shown: tuple[str, ...]):
-        self.staff = staff
-        self.ts = ts
-        self.shown = shown  # banner, category, banner, category, ...
-        self.clicked = 0
-
-    def slot(self, banner_id: str) -> int:
-        for j in range(0, len(self.shown), 2):
-            if self.shown[j] == banner_id:
-                return j // 2
-        return -1
-
-    def clicked_banners(self) -> set[str]:
-        return {self.shown[2 * j] for j in range(len(self.shown) // 2) if self.clicked >> j & 1}
-
-
 class OnlineHistory:
     """``max_open_rankings`` bounds the rankings kept open to clicks (the oldest are let go
-    first when a busy service reaches it, before their click window ends)."""
+    first when a busy service reaches it, before their click window ends); with
+    ``reserve_open_rankings`` their memory for that many is taken at start
+    (service.open_rankings)."""
 
     def __init__(self, half_life_days: float | Iterable[float] = DEFAULT_HALF_LIFE_DAYS,
-                 click_window_days: float = CLICK_WINDOW_DAYS, max_open_rankings: int = 500_000):
+                 click_window_days: float = CLICK_WINDOW_DAYS, max_open_rankings: int = 500_000,
+                 reserve_open_rankings: bool = False):
         self.click_window = click_window_days * 86400.0
         self.max_open_rankings = max_open_rankings
-        self.evicted = 0  # open rankings let go before their window ended
         self._lock = threading.Lock()
         self._running: dict[float, RunningHistory] = {}
         self.set_half_lives(half_life_days)
-        # request -> its open ranking, and the request ids in insertion (~time) order,
-        # oldest first. Not the dict's own order: after deletions from its front,
-        # next(iter(dict)) walks every slot deleted since the dict last resized, up to its
-        # size per call once rankings start expiring
-        self._requests: dict[str, _OpenRanking] = {}
-        self._order: collections.deque[str] = collections.deque()
+        self._open = OpenRankings(max_open_rankings, reserve=reserve_open_rankings)
         # clicks that arrived before their ranking (another worker's ranking not yet
         # synced): applied when the ranking arrives; bounded, oldest dropped first
         self._early: collections.OrderedDict[str, set[str]] = collections.OrderedDict()
@@ -103,6 +79,11 @@ class OnlineHistory:
             if any(len(r) for r in self._running.values()):
                 raise RuntimeError("set_half_lives comes before the click history is loaded")
             self._running = {h: RunningHistory(h) for h in hs or [DEFAULT_HALF_LIFE_DAYS]}
+
+    @property
+    def evicted(self) -> int:
+        """Open rankings let go before their click window ended (the bound was reached)."""
+        return self._open.evicted
 
     @property
     def half_lives(self) -> tuple[float, ...]:
@@ -228,30 +209,30 @@ class OnlineHistory:
         ``clicked``: banners already known clicked, ``outcomes``: (banner_id, type, value)
         of outcome events already known (a stored ranking read at start)."""
         with self._lock:
-            if request_id in self._requests:
+            if self._open.row(request_id) >= 0:
                 return
             ts = float(ts)
             if self._forgotten and self._erased_before(staff_id, ts):
                 return
-            flat: list[str] = []
+            pairs: list[tuple[str, str]] = []
             for banner_id, category in shown:
-                if banner_id not in flat[::2]:
-                    flat += (banner_id, category)
+                if all(b != banner_id for b, _ in pairs):
+                    pairs.append((banner_id, category))
                     self.delivery.add_impression(staff_id, banner_id, ts)
                     if self._exposure_counts(banner_id):
                         self.exposure.add_impression(staff_id, banner_id, ts)
+            banners = [b for b, _ in pairs]
             for running in self._running.values():
-                running.add_impressions(staff_id, flat[::2], flat[1::2], ts)
+                running.add_impressions(staff_id, banners, [c for _, c in pairs], ts)
             if self._cap_all or self._capped_ids:
                 self.exposure.sweep(ts)
-            entry = _OpenRanking(staff_id, ts, tuple(flat))
-            self._requests[request_id] = entry
-            self._order.append(request_id)
-            for banner_id in [*clicked, *self._early.pop(request_id, ())]:
-                self._click(entry, banner_id)
-            for banner_id, kind, value in [*outcomes, *self._early_outcomes.pop(request_id, ())]:
-                self._outcome(staff_id, ts, flat[::2], banner_id, kind, value)
             self._forget_old(ts)
+            self._open.add(request_id, staff_id, ts, pairs)
+            row = self._open.row(request_id)
+            for banner_id in [*clicked, *self._early.pop(request_id, ())]:
+                self._click(row, banner_id)
+            for banner_id, kind, value in [*outcomes, *self._early_outcomes.pop(request_id, ())]:
+                self._outcome(staff_id, ts, banners, banner_id, kind, value)
 
     def _erased_before(self, staff_id: str, ts: float) -> bool:
         """Whether ``staff_id`` was forgotten after ``ts`` (a late ranking of theirs);
@@ -265,23 +246,23 @@ class OnlineHistory:
 
     def _forget_old(self, now: float) -> None:
         cutoff = now - self.click_window
-        while self._order and self._requests[self._order[0]].ts < cutoff:
-            del self._requests[self._order.popleft()]
-        while len(self._order) > self.max_open_rankings:
-            del self._requests[self._order.popleft()]
-            self.evicted += 1
+        while (oldest := self._open.oldest_ts()) is not None and oldest < cutoff:
+            self._open.drop_oldest()
 
-    def _click(self, entry: _OpenRanking, banner_id: str) -> bool:
-        j = entry.slot(banner_id)
+    def _click(self, row: int, banner_id: str) -> bool:
+        if row < 0:
+            return False
+        shown = self._open.shown(row)
+        j = next((j for j, (b, _) in enumerate(shown) if b == banner_id), -1)
         if j < 0:
             return False
-        if not entry.clicked >> j & 1:
-            entry.clicked |= 1 << j
+        if self._open.click(row, j):
+            staff, ts = self._open.staff(row), self._open.ts(row)
             for running in self._running.values():
-                running.add_click(entry.staff, banner_id, entry.shown[2 * j + 1], entry.ts)
-            self.delivery.add_click(entry.staff, banner_id, entry.ts)
+                running.add_click(staff, banner_id, shown[j][1], ts)
+            self.delivery.add_click(staff, banner_id, ts)
             if self._exposure_counts(banner_id):
-                self.exposure.add_click(entry.staff, banner_id, entry.ts)
+                self.exposure.add_click(staff, banner_id, ts)
         return True
 
     def _outcome(self, staff_id: str, ts: float, shown: list[str], banner_id: str, kind: str, value: float) -> bool:
@@ -298,29 +279,30 @@ class OnlineHistory:
         for the banner; False when the request or banner is not known here (an outcome
         on another worker's ranking not yet synced waits for it, like a click)."""
         with self._lock:
-            entry = self._requests.get(request_id)
-            if entry is None:
+            row = self._open.row(request_id)
+            if row < 0:
                 if len(self._early_outcomes) >= self.max_early:
                     self._early_outcomes.popitem(last=False)
                 self._early_outcomes.setdefault(request_id, []).append((banner_id, kind, float(value)))
                 return False
-            return self._outcome(entry.staff, entry.ts, list(entry.shown[::2]), banner_id, kind, float(value))
+            return self._outcome(self._open.staff(row), self._open.ts(row), [b for b, _ in self._open.shown(row)],
+                                 banner_id, kind, float(value))
 
     def add_click(self, request_id: str, banner_id: str) -> bool:
         """Mark a shown banner clicked; False when the request or banner is not known here."""
         with self._lock:
-            entry = self._requests.get(request_id)
-            if entry is None:
+            row = self._open.row(request_id)
+            if row < 0:
                 if len(self._early) >= self.max_early:
                     self._early.popitem(last=False)
                 self._early.setdefault(request_id, set()).add(banner_id)
                 return False
-            return self._click(entry, banner_id)
+            return self._click(row, banner_id)
 
     def people(self) -> list[str]:
         """Everyone it holds a click history or an open ranking of."""
         with self._lock:
-            return list({*self._first.people(), *(e.staff for e in self._requests.values())})
+            return list({*self._first.people(), *self._open.people()})
 
     FORGOTTEN_MEMORY = 300.0  # seconds a forgotten person's erasure time is kept (see forget)
 
@@ -341,19 +323,19 @@ class OnlineHistory:
                 self.exposure.forget(s)
                 self.delivery.forget(s)
                 self.completions.forget(s)
-            if any(e.staff in gone for e in self._requests.values()):
-                self._requests = {r: e for r, e in self._requests.items() if e.staff not in gone}
-                self._order = collections.deque(r for r in self._order if r in self._requests)
+            self._open.forget(gone)
             return removed
 
     def clicked_of(self, request_id: str) -> set[str] | None:
         """The clicked banners of an open ranking (None when it is not open)."""
-        entry = self._requests.get(request_id)
-        return None if entry is None else entry.clicked_banners()
+        with self._lock:
+            row = self._open.row(request_id)
+            return None if row < 0 else self._open.clicked(row)
 
     def staff_of(self, request_id: str) -> str | None:
-        entry = self._requests.get(request_id)
-        return None if entry is None else entry.staff
+        with self._lock:
+            row = self._open.row(request_id)
+            return None if row < 0 else self._open.staff(row)
 
     def __len__(self) -> int:
         return len(self._first)
@@ -370,7 +352,7 @@ class OnlineHistory:
         can still be attributed."""
         with self._lock:
             return {"impressions": len(self._first), "people": self._first.n_people,
-                    "open_rankings": len(self._requests)}
+                    "open_rankings": len(self._open)}
 
 
 class HistoryView:
