@@ -17,6 +17,7 @@ from bisect import bisect_right
 from dataclasses import dataclass
 
 from recommender.exploration import EPSILON_GREEDY, Exploration
+from recommender.ramps import ramp_share
 
 
 @dataclass(frozen=True)
@@ -64,19 +65,6 @@ class ArmAssigner:
         if not self._bounds:  # one arm: the hash decides nothing
             return self.arms[0].name
         return self.arms[bisect_right(self._bounds, unit_hash(self.salt, staff_id))].name
-
-
-def ramp_share(ramp: dict, now: float) -> float:
-    """The share a running ramp gives its arm at ``now``: its steps one after the other,
-    ``every_s`` seconds each, the last one held."""
-    steps = ramp["steps"]
-    i = int(max(now - ramp["started"], 0.0) // ramp["every_s"])
-    return float(steps[min(i, len(steps) - 1)])
-
-
-def ramp_finished(ramp: dict, now: float) -> bool:
-    """The ramp has held its last step for a whole step."""
-    return now - ramp["started"] >= ramp["every_s"] * (len(ramp["steps"]) + 1)
 
 
 def effective_shares(arms: list[Arm], state: dict, now: float) -> dict[str, float]:

@@ -7,8 +7,9 @@ began, and compares them with an always-valid interval (recommender.sequential):
 look every minute without the false alarms a fixed-sample test would raise. When the
 interval of (new - control) lies wholly below zero, the ramp stops and the control gets
 the new arm's traffic back; when the new arm has held the last step for a whole step
-without that, the ramp is done: the new arm's model becomes the control's, and the
-control serves everyone the two arms served.
+without that (and has had ``min_requests`` requests), the ramp is done: the new arm's
+model becomes the control's, and the control serves everyone the two arms served. The
+rule itself is recommender.ramps.judge_ramp.
 """
 from __future__ import annotations
 
@@ -17,11 +18,12 @@ import logging
 import os
 from dataclasses import asdict, dataclass
 
+from recommender.ramps import DONE, STOPPED, judge_ramp
 from recommender.sequential import ArmOutcome, difference_sequence
 from recommender.store import EventStore
 from training.registry import ModelRegistry
 
-from .arms import Arm, effective_shares, ramp_finished
+from .arms import Arm, effective_shares
 
 log = logging.getLogger("service.ramp")
 MONITOR_LOCK = "ramp-monitor.lock"
@@ -46,14 +48,21 @@ class RampStatus:
         return asdict(self)
 
 
-def ramp_status(store: EventStore, state: dict, arms: list[Arm], now: float, alpha: float = 0.05) -> RampStatus | None:
-    """The last ramp of the registry state and how its arms compare since it began."""
+def arm_outcomes(store: EventStore, ramp: dict) -> tuple[ArmOutcome, ArmOutcome]:
+    """The new arm's and the control's clicks per request since the ramp began."""
+    counts = store.clicks_per_request(ramp["started"])
+    return (ArmOutcome.from_counts(counts.get(ramp["arm"], {})),
+            ArmOutcome.from_counts(counts.get(ramp["control"], {})))
+
+
+def ramp_status(store: EventStore, state: dict, arms: list[Arm], now: float, alpha: float = 0.05,
+                outcomes: tuple[ArmOutcome, ArmOutcome] | None = None) -> RampStatus | None:
+    """The last ramp of the registry state and how its arms compare since it began
+    (``outcomes``: the arms' outcomes when already read)."""
     ramp = state.get("ramp")
     if not ramp:
         return None
-    counts = store.clicks_per_request(ramp["started"])
-    new = ArmOutcome.from_counts(counts.get(ramp["arm"], {}))
-    control = ArmOutcome.from_counts(counts.get(ramp["control"], {}))
+    new, control = outcomes or arm_outcomes(store, ramp)
     diff, lo, hi = difference_sequence(new, control, alpha)
     shares = effective_shares(arms, state, now)
     return RampStatus(ramp["arm"], ramp["control"], ramp.get("status", ""), ramp.get("reason", ""),
@@ -92,9 +101,10 @@ class RampMonitor:
         if not ramp or ramp.get("status") != "ramping" or not self._is_monitor():
             self.last = ramp_status(self.store, state, self.arms, now, self.alpha) if ramp else None
             return self.last
-        status = ramp_status(self.store, state, self.arms, now, self.alpha)
-        enough = min(status.new_requests, status.control_requests) >= self.min_requests
-        if enough and status.high < 0:
+        new, control = arm_outcomes(self.store, ramp)
+        verdict = judge_ramp(ramp, new, control, now, self.alpha, self.min_requests)
+        status = ramp_status(self.store, state, self.arms, now, self.alpha, (new, control))
+        if verdict.status == STOPPED:
             reason = (f"arm {status.arm} got {status.new_clicks_per_request:.4f} clicks per request against "
                       f"{status.control_clicks_per_request:.4f} for {status.control}: difference "
                       f"{status.difference:+.4f}, always-valid {1 - self.alpha:.0%} interval "
@@ -102,7 +112,7 @@ class RampMonitor:
                       f"{status.control_requests:,} requests")
             self.registry.end_ramp("stopped", reason)
             log.warning("ramp stopped: %s", reason)
-        elif ramp_finished(ramp, now):
+        elif verdict.status == DONE:
             version = state["arms"].get(status.arm)
             shares = effective_shares(self.arms, state, now)
             shares[status.control] += shares[status.arm]

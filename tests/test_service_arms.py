@@ -100,14 +100,19 @@ def test_a_ramp_stops_by_itself_when_the_new_arm_loses(tmp_path):
 
 
 def test_a_ramp_that_holds_its_last_step_makes_its_model_the_controls(tmp_path):
-    server = serve(tmp_path, extra="ramp_check_interval = 0.2")
+    """It is done only once it has held its last step for a whole step and its arm has had
+    ramp_min_requests requests; the control may get none in a last step of 100%."""
+    server = serve(tmp_path, extra="ramp_check_interval = 0.2\nramp_min_requests = 20")
     config = str(tmp_path / "service.toml")
     try:
         assert recommender("arms", "--config", config, "ramp", "B", "--steps", "50,100", "--every", "1s").returncode == 0
-        deadline = time.time() + 15
+        deadline = time.time() + 20
+        i = 0
         with httpx.Client(base_url=server.url, timeout=5) as http:
             while time.time() < deadline:
-                http.post("/v1/rank", json={"staff_id": "s-1"}, headers=C)
+                for _ in range(5):
+                    i += 1
+                    http.post("/v1/rank", json={"staff_id": f"s-{i}"}, headers=C)
                 ramp = http.get("/v1/admin/arms", headers=A).json()
                 if ramp["ramp"] and ramp["ramp"]["status"] == "done":
                     break
