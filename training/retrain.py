@@ -7,10 +7,17 @@ given (without the people forgotten since they were written), trains a candidate
 but the newest ``eval_days``, and evaluates, on those newest days, the candidate against the model each
 arm serves now and against popularity, with the offline evaluation's estimators (the
 candidate and the production models as they are served: epsilon-greedy with the arm's
-epsilon). The candidate is promoted only when the doubly robust estimate of (candidate -
-production) has its 95% interval above ``min_gain`` and the importance weights of neither
-policy are flagged as unreliable; otherwise production stays, and the decision says why
-in one sentence. The candidate's folder stays in the registry either way, with the A/B in
+epsilon), valued by the objective the candidate is trained for (clicks by default). The
+decision is one of three, each with its reason in one sentence:
+
+- **promoted**: the doubly robust estimate of (candidate - production) has its 95%
+  interval above ``min_gain`` and the importance weights of neither policy are flagged
+  as unreliable;
+- **undecided**: the weights are unreliable (the logs explored too little where the two
+  policies differ), so the offline A/B cannot tell, and its interval is not wholly below
+  ``min_gain``: the candidate may be better. The command then ramps it in online, where
+  the service's guardrail decides (service/ramp.py);
+- **kept**: otherwise (surely not better, or too little data for a candidate). The candidate's folder stays in the registry either way, with the A/B in
 its metadata, so that `recommender models list` shows what it would have done.
 
 The caller (the `recommender retrain` command) holds the lock, tells a running service to
@@ -38,7 +45,7 @@ from .train import TrainConfig, train
 
 DAY = 86400.0
 SUMMARY_FILE = "retrain.json"
-PROMOTED, KEPT = "promoted", "kept"
+PROMOTED, UNDECIDED, KEPT = "promoted", "undecided", "kept"
 
 
 class RetrainError(RuntimeError):
@@ -63,7 +70,7 @@ class RetrainConfig:
 
 @dataclass
 class RetrainResult:
-    decision: str  # promoted or kept
+    decision: str  # promoted, undecided or kept
     reason: str
     candidate: str | None  # the new model's version (None when there was too little data to train one)
     production: str | None  # what the arm served
@@ -124,21 +131,23 @@ def retrain_from_logs(staff, catalog, log, history: list, registry: ModelRegistr
 
     t = time.perf_counter()
     try:
+        objective = cfg.train.objective
         bandit = build_bandit(recent, catalog, staff, cfg.slots, history_logs=[*history, past],
-                              default_cap=cfg.default_cap)
+                              default_cap=cfg.default_cap, objective=objective)
         production_spec = str(registry.folder(production)) if production else "operators"
         policies = [resolve_policy(production_spec, bandit, cfg.epsilon, cfg.exploration),
                     resolve_policy(str(trained.path), bandit, cfg.epsilon, cfg.exploration),
                     resolve_policy("popularity", bandit)]
-        model, model_name = fit_reward_model(staff, catalog, recent, [*history, past])
-        result = evaluate(bandit, policies, click_matrix(bandit, model), cfg.bootstrap, cfg.seed,
+        model, model_name = fit_reward_model(staff, catalog, recent, [*history, past], objective=objective)
+        result = evaluate(bandit, policies, click_matrix(bandit, model, objective.bound(catalog)), cfg.bootstrap,
+                          cfg.seed,
                           click_model=model_name)
     except EvaluationInputError as e:
         raise RetrainError(f"the offline A/B could not run: {e}") from None
     timings["evaluate_s"] = time.perf_counter() - t
     names = list(result.policies)
     diff = result.differences[f"{names[1]}-{names[0]}"]["dr"]
-    decision, reason = decide(result, names[0], names[1], diff, cfg.min_gain)
+    decision, reason = decide(result, names[0], names[1], diff, cfg.min_gain, objective.unit)
     out = RetrainResult(decision, reason, candidate, production, diff, result.to_json(),
                         {**data, "train_from": trained.artifact.metadata["training_data"]["from"],
                          "evaluated_from": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(cut)),
@@ -151,15 +160,21 @@ def retrain_from_logs(staff, catalog, log, history: list, registry: ModelRegistr
     return out
 
 
-def decide(result, production: str, candidate: str, diff: dict, min_gain: float) -> tuple[str, str]:
-    """The gate: the candidate's DR gain over production, its 95% interval above
-    ``min_gain``, with reliable importance weights for both."""
+def decide(result, production: str, candidate: str, diff: dict, min_gain: float,
+           unit: str = "clicks") -> tuple[str, str]:
+    """The gate: promoted when the candidate's DR gain over production has its 95% interval
+    above ``min_gain`` with reliable importance weights for both; undecided when the
+    weights are unreliable and the interval is not wholly below ``min_gain``; else kept."""
     unreliable = [n for n in (production, candidate) if not result.diagnostics.get(n, {}).get("ips_reliable", True)]
-    gain = (f"{diff['value']:+.4f} clicks per request [{diff['ci_low']:+.4f}, {diff['ci_high']:+.4f}] "
+    gain = (f"{diff['value']:+.4f} {unit} per request [{diff['ci_low']:+.4f}, {diff['ci_high']:+.4f}] "
             f"(doubly robust, 95%) over {result.n_requests:,} requests")
     if unreliable:
-        return KEPT, (f"kept {production}: the importance weights of {', '.join(unreliable)} are unreliable on these "
-                      f"logs (too little exploration where it matters), so the gain {gain} cannot be trusted")
+        weights = (f"the importance weights of {', '.join(unreliable)} are unreliable on these logs (too little "
+                   f"exploration where the two differ)")
+        if diff["ci_high"] < min_gain:
+            return KEPT, f"kept {production}: {candidate}'s gain {gain} is surely below {min_gain:+.4f}, though {weights}"
+        return UNDECIDED, (f"undecided between {production} and {candidate}: {weights}, so the gain {gain} cannot "
+                           f"be trusted either way; an online ramp can decide")
     if diff["ci_low"] > min_gain:
         return PROMOTED, f"{candidate} beats {production} by {gain}, above the required {min_gain:+.4f}"
     return KEPT, (f"kept {production}: {candidate}'s gain {gain} is not surely above {min_gain:+.4f}")
