@@ -133,5 +133,5 @@ def test_offline_ab_section(trained, tmp_path):
     assert "Offline A/B decision" in page and "Promoted" in page and "more clicks than the serving model" in page
     assert f"{version} · DR" in page and "a warning" in page
     assert len(_svgs(page)) == len(_svgs(render_training_report(trained.report))) + 2  # estimates and differences
-    with pytest.raises(ValueError, match="promoted, kept"):
+    with pytest.raises(ValueError, match="promoted, undecided, kept"):
         OfflineAB(ev, "shipped", "no such decision")

@@ -17,7 +17,7 @@ from .ope.report import estimates_table
 from .svg import COLORS, NEGATIVE, NEUTRAL, PALETTE, POSITIVE, calibration_plot, esc, forest, hbars, page
 
 REPORT_FILE = "report.html"
-DECISIONS = ("promoted", "kept")
+DECISIONS = ("promoted", "undecided", "kept")
 PART_COLORS = {"training": PALETTE[0], "validation": PALETTE[1]}
 
 
@@ -91,7 +91,7 @@ class OfflineAB:
     decision and why, in one sentence."""
 
     evaluation: dict
-    decision: str  # "promoted" or "kept"
+    decision: str  # "promoted", "undecided" or "kept"
     reason: str
 
     def __post_init__(self) -> None:

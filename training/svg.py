@@ -17,7 +17,7 @@ STYLE = ("body{font-family:sans-serif;max-width:980px;margin:2em auto;color:#222
          ".bad{background:#fde0dc}.diff th{font-style:italic}.warn{background:#fff4e0;border:1px solid #e0a040;padding:8px}"
          ".chosen{background:#e4f0e0;font-weight:bold}.note{color:#555;font-size:90%}td.l,th.l{text-align:left}"
          ".decision{border:2px solid #888;padding:8px 12px;margin:1em 0}.promoted{border-color:#2ca02c;background:#eef7ec}"
-         ".kept{border-color:#8c6d31;background:#f7f2e6}svg{display:block;margin:0.5em 0}")
+         ".kept{border-color:#8c6d31;background:#f7f2e6}.undecided{border-color:#1f77b4;background:#eaf2f9}svg{display:block;margin:0.5em 0}")
 
 _FONT = 12
 
