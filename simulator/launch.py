@@ -28,6 +28,7 @@ import numpy as np
 
 from features.pipeline import history_from_logs
 from recommender.contracts import ImpressionLog, load_banners, load_staff, write_banners
+from recommender.domain import Banner
 from recommender.exploration import epsilon_greedy
 from recommender.ordering import greedy_keys
 from recommender.progress import progress_bar
@@ -67,6 +68,11 @@ class LaunchDay:
     retrain: str = ""  # the night's decision and why
 
 
+def launch_start(start: str) -> float:
+    """The first day's midnight, KST, as a timestamp."""
+    return datetime.fromisoformat(start).replace(tzinfo=KST).timestamp()
+
+
 def audience_share(cfg: LaunchConfig, day: int) -> float:
     return min(1.0, cfg.first_share + (1.0 - cfg.first_share) * day / max(cfg.days - 1, 1))
 
@@ -75,11 +81,11 @@ class Province:
     """The simulated staff, banners and ground truth, with each person's views and clicks
     so far (what the truth's fatigue and completion read)."""
 
-    def __init__(self, cfg: LaunchConfig, out: Path):
+    def __init__(self, cfg: LaunchConfig, out: Path, banners: list[Banner] | None = None):
         self.cfg = cfg
         self.rng = np.random.default_rng(cfg.seed)
-        self.t0 = datetime.fromisoformat(cfg.start).replace(tzinfo=KST).timestamp()
-        self.banners = make_banners(self.t0, self.t0 + cfg.days * DAY)
+        self.t0 = launch_start(cfg.start)
+        self.banners = banners if banners is not None else make_banners(self.t0, self.t0 + cfg.days * DAY)
         sim = SimulationConfig(staff=cfg.staff, days=cfg.days, start=cfg.start, seed=cfg.seed)
         self.truth = _make_truth(sim, self.rng, self.banners)
         _write_staff(out / "staff.csv", self.truth)
