@@ -26,3 +26,22 @@ def test_the_decision_follows_the_interval_and_the_weights(value, below, above, 
     else:
         assert decision == KEPT and reason.startswith("kept prod")
     assert "outcomes per request" in reason
+
+
+def test_the_gate_values_the_objective_the_candidate_is_trained_for(tmp_path):
+    from recommender.contracts import load_banners, load_impressions, load_staff
+    from simulator import SimulationConfig, simulate
+    from training.objective import Objective
+    from training.registry import ModelRegistry
+    from training.retrain import RetrainConfig, retrain_from_logs
+    from training.train import TrainConfig
+
+    simulate(tmp_path / "p", SimulationConfig(staff=1500, days=4, seed=3, outcomes=True))
+    catalog = load_banners(tmp_path / "p" / "banners.json")
+    staff = load_staff(tmp_path / "p" / "staff.csv")
+    log = load_impressions(tmp_path / "p" / "impressions.jsonl", catalog=catalog)
+    cfg = RetrainConfig(eval_days=1.0, bootstrap=20,
+                        train=TrainConfig(models=("logistic",), objective=Objective.parse("outcomes")))
+    result = retrain_from_logs(staff, catalog, log, [], ModelRegistry(tmp_path / "models"), cfg)
+    assert result.candidate is not None and "outcomes per request" in result.reason
+    assert result.evaluation["objective"] == "outcomes"
