@@ -122,5 +122,5 @@ def app_from_env() -> FastAPI:
     if not path:
         raise RuntimeError("RECOMMENDER_CONFIG is not set (recommender serve sets it)")
     configure_logging(os.environ.get("RECOMMENDER_LOG_LEVEL", "info"))
-    config = load_config(path).with_env_keys()
+    config = load_config(path, env_keys=True)
     return create_app(config, noop_endpoint=os.environ.get("RECOMMENDER_NOOP_ENDPOINT") == "1")

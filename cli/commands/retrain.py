@@ -66,8 +66,13 @@ def run(args: argparse.Namespace) -> int:
     from training.retrain import RetrainConfig, RetrainError, retrain
     from training.train import TrainConfig
 
+    cfg = None
+    if args.config:  # a config that cannot be used is a usage error (exit 2), as in every command
+        from ._options import service_config
+
+        cfg = service_config(args.config)
     try:
-        db, models, explorer, default_cap = where(args)
+        db, models, explorer, default_cap = where(args, cfg)
         window = duration(args.window) / 86400.0
     except ValueError as e:
         return fail(str(e))
@@ -115,15 +120,12 @@ def run(args: argparse.Namespace) -> int:
         return PROMOTED
 
 
-def where(args: argparse.Namespace) -> tuple[str, Path, Exploration, object]:
+def where(args: argparse.Namespace, cfg=None) -> tuple[str, Path, Exploration, object]:
     """The event store, the model registry, the arm's exploration and the default frequency
-    cap, from --config or the flags."""
+    cap, from the --config file's config (``cfg``) or the flags."""
     from recommender.exploration import Exploration
 
-    if args.config:
-        from service.config import load_config
-
-        cfg = load_config(args.config)
+    if cfg is not None:
         arm = next((a for a in cfg.arms if a.name == args.arm), None)
         if arm is None:
             raise ValueError(f"--arm {args.arm}: not an arm of {args.config}")
