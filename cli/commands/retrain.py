@@ -125,6 +125,10 @@ def where(args: argparse.Namespace, cfg=None) -> tuple[str, Path, Exploration, o
     cap, from the --config file's config (``cfg``) or the flags."""
     from recommender.exploration import Exploration
 
+    if cfg is None and args.config:
+        from ._options import service_config
+
+        cfg = service_config(args.config)
     if cfg is not None:
         arm = next((a for a in cfg.arms if a.name == args.arm), None)
         if arm is None:
