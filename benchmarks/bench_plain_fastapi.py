@@ -179,6 +179,10 @@ def main() -> None:
         if extra:
             line += f" {s['noop']['rps']:.0f} | {s['noop_over_plain']['median']:.1%} |"
         print(line)
+    for s in results["summaries"]:
+        r = s["service_over_plain"]
+        print(f"workers={s['workers']}: service / plain throughput {r['median']:.1%} (median of {args.rounds} rounds; "
+              f"goal: at least 60%)")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 

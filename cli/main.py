@@ -7,7 +7,7 @@ import argparse
 import importlib
 import sys
 
-from recommender.errors import ContractError
+from recommender.errors import ConfigError, ContractError
 
 COMMAND_MODULES = (
     "cli.commands.simulate",
@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {e}", file=sys.stderr)
         else:
             print(f"error: input breaks its contract:\n{e}", file=sys.stderr)
+        return 2
+    except ConfigError as e:  # a --config file: one line naming it (and the field)
+        print(f"error: {e}", file=sys.stderr)
         return 2
     except (FileNotFoundError, IsADirectoryError) as e:
         print(f"error: {e}", file=sys.stderr)

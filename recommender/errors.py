@@ -29,6 +29,11 @@ class FieldError(ValueError):
         self.field, self.message = field, message
 
 
+class ConfigError(ValueError):
+    """A config file that cannot be used (missing, not TOML, a bad field): the message is
+    one line that names the file and the field."""
+
+
 class ContractError(ValueError):
     """One or more rows of a file break its contract. Nothing of the file is loaded."""
 

@@ -1,4 +1,5 @@
-"""Admission control: whether a worker takes a request or answers 503 at once.
+"""Admission control: whether a worker takes a request or answers 503 at once. All of it
+is here: the decision, both places it is taken, and the one 503 answer.
 
 A worker serves one request at a time on its event loop (a ranking is about a
 millisecond of CPU and does not yield), so the requests waiting for it wait in the
@@ -17,28 +18,69 @@ them), and the burst that follows a pause is overload, not a hiccup (with no hol
 p99 of what was admitted at three times capacity rose from under 15 ms to 25-50 ms). On
 a saturated worker, two checks, at two places:
 
-- when a request's bytes are read (service.http_protocol), the wait ahead of it is
-  estimated as the requests read but not started times the recent time per request; past
-  ``max_queue_ms`` it is answered 503 there and then, with ``Connection: close``. This
-  costs a few tens of microseconds, so shedding stays cheap when most requests must be
-  shed (a 503 built by the app costs a good part of a ranking, and at three times
-  capacity the shedding alone would fill the worker);
-- when the app starts on a request (service.middleware), the measured wait is checked
-  against ``max_queue_ms`` again while other requests wait behind it (a lone request that
-  the operating system kept waiting is served: refusing it would help no one), and the
-  requests in the app (the endpoints that wait for the disk run in a thread pool) against
-  ``max_in_flight``.
+- when a request's bytes are read (``Admission.refuse_at_read``, called by the HTTP
+  protocol, service.http_protocol), the wait ahead of it is estimated as the requests
+  read but not started times the recent time per request; past ``max_queue_ms`` it is
+  answered 503 there and then, as raw bytes, without the app. This costs a few tens of
+  microseconds, so shedding stays cheap when most requests must be shed (a 503 built by
+  the app costs a good part of a ranking, and at three times capacity the shedding alone
+  would fill the worker);
+- when the app starts on a request (``Admission.admit``, called by the middleware,
+  service.middleware), the measured wait is checked against ``max_queue_ms`` again while
+  other requests wait behind it (a lone request that the operating system kept waiting
+  is served: refusing it would help no one), and the requests in the app (the endpoints
+  that wait for the disk run in a thread pool) against ``max_in_flight``.
 
-Health, readiness and metrics are never shed.
+Both answer the same 503: the body ``OVERLOADED_BODY`` (``{"detail": "overloaded: ..."}``)
+with ``Retry-After: 1``. Each request shed is counted (``on_shed``: the metrics' shed
+counter and a 503 in the request counter); the latency histogram holds the requests
+admitted. Health, readiness and metrics are never shed.
 """
 from __future__ import annotations
 
+import json
 import time
 from typing import Callable
 
 ADMISSION_STATE = "admission"  # the lifespan state key the protocol finds it under
+RECEIVED = "recommender.received"  # in the ASGI scope: time.monotonic() when the request's bytes were read
 RETRY_AFTER_SECONDS = 1
 NEVER_SHED = frozenset({"/healthz", "/readyz", "/metrics"})
+
+OVERLOADED_BODY = json.dumps({"detail": f"overloaded: this worker is behind; retry after {RETRY_AFTER_SECONDS} s"},
+                             separators=(",", ":")).encode()
+OVERLOADED_HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(OVERLOADED_BODY)).encode()),
+                      (b"retry-after", str(RETRY_AFTER_SECONDS).encode())]
+
+
+def _raw_overloaded(connection: bytes) -> bytes:
+    """The 503 as the bytes of a whole HTTP/1.1 answer (the read-time check writes it)."""
+    head = b"".join(b"%s: %s\r\n" % h for h in [*OVERLOADED_HEADERS, (b"connection", connection)])
+    return b"HTTP/1.1 503 Service Unavailable\r\n" + head + b"\r\n" + OVERLOADED_BODY
+
+
+OVERLOADED_KEEP_ALIVE = _raw_overloaded(b"keep-alive")
+OVERLOADED_CLOSE = _raw_overloaded(b"close")
+
+
+def path_of(data: bytes) -> str:
+    """The path of the request line at the start of ``data`` ("" if there is none)."""
+    parts = data.split(b" ", 2)
+    return parts[1].split(b"?", 1)[0].decode("latin-1") if len(parts) > 2 else ""
+
+
+def is_one_whole_request(data: bytes) -> bool:
+    """``data`` holds exactly one request, head and body (so it can be answered and
+    dropped without a parser, and the connection kept)."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return False
+    head = data[:end].lower()
+    if b"transfer-encoding" in head:
+        return False
+    at = head.find(b"\r\ncontent-length:")
+    length = int(head[at + 17:].split(b"\r\n", 1)[0]) if at >= 0 else 0
+    return len(data) == end + 4 + length
 
 
 class Admission:
@@ -58,7 +100,7 @@ class Admission:
         self._busy = 0.0
         self._window_start = time.monotonic()
         self._strict_until = 0.0  # the strict bound holds until then
-        self.on_shed: Callable[[str], None] | None = None  # told the endpoint of each request shed
+        self.on_shed: Callable[[str, str], None] | None = None  # told the path and method of each request shed
 
     # Only the event loop's thread reads or changes these counters.
     def bound(self) -> float:
@@ -98,6 +140,32 @@ class Admission:
                 self._strict_until = now + self.hold
             self._busy, self._window_start = 0.0, now
 
-    def shed(self, endpoint: str) -> None:
+    def shed(self, path: str, method: str) -> None:
         if self.on_shed is not None:
-            self.on_shed(endpoint)
+            self.on_shed(path, method)
+
+    def refuse_at_read(self, data: bytes, received: float) -> bytes | None:
+        """The first check, on the bytes that start a request: None to read it on, else the
+        503 to write (OVERLOADED_CLOSE when ``data`` is not exactly one whole request: the
+        connection must then be closed, as no parser has read the rest)."""
+        if not self.overloaded():
+            return None
+        path = path_of(data)
+        if path in NEVER_SHED:
+            return None
+        self.shed(path, data.split(b" ", 1)[0].decode("latin-1"))
+        answer = OVERLOADED_KEEP_ALIVE if is_one_whole_request(data) else OVERLOADED_CLOSE
+        self.worked(time.monotonic() - received)
+        return answer
+
+    def admit(self, path: str, method: str, received: float | None) -> bool:
+        """The second check, when the app starts on a request read at ``received`` (None:
+        not stamped by the protocol): True if it is admitted (the caller then calls
+        ``finished``), False if it is shed (the caller answers ``OVERLOADED_BODY``)."""
+        if received is not None:  # it no longer waits
+            self.waiting -= 1
+        if path not in NEVER_SHED and self.refusal(received):
+            self.shed(path, method)
+            return False
+        self.in_flight += 1
+        return True

@@ -23,7 +23,6 @@ from .apidocs import add_offline_docs
 from .config import ServiceConfig, load_config
 from .deps import Client
 from .engine import RankingEngine
-from .fast_rank import FastRank
 from .metrics import ServiceMetrics
 from .middleware import LimitsAndMetrics
 from .routes import admin, catalog, events, personalizer, ranking
@@ -95,8 +94,7 @@ def create_app(config: ServiceConfig | None = None, engine: RankingEngine | None
     personalizer.install(app)
     add_offline_docs(app)
 
-    app.add_middleware(LimitsAndMetrics, max_body=config.max_body_bytes, admission=admission, metrics=metrics,
-                       fast_rank=FastRank(engine, metrics))
+    app.add_middleware(LimitsAndMetrics, max_body=config.max_body_bytes, admission=admission, metrics=metrics)
     return app
 
 
@@ -124,5 +122,5 @@ def app_from_env() -> FastAPI:
     if not path:
         raise RuntimeError("RECOMMENDER_CONFIG is not set (recommender serve sets it)")
     configure_logging(os.environ.get("RECOMMENDER_LOG_LEVEL", "info"))
-    config = load_config(path).with_env_keys()
+    config = load_config(path, env_keys=True)
     return create_app(config, noop_endpoint=os.environ.get("RECOMMENDER_NOOP_ENDPOINT") == "1")

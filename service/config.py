@@ -14,7 +14,7 @@ from pathlib import Path
 
 from recommender.contracts.banners import cap_from_dict
 from recommender.domain import FrequencyCap
-from recommender.errors import FieldError
+from recommender.errors import ConfigError, FieldError
 from recommender.exploration import BOLTZMANN, EPSILON_GREEDY, POLICIES, Exploration
 
 from .arms import Arm
@@ -26,10 +26,6 @@ ADMIN_KEYS_ENV = "RECOMMENDER_ADMIN_KEYS"
 # retention keeps at least the click window and a day: a ranking still open to clicks is never pruned
 MIN_RETENTION_DAYS = CLICK_WINDOW_DAYS + 1.0
 EXPLORATION_KEYS = ("epsilon", "exploration", "temperature", "depth")  # of [arms] (the default) and [arms.NAME]
-
-
-class ConfigError(ValueError):
-    pass
 
 
 @dataclass
@@ -110,20 +106,22 @@ def parse_config(data: dict, base: Path = Path("."), source: Path | None = None)
         raise ConfigError(f"unknown config section(s): {', '.join(sorted(unknown))}")
     s = dict(data.get("service", {}))
     cfg = ServiceConfig(source=source)
+    kinds = {**{n: str for n in ("host", "log_salt", "model_loader")},
+             **{n: int for n in ("port", "workers", "slots", "max_body_bytes", "max_in_flight", "max_open_rankings",
+                                 "ramp_min_requests", "seed")},
+             **{n: float for n in ("history_days", "retention_days", "sync_interval", "max_queue_ms",
+                                   "ramp_check_interval", "ramp_alpha")}}
+    for name, kind in kinds.items():
+        if name in s:
+            value = s.pop(name)
+            try:
+                if kind is not str and (isinstance(value, bool) or not isinstance(value, (int, float, str))):
+                    raise ValueError
+                setattr(cfg, name, kind(value))
+            except (TypeError, ValueError):
+                what = {str: "a string", int: "a whole number", float: "a number"}[kind]
+                raise ConfigError(f"[service] {name}: must be {what}, got {value!r}") from None
     try:
-        for name in ("host", "log_salt", "model_loader"):
-            if name in s:
-                setattr(cfg, name, str(s.pop(name)))
-        for name in ("port", "workers", "slots", "max_body_bytes", "max_in_flight", "max_open_rankings",
-                     "ramp_min_requests"):
-            if name in s:
-                setattr(cfg, name, int(s.pop(name)))
-        for name in ("history_days", "retention_days", "sync_interval", "max_queue_ms", "ramp_check_interval",
-                     "ramp_alpha"):
-            if name in s:
-                setattr(cfg, name, float(s.pop(name)))
-        if "seed" in s:
-            cfg.seed = int(s.pop("seed"))
         if "default_cap" in s:
             cfg.default_cap = cap_from_dict(s.pop("default_cap"), "default_cap")
         if "db" in s:
@@ -207,14 +205,31 @@ def _exploration(section: dict, where: str, default: Exploration) -> Exploration
     return Exploration(policy, float(eps), float(temperature), depth)
 
 
-def load_config(path: str | Path) -> ServiceConfig:
+def load_config(path: str | Path, *, env_keys: bool = False, require_keys: bool = False) -> ServiceConfig:
+    """The service config in the TOML file at ``path``: the one loader of every command
+    that takes ``--config`` and of the service's workers. ``env_keys``: add the API keys of
+    the environment (``with_env_keys``); ``require_keys``: and check them (``check_keys``).
+    Whatever is wrong (no such file, not TOML, a bad field, no keys) raises ConfigError
+    with one line that names the file (and the field)."""
     path = Path(path)
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
+    except OSError as e:  # missing, a folder, not readable
+        raise ConfigError(f"{path}: cannot read the config: {e.strerror or e}") from None
     except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text: {e}") from None
+    try:
+        cfg = parse_config(data, path.resolve().parent, path)
+        if env_keys or require_keys:
+            cfg.with_env_keys()
+        if require_keys:
+            cfg.check_keys()
+    except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
-    return parse_config(data, path.resolve().parent, path)
+    return cfg
 
 
 def resolve_loader(spec: str | None):
@@ -226,4 +241,7 @@ def resolve_loader(spec: str | None):
     module, _, name = spec.partition(":")
     if not module or not name:
         raise ConfigError(f"[service] model_loader must be 'module:function', got {spec!r}")
-    return getattr(importlib.import_module(module), name)
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise ConfigError(f"[service] model_loader {spec!r}: cannot be imported ({type(e).__name__}: {e})") from None

@@ -26,7 +26,7 @@ class ServiceMetrics:
         self.requests = Counter("recommender_http_requests_total", "HTTP requests", ["endpoint", "method", "status"],
                                 registry=r)
         self.latency = Histogram("recommender_http_request_duration_seconds",
-                                 "HTTP request latency in the worker, from when its bytes were read", ["endpoint"],
+                                 "HTTP request latency in the worker, from when its bytes were read (the requests admitted)", ["endpoint"],
                                  buckets=_BUCKETS, registry=r)
         self.rankings = Counter("recommender_rankings_total", "rankings served", ["arm", "model_version", "explored"],
                                 registry=r)
@@ -90,8 +90,12 @@ class ServiceMetrics:
         series[0]()
         series[1](seconds)
 
-    def observe_shed(self, endpoint: str) -> None:
+    def observe_shed(self, path: str, method: str) -> None:
+        """A request admission control answered 503 (not in the latency histogram, which
+        holds the requests admitted)."""
+        endpoint = endpoint_label(path)
         self._child(self.shed, endpoint).inc()
+        self._child(self.requests, endpoint, method, "503").inc()
 
     def observe_online(self, online) -> None:
         """The open rankings of this worker's click history (called by the store follower

@@ -1,16 +1,12 @@
-"""The ASGI middleware in front of every route: admission control's second check
-(service.admission), body limits, metrics, and POST /v1/rank's fast path
-(service.fast_rank)."""
+"""The ASGI middleware in front of every route: admission control's second look at each
+request (``Admission.admit``, service.admission), body limits, metrics."""
 from __future__ import annotations
 
 import time
 
 from fastapi.responses import JSONResponse
 
-from .admission import NEVER_SHED, RETRY_AFTER_SECONDS, Admission
-from .fast_rank import PATH as FAST_RANK_PATH
-from .fast_rank import FastRank
-from .http_protocol import RECEIVED
+from .admission import OVERLOADED_BODY, OVERLOADED_HEADERS, RECEIVED, Admission
 from .metrics import ServiceMetrics, endpoint_label
 
 ADMIN_BODY_LIMIT = 64 * 1024 * 1024  # bulk staff and catalog uploads
@@ -24,17 +20,16 @@ async def _answer(send, status: int, body: dict, headers: list | None = None) ->
 
 
 class LimitsAndMetrics:
-    """Pure ASGI middleware: sheds load (503) when ``admission`` refuses a request, refuses
+    """Pure ASGI middleware: sheds load (admission control's 503) when ``admission`` does
+    not admit a request, refuses
     bodies over the limit with 413 (by Content-Length, or while reading a chunked body),
     and records request counts and latency per endpoint."""
 
-    def __init__(self, app, max_body: int, admission: Admission, metrics: ServiceMetrics,
-                 fast_rank: FastRank | None = None):
+    def __init__(self, app, max_body: int, admission: Admission, metrics: ServiceMetrics):
         self.app = app
         self.max_body = max_body
         self.admission = admission
         self.metrics = metrics
-        self.fast_rank = fast_rank
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -44,18 +39,12 @@ class LimitsAndMetrics:
         t = time.monotonic()
         admission = self.admission
         received = scope.get(RECEIVED)
-        if received is not None:  # the latency metric counts the time the request waited for the worker
-            admission.waiting -= 1
-        since = received if received is not None else t
-        refusal = admission.refusal(received)
-        if refusal and path not in NEVER_SHED:
-            admission.shed(endpoint)
-            await _answer(send, 503, {"detail": f"overloaded: {refusal}; retry after {RETRY_AFTER_SECONDS} s"},
-                          [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())])
-            self.metrics.observe_request(endpoint, scope["method"], 503, time.monotonic() - since)
+        since = received if received is not None else t  # the latency counts the wait for the worker
+        if not admission.admit(path, scope["method"], received):
+            await send({"type": "http.response.start", "status": 503, "headers": OVERLOADED_HEADERS})
+            await send({"type": "http.response.body", "body": OVERLOADED_BODY})
             admission.worked(time.monotonic() - t)
             return
-        admission.in_flight += 1
         try:
             status = await self._limited(scope, receive, send, path)
         finally:
@@ -83,10 +72,6 @@ class LimitsAndMetrics:
             if int(length) > limit:
                 await self._too_large(send_wrapper, limit)
                 return status
-            if self.fast_rank is not None and path == FAST_RANK_PATH and scope["method"] == "POST":
-                receive = await self.fast_rank(scope, receive, send_wrapper)
-                if receive is None:
-                    return status
             await self.app(scope, receive, send_wrapper)
             return status
         seen = 0

@@ -97,3 +97,45 @@ def test_a_log_without_clicks_is_one_clear_error(small_province, tmp_path, capsy
     assert _evaluate(files) == 2
     err = _one_line(capsys)
     assert err.startswith(f"error: {imp}: the 3,000 impressions to fit a click model on have no click")
+
+
+CONFIG_COMMANDS = [
+    ["serve", "--config", "{}"],
+    ["store", "prune", "--config", "{}"],
+    ["store", "forget", "s-1", "--config", "{}"],
+    ["models", "--config", "{}", "list"],
+    ["retrain", "--config", "{}"],
+    ["arms", "--config", "{}", "status"],
+    ["goals", "--config", "{}"],
+]
+BAD_CONFIGS = {  # the file's text (None: no file), and what the one line must say
+    "missing": (None, "cannot read the config"),
+    "not TOML": ("[service\nport = 1\n", "not valid TOML"),
+    "a bad field": ('[service]\nport = "eighty"\n', "[service] port: must be a whole number"),
+    "a bad arm": ("[arms.A]\nshare = 1.0\nepsilon = 2\n", "[arms.A] epsilon: must be a number in [0, 1]"),
+    "a loader that does not import": ('[service]\nmodel_loader = "no_such_module:load"\n',
+                                      "[service] model_loader"),
+}
+
+
+@pytest.mark.parametrize("bad", sorted(BAD_CONFIGS))
+@pytest.mark.parametrize("command", CONFIG_COMMANDS, ids=lambda c: " ".join(x for x in c if x != "{}"))
+def test_a_bad_config_is_one_line_naming_the_file_and_exit_2(tmp_path, capsys, command, bad):
+    text, says = BAD_CONFIGS[bad]
+    if "model_loader" in says and command[0] not in ("models", "arms"):
+        pytest.skip("only the commands that load models import the loader")
+    path = tmp_path / "service.toml"
+    if text is not None:
+        path.write_text(text, encoding="utf-8")
+    assert main([x.format(path) for x in command]) == 2
+    err = _one_line(capsys)
+    assert err.startswith(f"error: {path}: ") and says in err, err
+
+
+def test_serve_without_api_keys_is_one_line_naming_the_file(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("RECOMMENDER_ADMIN_KEYS", raising=False)
+    monkeypatch.delenv("RECOMMENDER_CLIENT_KEYS", raising=False)
+    path = tmp_path / "service.toml"
+    path.write_text("[service]\nport = 8000\n", encoding="utf-8")
+    assert main(["serve", "--config", str(path)]) == 2
+    assert _one_line(capsys).startswith(f"error: {path}: no admin API key")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 from recommender.domain import FrequencyCap
 
@@ -20,13 +19,18 @@ def default_cap(text: str | None) -> FrequencyCap | None:
         raise ValueError(f"--default-cap: {e}") from None
 
 
-def service_config(path):
-    """The service config at ``path`` (service.config.ServiceConfig), or None after
-    printing why it cannot be read (the command then exits with 2)."""
-    from service.config import ConfigError, load_config
+def service_config(path, *, require_keys: bool = False, loader: bool = False):
+    """The service config at ``path`` (service.config.ServiceConfig), for every command
+    that takes ``--config``. ``require_keys``: with the environment's API keys, checked;
+    ``loader``: also returns its model loader (``resolve_loader``), as ``(config, loader)``.
+    A config that cannot be used raises ConfigError with one line naming the file (and
+    the field): ``recommender`` prints it and exits 2."""
+    from service.config import ConfigError, load_config, resolve_loader
 
+    cfg = load_config(path, require_keys=require_keys)
+    if not loader:
+        return cfg
     try:
-        return load_config(path)
-    except (ConfigError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return None
+        return cfg, resolve_loader(cfg.model_loader)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None

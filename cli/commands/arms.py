@@ -41,14 +41,11 @@ def duration(text: str) -> float:
 def run(args: argparse.Namespace) -> int:
     from recommender.store import open_store
     from service.arms import effective_shares
-    from service.config import resolve_loader
     from service.ramp import ramp_status
     from training.registry import ModelRegistry, RegistryError
 
-    cfg = service_config(args.config)
-    if cfg is None:
-        return 2
-    reg = ModelRegistry(cfg.models, resolve_loader(cfg.model_loader))
+    cfg, loader = service_config(args.config, loader=True)
+    reg = ModelRegistry(cfg.models, loader)
     names = [a.name for a in cfg.arms]
     now = time.time()
     try:

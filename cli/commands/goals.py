@@ -23,8 +23,6 @@ def run(args: argparse.Namespace) -> int:
     from recommender.store.export import stored_catalog
 
     cfg = service_config(args.config)
-    if cfg is None:
-        return 2
     now = time.time()
     with open_store(cfg.db) as store:
         banners = stored_catalog(store)

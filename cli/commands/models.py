@@ -35,10 +35,10 @@ def register(sub) -> None:
 
 def registry_from(args: argparse.Namespace) -> ModelRegistry:
     if args.config:
-        from service.config import load_config, resolve_loader
+        from ._options import service_config
 
-        cfg = load_config(args.config)
-        return ModelRegistry(cfg.models, resolve_loader(cfg.model_loader))
+        cfg, loader = service_config(args.config, loader=True)
+        return ModelRegistry(cfg.models, loader)
     return ModelRegistry(Path(args.models or "models"))
 
 

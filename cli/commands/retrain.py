@@ -76,8 +76,13 @@ def run(args: argparse.Namespace) -> int:
     from training.retrain import RetrainConfig, RetrainError, retrain
     from training.train import TrainConfig
 
+    cfg = None
+    if args.config:  # a config that cannot be used is a usage error (exit 2), as in every command
+        from ._options import service_config
+
+        cfg = service_config(args.config)
     try:
-        db, models, explorer, default_cap, arms = where(args)
+        db, models, explorer, default_cap, arms = where(args, cfg)
         window = duration(args.window) / 86400.0
         objective = Objective.parse(args.objective)
         ramps = {"--ramp": ramp_steps(args.ramp) if args.ramp else None,
@@ -203,15 +208,17 @@ def write_summary(result, action: dict, work: Path) -> None:
         (result.folder / "retrain.json").write_text(text, encoding="utf-8")
 
 
-def where(args: argparse.Namespace) -> tuple[str, Path, Exploration, object, list[str] | None]:
+def where(args: argparse.Namespace, cfg=None) -> tuple[str, Path, Exploration, object, list[str] | None]:
     """The event store, the model registry, the arm's exploration, the default frequency
-    cap and the config's arms (None without --config), from --config or the flags."""
+    cap and the config's arms (None without --config), from the --config file's config
+    (``cfg``) or the flags."""
     from recommender.exploration import Exploration
 
-    if args.config:
-        from service.config import load_config
+    if cfg is None and args.config:
+        from ._options import service_config
 
-        cfg = load_config(args.config)
+        cfg = service_config(args.config)
+    if cfg is not None:
         arm = next((a for a in cfg.arms if a.name == args.arm), None)
         if arm is None:
             raise ValueError(f"--arm {args.arm}: not an arm of {args.config}")

@@ -42,14 +42,11 @@ def run(args: argparse.Namespace) -> int:
         pass
     import uvicorn
 
-    from service.config import LOG_SALT_ENV, ConfigError, load_config
+    from service.config import LOG_SALT_ENV
 
-    try:
-        cfg = load_config(args.config).with_env_keys()
-        cfg.check_keys()
-    except (ConfigError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    from ._options import service_config
+
+    cfg = service_config(args.config, require_keys=True)
     host = args.host or cfg.host
     port = args.port if args.port is not None else cfg.port
     workers = args.workers or cfg.workers

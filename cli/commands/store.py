@@ -36,14 +36,13 @@ def run(args: argparse.Namespace) -> int:
     from recommender.store import open_store
     from recommender.store.connect import shown_url
     from recommender.timeutil import format_ts
-    from service.config import MIN_RETENTION_DAYS, ConfigError, load_config
+    from service.config import MIN_RETENTION_DAYS
     from service.engine import staff_ref
     from service.retention import prune_store
 
-    try:
-        cfg = load_config(args.config)
-    except (ConfigError, FileNotFoundError) as e:
-        return _fail(str(e))
+    from ._options import service_config
+
+    cfg = service_config(args.config)
     now = time.time()
     try:
         if args.store_command == "prune":
