@@ -35,7 +35,7 @@ from fastapi import params
 from fastapi._compat import Undefined
 from fastapi.dependencies.models import Dependant
 from fastapi.dependencies.utils import _validate_value_with_model_field
-from fastapi.exceptions import RequestValidationError
+from fastapi.exceptions import HTTPException, RequestValidationError
 from fastapi.routing import APIRoute
 
 try:  # FastAPI >= 0.13x builds an included route's handler under this context (its merged settings)
@@ -119,6 +119,8 @@ def lean_handler(route, general: Callable[[Request], Awaitable[Response]]
                     raise RequestValidationError([{"type": "json_invalid", "loc": ("body", e.pos),
                                                    "msg": "JSON decode error", "input": {},
                                                    "ctx": {"error": e.msg}}], body=e.doc) from None
+                except Exception:  # not text (bytes that are not UTF-8/16/32): FastAPI's 400
+                    raise HTTPException(400, "There was an error parsing the body") from None
             else:
                 body = raw
         values: dict[str, Any] = {}

@@ -98,6 +98,14 @@ def test_the_route_answers_as_fastapis_own_handler(api, body, headers):
     assert _without_id(lean.text) == _without_id(general.text)
 
 
+def test_a_body_that_is_not_text_is_400_as_fastapis(api):
+    client, _ = api
+    lean = client.post("/v1/rank", content=b"\x80", headers=C)
+    _general(client)
+    general = client.post("/v1/rank", content=b"\x80", headers=C)
+    assert lean.status_code == general.status_code == 400 and lean.json() == general.json()
+
+
 @pytest.mark.parametrize("body, headers, status, says", [
     ('{"staff_id": "s-1"}', {"X-API-Key": CLIENT_KEY, "content-type": "text/plain"}, 422, "valid dictionary"),
     ('{"staff_id": "s-1"}', {"X-API-Key": "wrong", "content-type": "application/json"}, 401, "API key"),
