@@ -52,8 +52,8 @@ class ServiceConfig:
     max_body_bytes: int = 256 * 1024
     max_in_flight: int = 32  # requests one worker holds at once before it answers 503 (load shedding)
     max_queue_ms: float = 10.0  # a request that waited longer for its worker is answered 503
-    # rankings one worker keeps open to clicks: about 60 bytes each with three banners shown,
-    # all taken at start (service.open_rankings), so 500,000 cost ~30 MB per worker
+    # rankings one worker keeps open to clicks: about 56 bytes each with three banners shown,
+    # all taken at start (service.open_rankings): 28 MB per worker at 500,000
     max_open_rankings: int = 500_000
     # person x banner entries of click counters one worker reserves at start for the traffic
     # since (36 bytes each, plus a quarter as many person x category entries: ~45 MB per
