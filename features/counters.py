@@ -97,11 +97,36 @@ class CounterArrays:
                 setattr(self, name, _grown(getattr(self, name), size, fill))
         if n_banners > len(self.glob):
             self.glob = _grown(self.glob, max(n_banners, 2 * len(self.glob), 64), 0.0)
-        for key, val, k, need in (("pb_key", "pb_val", 0, pairs), ("pc_key", "pc_val", 1, cat_pairs)):
+        for prefix, k, need in (("pb", 0, pairs), ("pc", 1, cat_pairs)):
+            key, val = f"{prefix}_key", f"{prefix}_val"
+            if self.used[k] + need <= len(getattr(self, key)):
+                continue
+            # a row that outgrows its room moves to the end of the key arrays and leaves its
+            # old room behind: take that back before growing, so that the arrays stay within
+            # twice (at most four times) the rows' own room instead of growing with each move
+            held = int(getattr(self, f"{prefix}_cap").sum())
+            if held + need <= self.COMPACT_BELOW * len(getattr(self, key)):
+                self._compact(prefix, k)
             if self.used[k] + need > len(getattr(self, key)):
                 size = max(int(self.used[k] + need), 2 * len(getattr(self, key)), 256)
                 setattr(self, key, _grown(getattr(self, key), size, 0))
                 setattr(self, val, _grown(getattr(self, val), size, 0.0))
+
+    COMPACT_BELOW = 0.75  # rows' room (and the room asked for) under this share of the arrays: compact
+
+    def _compact(self, prefix: str, k: int) -> None:
+        """Pack the rows of the ``prefix`` (pb or pc) key arrays back to back, in person
+        order, each keeping its room; in place (the arrays keep their size)."""
+        start, length, cap = (getattr(self, f"{prefix}_{n}") for n in ("start", "len", "cap"))
+        keys, vals = getattr(self, f"{prefix}_key"), getattr(self, f"{prefix}_val")
+        new_start = np.cumsum(cap) - cap
+        owner = np.repeat(np.arange(len(length)), length)
+        offset = np.arange(len(owner)) - np.repeat(np.cumsum(length) - length, length)
+        moved_keys, moved_vals = keys[start[owner] + offset], vals[start[owner] + offset]
+        keys[new_start[owner] + offset] = moved_keys
+        vals[new_start[owner] + offset] = moved_vals
+        start[:] = new_start
+        self.used[k] = int(cap.sum())
 
     # -- a fixed set on disk (the service's base, mapped by every worker) ---------------
     def save(self, folder: Path) -> None:

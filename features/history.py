@@ -241,6 +241,12 @@ class RunningHistory:
         self.delta = CounterArrays()
         self.delta.reserve(len(self._staff_ids), len(self._banner), 0, 0)
 
+    def reserve(self, people: int, pairs: int) -> None:
+        """Room in the counters of what is added one event at a time for ``people`` more
+        people and ``pairs`` more person x banner entries (and a quarter as many person x
+        category ones), taken now: memory does not grow until the traffic outgrows it."""
+        self.delta.reserve(len(self._staff_ids) + people, len(self._banner), pairs, pairs // 4)
+
     def save_base(self, folder: str | Path) -> None:
         """Write the base (built by add_events, nothing added since) for ``from_base``."""
         if self.delta.used.any():

@@ -48,7 +48,14 @@ class ServiceConfig:
     max_body_bytes: int = 256 * 1024
     max_in_flight: int = 32  # requests one worker holds at once before it answers 503 (load shedding)
     max_queue_ms: float = 10.0  # a request that waited longer for its worker is answered 503
-    max_open_rankings: int = 500_000  # rankings one worker keeps open to clicks (about 0.4 KB each)
+    # rankings one worker keeps open to clicks: about 56 bytes each with three banners shown,
+    # all taken at start (service.open_rankings): 28 MB per worker at 500,000
+    max_open_rankings: int = 500_000
+    # person x banner entries of click counters one worker reserves at start for the traffic
+    # since (36 bytes each, plus a quarter as many person x category entries: ~45 MB per
+    # worker at 1,000,000); its memory is flat until the traffic's pairs outgrow it, then
+    # the counters' arrays grow (features.counters)
+    online_history_pairs: int = 1_000_000
     default_cap: FrequencyCap | None = None  # the frequency cap of banners without their own
     ramp_check_interval: float = 60.0  # seconds between two looks at a running ramp's clicks
     ramp_alpha: float = 0.05  # a ramp stops when its always-valid 1 - alpha interval is below zero
@@ -108,7 +115,7 @@ def parse_config(data: dict, base: Path = Path("."), source: Path | None = None)
     cfg = ServiceConfig(source=source)
     kinds = {**{n: str for n in ("host", "log_salt", "model_loader")},
              **{n: int for n in ("port", "workers", "slots", "max_body_bytes", "max_in_flight", "max_open_rankings",
-                                 "ramp_min_requests", "seed")},
+                                 "online_history_pairs", "ramp_min_requests", "seed")},
              **{n: float for n in ("history_days", "retention_days", "sync_interval", "max_queue_ms",
                                    "ramp_check_interval", "ramp_alpha")}}
     for name, kind in kinds.items():

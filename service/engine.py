@@ -101,6 +101,7 @@ class RankingEngine:
         self.online.set_half_lives(self.models.half_lives())
         self.follower.load_history(self.config.history, self.clock() - self.config.history_days * 86400.0,
                                    self.config.history_cache_dir)
+        self.online.reserve(self.config.online_history_pairs)
         self.models.reload()
         if background:
             self.ranking_log.start()

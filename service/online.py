@@ -172,6 +172,13 @@ class OnlineHistory:
         """Whether caps, delivery goals or completions need the history's events (not only its counters)."""
         return bool(self._cap_all or self._capped_ids or self.delivery or self._after_completion)
 
+    def reserve(self, pairs: int) -> None:
+        """Take the memory of the counters' next ``pairs`` person x banner entries now
+        (RunningHistory.reserve; room for one person per 8 of them)."""
+        with self._lock:
+            for running in self._running.values():
+                running.reserve(pairs // 8, pairs)
+
     def load(self, events: Events) -> None:
         """Impressions with their clicks, all at once (a logged history file at start)."""
         with self._lock:

@@ -224,3 +224,53 @@ def test_a_config_pickled_before_the_crosses_keeps_its_layout():
     enc = FeatureEncoder(old).fit({"role": ["teacher"]}, BANNERS, 0.05)
     assert not any("targeting" in b or "tags" in b and b != "tags" or b.count(" x ") > 1 for b in enc.blocks_)
     assert FeatureConfig.from_dict(old.to_dict()) == old
+
+
+def _soak(running: RunningHistory, people: int, banners: int, rounds: int, seed: int = 0) -> None:
+    """Each person sees a few more banners each round (their counter rows keep outgrowing
+    their room and moving), as a service's people do over a day."""
+    rng = np.random.default_rng(seed)
+    ts = 1_000_000.0
+    for _ in range(rounds):
+        for p in range(people):
+            shown = rng.choice(banners, size=3, replace=False)
+            ts += 1.0
+            running.add_impressions(f"s-{p}", [f"b-{b}" for b in shown], [f"c-{b % 5}" for b in shown], ts)
+
+
+def test_counter_arrays_stay_within_a_bound_of_the_rows_they_hold():
+    """A row that outgrows its room moves to the end of the arrays and leaves its old room
+    behind: the arrays compact instead of growing, so that a reserve that holds the rows'
+    room with some to spare (a 40% margin here) is never outgrown, though the rows moved
+    three times each (4, 8, 16, then 32 entries: nearly twice their final room in all)."""
+    running = RunningHistory()
+    room = 300 * 32  # 300 people, each with a row of room for 32 once they saw most of 30 banners
+    running.reserve(people=300, pairs=int(1.4 * room))
+    # all but the per-banner totals, which follow the catalog (a row of two numbers per banner)
+    arrays = {n: getattr(running.delta, n) for n in running.delta.NAMES if n != "glob"}
+    _soak(running, people=300, banners=30, rounds=40)
+    d = running.delta
+    assert int(d.pb_cap.sum()) <= room and int(d.pb_len.sum()) <= 300 * 30
+    assert all(getattr(d, n) is a for n, a in arrays.items()), "an array was replaced (grown)"
+    assert int(d.used[0]) <= len(d.pb_key) and int(d.used[1]) <= len(d.pc_key)
+
+
+def test_compacted_counters_answer_as_before():
+    """Compaction moves rows, never their counts: the same answers as a history built at once."""
+    running = RunningHistory()
+    _soak(running, people=50, banners=30, rounds=30, seed=3)
+    rng = np.random.default_rng(3)
+    staff, banner, category, ts = [], [], [], []
+    t = 1_000_000.0
+    for _ in range(30):
+        for p in range(50):
+            shown = rng.choice(30, size=3, replace=False)
+            t += 1.0
+            for b in shown:
+                staff.append(f"s-{p}"), banner.append(f"b-{b}"), category.append(f"c-{b % 5}"), ts.append(t)
+    history = History(Events(staff, banner, category, np.array(ts), np.zeros(len(ts), dtype=bool)))
+    q = ([f"s-{p}" for p in range(50)], [f"b-{p % 30}" for p in range(50)], [f"c-{p % 5}" for p in range(50)],
+         np.full(50, t + 10.0))
+    got, want = running.query(*q), history.query(*q)
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-9, equal_nan=True)

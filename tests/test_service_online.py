@@ -261,3 +261,28 @@ def test_an_open_ranking_costs_under_half_a_kilobyte():
     per = (tracemalloc.get_traced_memory()[0] - before) / 20_000
     tracemalloc.stop()
     assert per < 512, per
+
+
+def test_the_reserved_click_counters_are_not_outgrown_by_traffic_that_fits(tmp_path):
+    """The engine takes ``online_history_pairs`` entries of counters at start; traffic whose
+    person x banner pairs fit in them (its rows moving as they outgrow their room) grows no
+    array: the counters' memory stays what it was at start."""
+    cfg = config_from(write_config(tmp_path, extra="online_history_pairs = 20000\n"))
+    assert cfg.online_history_pairs == 20000
+    reg = FakeRegistry(cfg.models)
+    add_fake_model(cfg.models, "m1")
+    reg.promote("m1", verify=False)
+    engine = started_engine(cfg, reg)
+    try:
+        h = engine.online
+        delta = h._first.delta
+        assert len(delta.pb_key) >= 20000
+        arrays = {n: getattr(delta, n) for n in delta.NAMES if n != "glob"}  # glob: per banner
+        rng = np.random.default_rng(0)
+        for i in range(40 * 200):  # 200 people, each shown 3 of 30 banners 40 times
+            shown = rng.choice(30, size=3, replace=False)
+            h.add_ranking(f"s-{i % 200}", f"r-{i}", 1000.0 + i, [(f"b-{b}", f"c-{b % 5}") for b in shown])
+        assert all(getattr(delta, n) is a for n, a in arrays.items()), "an array was replaced (grown)"
+        assert h._first.delta is delta and int(delta.pb_len.sum()) > 200 * 20
+    finally:
+        engine.close()
