@@ -122,5 +122,5 @@ class RampMonitor:
             self.registry.end_ramp("done", reason, shares=shares,
                                    promote=(version, status.control) if version else None)
             log.info("ramp done: %s", reason)
-        self.last = ramp_status(self.store, self.registry.state(), self.arms, now, self.alpha)
+        self.last = ramp_status(self.store, self.registry.state(), self.arms, now, self.alpha, (new, control))
         return self.last

@@ -67,3 +67,14 @@ def pg_url(pg_server):
     store = open_store(url)
     store.drop_schema()
     store.close()
+
+
+@pytest.fixture
+def api(tmp_path):
+    """A test client of a service with model m1 on arm A, and its engine."""
+    from service_support import make_client
+
+    client, engine = make_client(tmp_path)
+    with client:
+        yield client, engine
+    engine.close()

@@ -13,17 +13,9 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
 from service.lean_route import LeanRoute
-from service_support import ADMIN_KEY, CLIENT_KEY, make_client
+from service_support import ADMIN_KEY, CLIENT_KEY
 
 C = {"X-API-Key": CLIENT_KEY, "content-type": "application/json"}
-
-
-@pytest.fixture
-def api(tmp_path):
-    client, engine = make_client(tmp_path)
-    with client:
-        yield client, engine
-    engine.close()
 
 
 def _general(client):

@@ -8,18 +8,10 @@ import pytest
 
 from recommender.store import open_store
 
-from service_support import ADMIN_KEY, CLIENT_KEY, make_client
+from service_support import ADMIN_KEY, CLIENT_KEY
 
 C = {"X-API-Key": CLIENT_KEY}
 A = {"X-API-Key": ADMIN_KEY}
-
-
-@pytest.fixture
-def api(tmp_path):
-    client, engine = make_client(tmp_path)
-    with client:
-        yield client, engine
-    engine.close()
 
 
 def rank(client, **body):
