@@ -20,7 +20,7 @@ from service.engine import RankingEngine
 
 from service_support import ADMIN_KEY, CLIENT_KEY, FakeRegistry, add_fake_model, config_from, write_config
 
-EXAMPLES = 100  # per endpoint, mode and store: under a minute in all
+EXAMPLES = 50  # per endpoint, mode and store: about half a minute in all
 CHECKS = [st_checks.not_a_server_error, st_checks.status_code_conformance, st_checks.content_type_conformance,
           st_checks.response_schema_conformance]
 KEYS = st.sampled_from([{"X-API-Key": ADMIN_KEY}, {"X-API-Key": CLIENT_KEY}, {}, {"X-API-Key": "wrong"}])
