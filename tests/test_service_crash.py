@@ -17,7 +17,7 @@ from launcher import ServeProcess
 from service_support import CLIENT_KEY, write_config
 
 C = {"X-API-Key": CLIENT_KEY}
-KILLS = 3
+KILLS = 2
 
 
 def load(url: str, tag: str, stop: threading.Event, acked: set, sent: list) -> None:
