@@ -313,9 +313,10 @@ def _insert(starts, lens, caps, keys, vals, used, which, p, k):
 
 @njit(cache=True)
 def add_online(s, p, b, c, w, clicked, ts, click_only):
-    """Count impressions of person p (banners b, categories c, at ts with weight w) in a
-    growing set; with ``click_only``, mark already counted impressions clicked. Returns
-    False (nothing changed) when the set must grow first."""
+    """Count impressions of person p (banners b, categories c, all at time ``ts`` with
+    weight ``w``: one ranking's, so both are scalars) in a growing set; with
+    ``click_only``, mark already counted impressions clicked. Returns False (nothing
+    changed) when the set must grow first."""
     (person, last_click, pb_start, pb_len, pb_cap, pb_key, pb_val,
      pc_start, pc_len, pc_cap, pc_key, pc_val, glob, dropped, used) = s
     # room first, so that a call either counts everything or nothing
@@ -336,12 +337,12 @@ def add_online(s, p, b, c, w, clicked, ts, click_only):
         if click_only:
             for v in (person[p], pb_val[jb], pc_val[jc]):
                 v[2] += 1.0
-                v[3] += w[i]
+                v[3] += w
             glob[b[i], 1] += 1.0
-            if math.isnan(last_click[p]) or ts[i] > last_click[p]:
-                last_click[p] = ts[i]
+            if math.isnan(last_click[p]) or ts > last_click[p]:
+                last_click[p] = ts
         else:
-            _add_slotted(s, p, jb, jc, b[i], w[i], clicked[i] != 0, ts[i])
+            _add_slotted(s, p, jb, jc, b[i], w, clicked[i] != 0, ts)
     return True
 
 

@@ -26,6 +26,8 @@ from .counters import (REBASE, CounterArrays, HistoryRows, N_HIST, add_events, a
 from .kernel import score_person
 from .lru import LRU
 
+_NO_CLICKS = np.zeros(64, dtype=np.int8)  # the clicks of a ranking's impressions when added (read, never written)
+
 
 @dataclass
 class Events:
@@ -296,7 +298,12 @@ class RunningHistory:
         p = self._row(staff)
         b = np.array([self._code(self._banner, x) for x in banners], dtype=np.int64)
         c = np.array([self._code(self._category, x) for x in categories], dtype=np.int64)
-        k = np.zeros(len(b), dtype=np.int8) if clicked is None else np.asarray(clicked, dtype=np.int8)
+        if clicked is not None:
+            k = np.asarray(clicked, dtype=np.int8)
+        elif len(b) <= len(_NO_CLICKS):
+            k = _NO_CLICKS[:len(b)]
+        else:
+            k = np.zeros(len(b), dtype=np.int8)
         self._update(p, b, c, ts, k, False)
         self.n_events += len(b)
 
@@ -312,10 +319,10 @@ class RunningHistory:
         self._update(p, b, c, ts, np.ones(1, dtype=np.int8), True)
 
     def _update(self, p: int, b: np.ndarray, c: np.ndarray, ts: float, clicked: np.ndarray, click_only: bool) -> None:
-        w = np.full(len(b), self._weight(ts))
-        t = np.full(len(b), float(ts))
+        w, t = self._weight(ts), float(ts)
         d = self.delta
-        d.reserve(len(self._staff_ids), len(self._banner), 0, 0)
+        if len(self._staff_ids) > len(d.person) or len(self._banner) > len(d.glob):
+            d.reserve(len(self._staff_ids), len(self._banner), 0, 0)
         while not add_online(d.as_tuple(), p, b, c, w, clicked, t, click_only):
             d.reserve(len(self._staff_ids), len(self._banner), 2 * (int(d.pb_len[p]) + len(b)) + 4,
                       2 * (int(d.pc_len[p]) + len(c)) + 4)

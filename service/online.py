@@ -215,27 +215,31 @@ class OnlineHistory:
         """``shown``: (banner_id, category) of the impressions, in position order;
         ``clicked``: banners already known clicked, ``outcomes``: (banner_id, type, value)
         of outcome events already known (a stored ranking read at start)."""
+        key = self._open.key(request_id)
         with self._lock:
-            if self._open.row(request_id) >= 0:
+            if self._open.row(request_id, key) >= 0:
                 return
             ts = float(ts)
             if self._forgotten and self._erased_before(staff_id, ts):
                 return
-            pairs: list[tuple[str, str]] = []
-            for banner_id, category in shown:
-                if all(b != banner_id for b, _ in pairs):
-                    pairs.append((banner_id, category))
+            first: dict[str, str] = {}
+            for banner_id, category in shown:  # each banner once, at its first place
+                first.setdefault(banner_id, category)
+            pairs = list(first.items())
+            controls, capped = bool(self.delivery), self._cap_all or self._capped_ids
+            if controls or capped:
+                for banner_id, _ in pairs:
                     self.delivery.add_impression(staff_id, banner_id, ts)
-                    if self._exposure_counts(banner_id):
+                    if capped and self._exposure_counts(banner_id):
                         self.exposure.add_impression(staff_id, banner_id, ts)
             banners = [b for b, _ in pairs]
+            categories = [c for _, c in pairs]
             for running in self._running.values():
-                running.add_impressions(staff_id, banners, [c for _, c in pairs], ts)
-            if self._cap_all or self._capped_ids:
+                running.add_impressions(staff_id, banners, categories, ts)
+            if capped:
                 self.exposure.sweep(ts)
             self._forget_old(ts)
-            self._open.add(request_id, staff_id, ts, pairs)
-            row = self._open.row(request_id)
+            row = self._open.add(request_id, staff_id, ts, pairs, key)
             for banner_id in [*clicked, *self._early.pop(request_id, ())]:
                 self._click(row, banner_id)
             for banner_id, kind, value in [*outcomes, *self._early_outcomes.pop(request_id, ())]:

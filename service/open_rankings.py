@@ -24,6 +24,8 @@ import numpy as np
 
 
 def _digest(request_id: str) -> tuple[int, int]:
+    """A request id's key in the table (a caller that looks an id up and then adds it
+    computes it once: ``key``)."""
     d = hashlib.blake2b(request_id.encode(), digest_size=16).digest()
     return int.from_bytes(d[:8], "little"), int.from_bytes(d[8:], "little")
 
@@ -125,12 +127,19 @@ class OpenRankings:
         self._live -= 1
 
     # the ring
-    def add(self, request_id: str, staff_id: str, ts: float, shown: list[tuple[str, str]]) -> bool:
-        """Open a ranking; False (nothing changed) when its request is already open. When
-        the ring is full the oldest ranking makes room (counted in ``evicted``)."""
-        hi, lo = _digest(request_id)
+    @staticmethod
+    def key(request_id: str) -> tuple[int, int]:
+        """The key ``row`` and ``add`` look ``request_id`` up by."""
+        return _digest(request_id)
+
+    def add(self, request_id: str, staff_id: str, ts: float, shown: list[tuple[str, str]],
+            key: tuple[int, int] | None = None) -> int:
+        """Open a ranking: its row, or -1 (nothing changed) when its request is already
+        open. When the ring is full the oldest ranking makes room (counted in
+        ``evicted``). ``key``: ``key(request_id)``, if the caller has it already."""
+        hi, lo = key if key is not None else _digest(request_id)
         if self._find(hi, lo) >= 0:
-            return False
+            return -1
         if self._used == self.capacity:
             self._skip_removed()
             if self._used == self.capacity and self._live < self.capacity:
@@ -153,7 +162,7 @@ class OpenRankings:
         self._added += 1
         if self._added % self.capacity == 0:
             self._compact_names()  # once per turn of the ring: the ids no row uses are let go
-        return True
+        return row
 
     def _widen(self, width: int) -> None:
         w = max(width, 2 * self._shown.shape[1])
@@ -212,9 +221,9 @@ class OpenRankings:
             self._shown[:] = remap[self._shown]
 
     # what a click or an outcome needs
-    def row(self, request_id: str) -> int:
+    def row(self, request_id: str, key: tuple[int, int] | None = None) -> int:
         """The row of an open ranking, -1 when it is not open."""
-        return self._find(*_digest(request_id))
+        return self._find(*(key if key is not None else _digest(request_id)))
 
     def staff(self, row: int) -> str:
         return self._people.names[int(self._staff[row])]

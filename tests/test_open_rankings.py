@@ -50,7 +50,7 @@ def check_against_model(capacity, program, compact_often):
     for t, op in enumerate(program):
         if op[0] == "add":
             rid, staff, shown = f"r-{op[1]}", f"s-{op[2]}", op[3]
-            added = store.add(rid, staff, float(t), shown)
+            added = store.add(rid, staff, float(t), shown) >= 0
             assert added == (rid not in model)
             if added:
                 if len(model) == capacity:
