@@ -74,7 +74,10 @@ def create_app(config: ServiceConfig | None = None, engine: RankingEngine | None
         if owns_engine:
             engine.close()
 
+    # FastAPI's own OpenTelemetry instrumentation is off: the service exports Prometheus
+    # metrics (/metrics), and merely checking for a configured provider costs ~10 us a request
     app = FastAPI(title="Banner ranking service", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  telemetry={"tracing": False, "metrics": False, "logs": False},
                   description="Ranks the banners of the messenger's banner space per staff member and logs "
                               "rankings and clicks for training and offline evaluation.")
     app.state.engine = engine
@@ -87,7 +90,7 @@ def create_app(config: ServiceConfig | None = None, engine: RankingEngine | None
         async def noop(body: RankRequest, _: Client):
             return {"ok": True}
 
-    app.include_router(ranking.router)
+    ranking.install(app)
     app.include_router(events.router)
     app.include_router(catalog.router)
     app.include_router(admin.router)
