@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, TypeAdapter,
+                      ValidationError, WrapValidator, model_validator)
 
 from recommender.domain import control_characters_in
 
@@ -63,6 +64,26 @@ Identifier = Annotated[str, StringConstraints(strict=True, min_length=1, max_len
 ShortIdentifier = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=128),
                             AfterValidator(_printable), NO_CONTROL_CHARACTERS]
 Text = Annotated[str, StringConstraints(strict=True, max_length=256), AfterValidator(_printable), NO_CONTROL_CHARACTERS]
+_CANDIDATE_IDS = TypeAdapter(Annotated[list[Identifier], Field(max_length=MAX_CANDIDATES)])
+
+
+def _candidate_ids(v, handler):
+    """A list of at most MAX_CANDIDATES Identifiers. The control-character check runs once over the whole list
+    when every id is printable ASCII (almost always): per item, it is a Python call each,
+    and a rank request carries dozens of ids. Otherwise each id is checked, so that an
+    error names the item."""
+    try:
+        ids = handler(v)
+    except ValidationError:
+        ids = None  # every error, the control characters' too
+    if ids is not None and (joined := "".join(ids)).isascii() and joined.isprintable():
+        return ids
+    return _CANDIDATE_IDS.validate_python(v)
+
+
+CandidateIds = Annotated[list[Annotated[str, StringConstraints(strict=True, min_length=1, max_length=256),
+                                        NO_CONTROL_CHARACTERS]], Field(max_length=MAX_CANDIDATES),
+                         WrapValidator(_candidate_ids)]
 EventTime = Annotated[datetime | None, BeforeValidator(_iso_text), AfterValidator(_sensible_time),
                      Field(json_schema_extra={"pattern": "^2[0-9]{3}-"})]
 
@@ -76,8 +97,8 @@ class RankRequest(BaseModel):
     staff_id: Identifier = Field(description="the staff member the banner space is loaded for")
     profile: dict[Annotated[str, StringConstraints(min_length=1, max_length=256)], Text] | None = Field(
         None, description="role, school_level, region and any extra attributes; else the staff directory's profile")
-    candidates: list[Identifier] | None = Field(
-        None, max_length=MAX_CANDIDATES,
+    candidates: CandidateIds | None = Field(
+        None,
         description=f"banner ids to rank (at most {MAX_CANDIDATES}); default: every eligible banner of the catalog")
     slots: Annotated[int, Field(ge=1, le=MAX_SLOTS), BeforeValidator(_json_integer)] | None = Field(
         None, description="positions the client shows (default from config)")
