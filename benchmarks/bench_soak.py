@@ -6,7 +6,8 @@ fixed rate of rank requests (default 300/s, 30 candidates each) and click events
 counts from when its request was due. Reported: errors (any answer but 200), p50/p99 of
 rank and events per minute and overall, the rate answered, and the resident memory of
 the server's processes: after the warm-up (--warmup seconds, default 60), its peak, at
-the end, the growth from warm-up to end in MB, and its slope over the second half. The
+the end, the growth from warm-up to end in MB (and by mapping: heap, anonymous memory,
+each file mapped), and its slope over the second half. The
 service's own bound on rankings open to clicks applies (500,000) unless
 --max-open-rankings says otherwise.
 
@@ -56,17 +57,49 @@ def rss_mb(root_pid: int) -> float:
     return total / 1024
 
 
+def rss_by_mapping(root_pid: int) -> dict[str, float]:
+    """Resident memory of a process and its children by what is mapped (from
+    /proc/PID/smaps): [heap], [anon] (other anonymous memory: thread arenas, numpy's
+    large arrays), or a file's name (shared libraries, SQLite's -shm), in MB."""
+    pids = [root_pid]
+    out = subprocess.run(["pgrep", "-P", str(root_pid)], capture_output=True, text=True).stdout.split()
+    pids += [int(p) for p in out]
+    kinds: dict[str, float] = collections.defaultdict(float)
+    for pid in pids:
+        try:
+            text = Path(f"/proc/{pid}/smaps").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        label = "[anon]"
+        for line in text.splitlines():
+            head = line.split(None, 5)
+            if len(head) >= 5 and "-" in head[0] and not head[0].endswith(":"):
+                label = Path(head[5]).name if len(head) == 6 and head[5].startswith("/") else (
+                    head[5] if len(head) == 6 else "[anon]")
+            elif line.startswith("Rss:"):
+                kinds[label] += int(line.split()[1]) / 1024
+    return dict(kinds)
+
+
 class MemorySampler(threading.Thread):
-    def __init__(self, pid: int, every: float = 2.0):
+    """RSS every ``every`` seconds; and what it is made of (``rss_by_mapping``) at the
+    first sample from ``warmup`` seconds on and at the last one."""
+
+    def __init__(self, pid: int, every: float = 2.0, warmup: float = 60.0):
         super().__init__(daemon=True)
-        self.pid, self.every = pid, every
+        self.pid, self.every, self.warmup = pid, every, warmup
         self.samples: list[tuple[float, float]] = []
+        self.mappings: dict[str, dict[str, float]] = {}
         self.stop = threading.Event()
 
     def run(self) -> None:
         t0 = time.monotonic()
         while not self.stop.is_set():
-            self.samples.append((time.monotonic() - t0, rss_mb(self.pid)))
+            t = time.monotonic() - t0
+            if t >= self.warmup and "warm" not in self.mappings:
+                self.mappings["warm"] = rss_by_mapping(self.pid)
+            self.samples.append((t, rss_mb(self.pid)))
+            self.mappings["end"] = rss_by_mapping(self.pid) if t >= self.warmup else {}
             self.stop.wait(self.every)
 
 
@@ -211,6 +244,16 @@ def run_client(url: str, candidates: list[str], mode: str, duration: float, rate
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def report_growth(mappings: dict[str, dict[str, float]]) -> dict[str, float]:
+    """What grew from the warm-up to the end, by mapping (MB), largest first."""
+    warm, end = mappings.get("warm", {}), mappings.get("end", {})
+    growth = {k: end.get(k, 0.0) - warm.get(k, 0.0) for k in {*warm, *end}}
+    growth = dict(sorted(((k, v) for k, v in growth.items() if abs(v) >= 0.05), key=lambda kv: -abs(kv[1])))
+    if growth:
+        print("RSS growth after the warm-up, by mapping: " + ", ".join(f"{k} {v:+.1f} MB" for k, v in growth.items()))
+    return growth
+
+
 def report_soak(result: dict, memory: list[tuple[float, float]], warmup: float, seconds: float) -> dict:
     codes = result["codes"]
     errors = {k: v for k, v in codes.items() if not k.endswith(" 200")}
@@ -325,14 +368,16 @@ def main() -> None:
         results["model"] = info["model"]
         if not args.skip_soak:
             server = start_server(config, args.workers)
-            sampler = MemorySampler(server.proc.pid)
+            sampler = MemorySampler(server.proc.pid, warmup=args.warmup)
             sampler.start()
             try:
                 res = run_client(server.url, candidates, "open", args.minutes * 60, args.rate, args.event_rate)
             finally:
                 sampler.stop.set()
+                sampler.join()
                 server.stop()
             results["soak"] = report_soak(res, sampler.samples, args.warmup, args.minutes * 60)
+            results["soak"]["rss_growth_by_mapping_mb"] = report_growth(sampler.mappings)
         if not args.skip_overload:
             server = start_server(config, args.workers)
             try:
