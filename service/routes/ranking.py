@@ -61,9 +61,8 @@ async def rank(body: RankRequest, request: Request, key: Client) -> Response:
 
 def install(app: FastAPI) -> None:
     """Add POST /v1/rank to the app's own routes, ahead of the included routers'. Not as
-    a router of its own:
-    FastAPI matches an included router's routes twice per request (once to choose the
-    router, once within it), which costs a rank request about 20 us."""
+    a router of its own: FastAPI matches an included router's routes twice per request
+    (once to choose the router, once within it), which costs a rank request about 20 us."""
     app.router.add_api_route("/v1/rank", rank, methods=["POST"], response_model=RankResponse,
                              responses={**CLIENT_ERRORS, **EXPLAIN_ERRORS}, tags=["ranking"],
                              summary="rank the candidate banners for one staff member", route_class_override=LeanRoute)
