@@ -408,7 +408,7 @@ class HistoryRows(dict):
     views of one (n, N_HIST) ``matrix``, which the feature kernel reads without copying."""
 
     def __init__(self, matrix: np.ndarray):
-        super().__init__((name, matrix[:, j]) for j, name in enumerate(HIST_FIELDS))
+        super().__init__(zip(HIST_FIELDS, matrix.T))  # the columns, as views
         self.matrix = matrix
 
 

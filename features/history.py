@@ -420,6 +420,8 @@ class RunningHistory:
         ``query_person``."""
         t = np.asarray(ts, dtype=np.float64).tolist()
         staff, banner, category = list(staff), list(banner), list(category)
+        if t and staff.count(staff[0]) == len(t) and t.count(t[0]) == len(t):  # one request's rows (the service)
+            return self.query_person(staff[0], banner, category, t[0])
         starts = [i for i in range(len(t)) if i == 0 or staff[i] != staff[i - 1] or t[i] != t[i - 1]]
         parts = [self.query_person(staff[i], banner[i:j], category[i:j], t[i])
                  for i, j in zip(starts, [*starts[1:], len(t)])]
