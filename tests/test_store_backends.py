@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from recommender.contracts import write_impressions
 from recommender.contracts.impressions import load_impressions
 from recommender.store import NOT_SHOWN, OK, UNKNOWN_REQUEST, ClickEvent, RankingRecord, open_store
+from recommender.store.sql import statement_sizes
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -60,8 +61,9 @@ def test_ranking_logged_twice_is_kept_once(store):
 
 @pytest.mark.parametrize("max_params", [None, 25])
 def test_a_batch_of_rankings_is_stored_whole_and_once(store, max_params):
-    """The writer's batch goes in one statement when it fits (None: the backend's limit),
-    else in several statements of one transaction (25 parameters: 2 rows each)."""
+    """The writer's batch goes in one statement when its size is a power of two that fits
+    (None: the backend's limit), else in a few statements of one transaction (101 rows:
+    64 + 32 + 4 + 1; 25 parameters: at most 2 rows each)."""
     if max_params is not None:
         store.dialect = dataclasses.replace(store.dialect, max_params=max_params)
     calls = []
@@ -69,14 +71,39 @@ def test_a_batch_of_rankings_is_stored_whole_and_once(store, max_params):
         method = getattr(store, name)
         setattr(store, name, lambda *a, _m=method, _n=name: calls.append(_n) or _m(*a))
     batch = [_ranking(f"r-{i:03d}", staff=f"s-{i}", ts=1.7e9 + i) for i in range(101)]
-    store.log_rankings(batch)
-    # one statement, or one transaction of 51 statements; never a call per row
+    store.log_rankings(batch[:64])
     assert calls[0] == ("_write_statement" if max_params is None else "_tx") and len(calls) <= 2
+    calls.clear()
+    store.log_rankings(batch)
+    assert calls[0] == "_tx" and len(calls) <= 2  # one transaction of several statements; never a call per row
     store.log_rankings(batch[50:] + [_ranking("r-new")])  # a retry of half of it, and one more
     got = list(store.iter_rankings())
     assert [r.request_id for r in got] == [r.request_id for r in batch] + ["r-new"]
     assert [r.staff_id for r in got[:101]] == [r.staff_id for r in batch]
     assert got[100].items == batch[100].items and got[100].ts == batch[100].ts
+
+
+@given(st.integers(0, 5000), st.integers(1, 5000))
+def test_statement_sizes_are_few_powers_of_two_that_add_up(n, most):
+    sizes = statement_sizes(n, most)
+    assert sum(sizes) == n and all(0 < x <= most and x & (x - 1) == 0 for x in sizes)
+    assert sizes == sorted(sizes, reverse=True) and len(set(sizes)) <= most.bit_length()
+
+
+def test_batches_of_every_size_run_few_distinct_statements(tmp_path):
+    """The driver keeps every distinct statement prepared (about 150 KB for a few hundred
+    rows): batches of each size from 1 to 120 must not make 120 of them."""
+    store = open_store(f"sqlite:///{tmp_path / 'e.db'}")
+    seen: set[str] = set()
+    store._db.set_trace_callback(lambda sql: seen.add(sql.split("VALUES")[0] + str(sql.count("("))))
+    k = 0
+    for n in range(1, 121):
+        store.log_rankings([_ranking(f"r-{k + i}") for i in range(n)])
+        k += n
+    store._db.set_trace_callback(None)
+    assert len(list(store.iter_rankings())) == k
+    assert len({s for s in seen if s.startswith("INSERT INTO rankings")}) <= 7  # 1, 2, 4, ..., 64 rows
+    store.close()
 
 
 def test_sqlite_refuses_to_log_inside_an_open_transaction(tmp_path):

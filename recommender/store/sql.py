@@ -115,6 +115,16 @@ class Dialect:
         return f"INSERT INTO {head} ON CONFLICT ({key}) DO UPDATE SET {updates}"
 
 
+def statement_sizes(n: int, most: int) -> list[int]:
+    """Row counts of the statements that write ``n`` rows, each a power of two and at
+    most ``most`` (largest first): at most about log2(``most``) distinct statements ever."""
+    top = 1 << (max(1, most).bit_length() - 1)  # the largest power of two <= most
+    sizes = [top] * (n // top)
+    rest = n % top
+    sizes += [1 << b for b in range(rest.bit_length() - 1, -1, -1) if rest >> b & 1]
+    return sizes
+
+
 class SQLStore(EventStore):
     """An EventStore over one DB-API connection guarded by a lock."""
 
@@ -139,29 +149,35 @@ class SQLStore(EventStore):
 
     # -- writes -----------------------------------------------------------------------
     def log_rankings(self, records: list[RankingRecord]) -> None:
-        """Every record in as few statements as the backend allows (one for a writer's
-        batch): each driver call hands the GIL over and takes it back, and a writer thread
-        taking it back stalls the thread that serves requests far longer than the rows
-        cost (measured with bench_service.py: row by row, executemany cost the requests
-        ~125 us per ranking). Records already stored (same request_id) are skipped, so a
-        retry is harmless."""
+        """Every record in a few multi-row statements: each driver call hands the GIL over
+        and takes it back, and a writer thread taking it back stalls the thread that
+        serves requests far longer than the rows cost (measured with bench_service.py:
+        row by row, executemany cost the requests ~125 us per ranking). Records already
+        stored (same request_id) are skipped, so a retry is harmless.
+
+        The statements hold a power of two of rows each (``statement_sizes``): the driver
+        keeps each distinct statement it ran prepared, and one of a few hundred rows takes
+        about 150 KB, so statements of every batch size the writer happens to see grew a
+        service by about 17 MB (a 30-minute soak's steady growth, benchmarks/bench_soak.py)."""
         if not records:
             return
         rows = [(r.request_id, r.ts, r.staff_id, r.arm, r.model_version, bool(r.explored), r.slots, r.items_json(),
                  r.candidates_json(), r.writer, r.slot_ids_json()) for r in records]
-        per_statement = max(1, self.dialect.max_params // len(RANKING_INSERT))
+        sizes = statement_sizes(len(rows), max(1, self.dialect.max_params // len(RANKING_INSERT)))
 
         def insert(chunk: list[tuple]) -> tuple[str, list]:
             return (self.dialect.insert("rankings", RANKING_INSERT, "request_id", rows=len(chunk)),
                     [v for row in chunk for v in row])
 
-        if len(rows) <= per_statement:
+        if len(sizes) == 1:
             self._write_statement(*insert(rows))
             return
 
         def work(db):
-            for i in range(0, len(rows), per_statement):
-                db.execute(*insert(rows[i:i + per_statement]))
+            start = 0
+            for n in sizes:
+                db.execute(*insert(rows[start:start + n]))
+                start += n
 
         self._tx(work)
 
