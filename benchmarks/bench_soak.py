@@ -41,13 +41,16 @@ sys.path.insert(0, str(HERE))
 from bench_service import KEY, Connection, Requests, add_setup_arguments, prepare, start_server  # noqa: E402
 
 
+def _with_children(root_pid: int) -> list[int]:
+    """A process and its children (the workers)."""
+    out = subprocess.run(["pgrep", "-P", str(root_pid)], capture_output=True, text=True).stdout.split()
+    return [root_pid, *(int(p) for p in out)]
+
+
 def rss_mb(root_pid: int) -> float:
     """Resident memory of a process and its children (the workers), in MB."""
-    pids = [root_pid]
-    out = subprocess.run(["pgrep", "-P", str(root_pid)], capture_output=True, text=True).stdout.split()
-    pids += [int(p) for p in out]
     total = 0
-    for pid in pids:
+    for pid in _with_children(root_pid):
         try:
             status = Path(f"/proc/{pid}/status").read_text()
         except FileNotFoundError:
@@ -61,11 +64,8 @@ def rss_by_mapping(root_pid: int) -> dict[str, float]:
     """Resident memory of a process and its children by what is mapped (from
     /proc/PID/smaps): [heap], [anon] (other anonymous memory: thread arenas, numpy's
     large arrays), or a file's name (shared libraries, SQLite's -shm), in MB."""
-    pids = [root_pid]
-    out = subprocess.run(["pgrep", "-P", str(root_pid)], capture_output=True, text=True).stdout.split()
-    pids += [int(p) for p in out]
     kinds: dict[str, float] = collections.defaultdict(float)
-    for pid in pids:
+    for pid in _with_children(root_pid):
         try:
             text = Path(f"/proc/{pid}/smaps").read_text()
         except (FileNotFoundError, ProcessLookupError):
@@ -83,7 +83,7 @@ def rss_by_mapping(root_pid: int) -> dict[str, float]:
 
 class MemorySampler(threading.Thread):
     """RSS every ``every`` seconds; and what it is made of (``rss_by_mapping``) at the
-    first sample from ``warmup`` seconds on and at the last one."""
+    first sample from ``warmup`` seconds on and when told to stop (before the server is)."""
 
     def __init__(self, pid: int, every: float = 2.0, warmup: float = 60.0):
         super().__init__(daemon=True)
@@ -99,8 +99,9 @@ class MemorySampler(threading.Thread):
             if t >= self.warmup and "warm" not in self.mappings:
                 self.mappings["warm"] = rss_by_mapping(self.pid)
             self.samples.append((t, rss_mb(self.pid)))
-            self.mappings["end"] = rss_by_mapping(self.pid) if t >= self.warmup else {}
             self.stop.wait(self.every)
+        if "warm" in self.mappings:
+            self.mappings["end"] = rss_by_mapping(self.pid)
 
 
 class BodyConnection(Connection):

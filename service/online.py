@@ -226,11 +226,11 @@ class OnlineHistory:
             for banner_id, category in shown:  # each banner once, at its first place
                 first.setdefault(banner_id, category)
             pairs = list(first.items())
-            controls, capped = bool(self.delivery), self._cap_all or self._capped_ids
-            if controls or capped:
+            capped = self._cap_all or self._capped_ids
+            if self.delivery or capped:
                 for banner_id, _ in pairs:
                     self.delivery.add_impression(staff_id, banner_id, ts)
-                    if capped and self._exposure_counts(banner_id):
+                    if self._exposure_counts(banner_id):
                         self.exposure.add_impression(staff_id, banner_id, ts)
             banners = [b for b, _ in pairs]
             categories = [c for _, c in pairs]

@@ -59,8 +59,8 @@ def _sensible_time(v: datetime | None) -> datetime | None:
 
 # the rule in the OpenAPI document; _printable checks it with a message that says why
 NO_CONTROL_CHARACTERS = Field(json_schema_extra={"pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"})
-Identifier = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=256), AfterValidator(_printable),
-                       NO_CONTROL_CHARACTERS]
+_IDENTIFIER = StringConstraints(strict=True, min_length=1, max_length=256)
+Identifier = Annotated[str, _IDENTIFIER, AfterValidator(_printable), NO_CONTROL_CHARACTERS]
 ShortIdentifier = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=128),
                             AfterValidator(_printable), NO_CONTROL_CHARACTERS]
 Text = Annotated[str, StringConstraints(strict=True, max_length=256), AfterValidator(_printable), NO_CONTROL_CHARACTERS]
@@ -68,10 +68,10 @@ _CANDIDATE_IDS = TypeAdapter(Annotated[list[Identifier], Field(max_length=MAX_CA
 
 
 def _candidate_ids(v, handler):
-    """A list of at most MAX_CANDIDATES Identifiers. The control-character check runs once over the whole list
-    when every id is printable ASCII (almost always): per item, it is a Python call each,
-    and a rank request carries dozens of ids. Otherwise each id is checked, so that an
-    error names the item."""
+    """A list of at most MAX_CANDIDATES Identifiers. The control-character check runs once
+    over the whole list when every id is printable ASCII (almost always): per item, it is
+    a Python call each, and a rank request carries dozens of ids. Otherwise each id is
+    checked, so that an error names the item."""
     try:
         ids = handler(v)
     except ValidationError:
@@ -81,8 +81,7 @@ def _candidate_ids(v, handler):
     return _CANDIDATE_IDS.validate_python(v)
 
 
-CandidateIds = Annotated[list[Annotated[str, StringConstraints(strict=True, min_length=1, max_length=256),
-                                        NO_CONTROL_CHARACTERS]], Field(max_length=MAX_CANDIDATES),
+CandidateIds = Annotated[list[Annotated[str, _IDENTIFIER, NO_CONTROL_CHARACTERS]], Field(max_length=MAX_CANDIDATES),
                          WrapValidator(_candidate_ids)]
 EventTime = Annotated[datetime | None, BeforeValidator(_iso_text), AfterValidator(_sensible_time),
                      Field(json_schema_extra={"pattern": "^2[0-9]{3}-"})]

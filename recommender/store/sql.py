@@ -156,9 +156,9 @@ class SQLStore(EventStore):
         stored (same request_id) are skipped, so a retry is harmless.
 
         The statements hold a power of two of rows each (``statement_sizes``): the driver
-        keeps each distinct statement it ran prepared, and one of a few hundred rows takes
-        about 150 KB, so statements of every batch size the writer happens to see grew a
-        service by about 17 MB (a 30-minute soak's steady growth, benchmarks/bench_soak.py)."""
+        keeps each distinct statement it ran prepared (about 150 KB for a few hundred
+        rows), so a statement per batch size grew a process logging batches of random
+        sizes by about 17 MB, and was a 30-minute soak's steady growth (bench_soak.py)."""
         if not records:
             return
         rows = [(r.request_id, r.ts, r.staff_id, r.arm, r.model_version, bool(r.explored), r.slots, r.items_json(),
