@@ -38,7 +38,7 @@ def parse_variant(text: str) -> tuple[str, Path, str]:
         raise argparse.ArgumentTypeError(f"--variant {text!r}: expected NAME=CHECKOUT[:PYTHON]")
     root, _, python = rest.partition(":")
     root_path = Path(root).resolve()
-    if not (root_path / "recommender" / "cli.py").is_file():
+    if not (root_path / "service" / "app.py").is_file():
         raise argparse.ArgumentTypeError(f"--variant {text!r}: {root_path} is not a checkout of this project")
     return name, root_path, python or sys.executable
 

@@ -105,25 +105,30 @@ class CandidateSet:
         self.priority = np.fromiter((b.priority for b in self.banners), dtype=np.float64, count=n)
         self.n_pinned = int(self.pinned.sum())
         self._greedy_propensities: dict[float, list[float]] = {}
-        self._pinned_list: list[bool] = self.pinned.tolist()
+        self._pinned_idx: list[int] = np.flatnonzero(self.pinned).tolist()
+        self._free_idx: list[int] = np.flatnonzero(~self.pinned).tolist()
         self._neg_priority: list[float] = (-self.priority).tolist()
 
     def __len__(self) -> int:
         return len(self.banners)
 
     def greedy(self, scores: list[float]) -> list[int]:
-        """``ordering.greedy_order`` of these candidates for one request, by a Python sort
-        of (pinned last, first key, second key, index) tuples: for a few dozen candidates
-        it costs less than the dozen numpy calls, and gives the same order (the scores
-        are finite: the Ranker checks them)."""
-        neg = [-x for x in scores]
-        if not self.n_pinned:
-            keys = zip(neg, self._neg_priority, range(len(neg)))
-        else:
-            pinned, neg_priority = self._pinned_list, self._neg_priority
-            keys = zip([not p for p in pinned], [q if p else x for x, q, p in zip(neg, neg_priority, pinned)],
-                       [x if p else q for x, q, p in zip(neg, neg_priority, pinned)], range(len(neg)))
-        return [key[-1] for key in sorted(keys)]
+        """``ordering.greedy_order`` of these candidates for one request, in Python: for a
+        few dozen candidates it costs less than the dozen numpy calls, and gives the same
+        order (the scores are finite: the Ranker checks them). The pinned block (by
+        priority, then score, then index) comes first; the rest are sorted by score alone
+        when no two scores are equal (nearly always), by C comparisons of floats, and
+        otherwise by (score, priority, index) tuples."""
+        neg_priority, free = self._neg_priority, self._free_idx
+        if not self._pinned_idx:
+            if len(set(scores)) == len(scores):  # distinct: the score alone decides
+                return sorted(range(len(scores)), key=scores.__getitem__, reverse=True)
+            return sorted(free, key=lambda i: (-scores[i], neg_priority[i], i))
+        pinned = sorted(self._pinned_idx, key=lambda i: (neg_priority[i], -scores[i], i))
+        free_scores = [scores[i] for i in free]
+        if len(set(free_scores)) == len(free_scores):
+            return pinned + [free[j] for j in sorted(range(len(free)), key=free_scores.__getitem__, reverse=True)]
+        return pinned + sorted(free, key=lambda i: (-scores[i], neg_priority[i], i))
 
     def greedy_propensities(self, epsilon: float) -> list[float]:
         """``propensities`` of the greedy order itself (what most requests show): the
