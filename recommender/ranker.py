@@ -120,14 +120,11 @@ class CandidateSet:
         when no two scores are equal (nearly always), by C comparisons of floats, and
         otherwise by (score, priority, index) tuples."""
         neg_priority, free = self._neg_priority, self._free_idx
-        if not self._pinned_idx:
-            if len(set(scores)) == len(scores):  # distinct: the score alone decides
-                return sorted(range(len(scores)), key=scores.__getitem__, reverse=True)
-            return sorted(free, key=lambda i: (-scores[i], neg_priority[i], i))
         pinned = sorted(self._pinned_idx, key=lambda i: (neg_priority[i], -scores[i], i))
-        free_scores = [scores[i] for i in free]
-        if len(set(free_scores)) == len(free_scores):
-            return pinned + [free[j] for j in sorted(range(len(free)), key=free_scores.__getitem__, reverse=True)]
+        free_scores = [scores[i] for i in free] if pinned else scores  # none pinned: free is 0..n-1
+        if len(set(free_scores)) == len(free_scores):  # distinct: the score alone decides
+            order = sorted(range(len(free)), key=free_scores.__getitem__, reverse=True)
+            return pinned + [free[j] for j in order] if pinned else order
         return pinned + sorted(free, key=lambda i: (-scores[i], neg_priority[i], i))
 
     def greedy_propensities(self, epsilon: float) -> list[float]:
